@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dynasoar needs, when running as root and they are missing.
+# --check only reports what is missing (used on every `make install`; cheap).
+set -euo pipefail
+
+packages=(python3-venv python3-dev gcc pkg-config)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+# A Python that already has venv + pip (pyenv, CI images) does not need the Debian ones.
+if python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    keep=()
+    for p in "${missing[@]}"; do
+        [[ "$p" == python3-venv || "$p" == python3-dev ]] || keep+=("$p")
+    done
+    missing=("${keep[@]+"${keep[@]}"}")
+fi
+
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ "${1:-}" == "--check" ]]; then
+    echo "note: Debian packages not installed: ${missing[*]}" >&2
+    exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "error: missing Debian packages (${missing[*]}); run as root or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
