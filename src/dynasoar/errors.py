@@ -1,0 +1,204 @@
+"""The one exception tree of dynasoar.
+
+Every error a peer should hear about is a :class:`DynasoarError`; :mod:`dynasoar.soap.faults`
+turns it into a SOAP 1.1 or 1.2 fault (the only place that does). Library errors (lxml,
+HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... from exc``::
+
+    DynasoarError
+    ├── SenderError                       the message or request is at fault (env:Sender / Client)
+    │   ├── MalformedMessage              not XML, a DTD, not a SOAP envelope
+    │   ├── VersionMismatch               not a SOAP 1.1 / 1.2 envelope (env:VersionMismatch)
+    │   ├── PayloadTooLarge               over a size limit
+    │   ├── InvalidPackage                a service package we refuse
+    │   ├── UnknownService                a name no one has published (management ports)
+    │   ├── InvalidRequest                a well-formed request we cannot act on
+    │   └── AddressingFault               WS-Addressing 1.0 faults (their own codes)
+    │       ├── InvalidAddressingHeader   (with a subcode such as ActionMismatch)
+    │       ├── MessageAddressingHeaderRequired
+    │       ├── ActionNotSupported
+    │       ├── DestinationUnreachable
+    │       └── EndpointUnavailable       a Receiver fault, with RetryAfter
+    ├── ReceiverError                     we could not do it (env:Receiver / Server)
+    │   ├── NoHostAvailable               dyn:NoHostAvailable
+    │   ├── DeploymentFailed              dyn:DeploymentFailed
+    │   ├── DeploymentTimeout             dyn:DeploymentTimeout
+    │   ├── HostLost                      dyn:HostLost
+    │   ├── Busy                          dyn:Busy
+    │   └── TransportError                an HTTP exchange with a peer failed
+    └── RemoteFault                       a SOAP fault a peer sent us (client side)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from dynasoar import ns
+
+#: A qualified name as (namespace, local name).
+QName = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class DetailItem:
+    """One element of fault detail: ``<{namespace}name>text</...>``."""
+
+    name: QName
+    text: str
+
+
+class DynasoarError(Exception):
+    """Base of every error dynasoar reports to a peer.
+
+    ``subcode`` is the SOAP 1.2 Subcode (and the SOAP 1.1 detail element or faultcode, see
+    :mod:`dynasoar.soap.faults`). The HTTP status of a fault follows from the SOAP version and
+    ``sender``, as the SOAP HTTP bindings rule it, so errors carry none.
+    """
+
+    sender: ClassVar[bool] = False
+    subcode: ClassVar[QName | None] = None
+
+    def __init__(self, reason: str, *, detail: tuple[DetailItem, ...] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class SenderError(DynasoarError):
+    sender = True
+
+
+class MalformedMessage(SenderError):
+    subcode = (ns.DYN, "MalformedMessage")
+
+
+class VersionMismatch(SenderError):
+    """The envelope is not in a SOAP namespace we speak (rendered as env:VersionMismatch)."""
+
+
+class PayloadTooLarge(SenderError):
+    subcode = (ns.DYN, "PayloadTooLarge")
+
+
+class InvalidPackage(SenderError):
+    subcode = (ns.DYN, "InvalidPackage")
+
+
+class UnknownService(SenderError):
+    subcode = (ns.DYN, "UnknownService")
+
+
+class InvalidRequest(SenderError):
+    subcode = (ns.DYN, "InvalidRequest")
+
+
+class AddressingFault(SenderError):
+    """A WS-Addressing 1.0 fault (W3C WS-Addressing 1.0 SOAP Binding, section 6).
+
+    ``subsubcode`` refines InvalidAddressingHeader (for example ``wsa:ActionMismatch``).
+    """
+
+    subsubcode: QName | None = None
+
+
+class InvalidAddressingHeader(AddressingFault):
+    subcode = (ns.WSA, "InvalidAddressingHeader")
+
+    def __init__(
+        self, reason: str, *, subsubcode: str | None, problem_header: QName | None
+    ) -> None:
+        detail = (problem_header_detail(problem_header),) if problem_header else ()
+        super().__init__(reason, detail=detail)
+        self.subsubcode = (ns.WSA, subsubcode) if subsubcode else None
+
+
+class MessageAddressingHeaderRequired(AddressingFault):
+    subcode = (ns.WSA, "MessageAddressingHeaderRequired")
+
+    def __init__(self, reason: str, *, problem_header: QName) -> None:
+        super().__init__(reason, detail=(problem_header_detail(problem_header),))
+
+
+class ActionNotSupported(AddressingFault):
+    subcode = (ns.WSA, "ActionNotSupported")
+
+    def __init__(self, reason: str, *, action: str) -> None:
+        super().__init__(reason, detail=(DetailItem((ns.WSA, "ProblemAction"), action),))
+        self.action = action
+
+
+class DestinationUnreachable(AddressingFault):
+    subcode = (ns.WSA, "DestinationUnreachable")
+
+    def __init__(self, reason: str, *, iri: str | None = None) -> None:
+        detail = (DetailItem((ns.WSA, "ProblemIRI"), iri),) if iri else ()
+        super().__init__(reason, detail=detail)
+
+
+class EndpointUnavailable(AddressingFault):
+    sender = False
+    subcode = (ns.WSA, "EndpointUnavailable")
+
+    def __init__(self, reason: str, *, retry_after_ms: int | None = None) -> None:
+        detail = (
+            (DetailItem((ns.WSA, "RetryAfter"), str(retry_after_ms)),)
+            if retry_after_ms is not None
+            else ()
+        )
+        super().__init__(reason, detail=detail)
+        self.retry_after_ms = retry_after_ms
+
+
+def problem_header_detail(name: QName) -> DetailItem:
+    """wsa:ProblemHeaderQName detail; the text is a prefixed QName bound by the renderer."""
+    return DetailItem((ns.WSA, "ProblemHeaderQName"), "{%s}%s" % name)
+
+
+class ReceiverError(DynasoarError):
+    sender = False
+
+
+class NoHostAvailable(ReceiverError):
+    subcode = (ns.DYN, "NoHostAvailable")
+
+
+class DeploymentFailed(ReceiverError):
+    subcode = (ns.DYN, "DeploymentFailed")
+
+
+class DeploymentTimeout(ReceiverError):
+    subcode = (ns.DYN, "DeploymentTimeout")
+
+
+class HostLost(ReceiverError):
+    subcode = (ns.DYN, "HostLost")
+
+
+class Busy(ReceiverError):
+    subcode = (ns.DYN, "Busy")
+
+
+class TransportError(ReceiverError):
+    """An HTTP exchange with a peer failed (connect, read, timeout, protocol)."""
+
+    subcode = (ns.DYN, "TransportError")
+
+
+@dataclass
+class FaultInfo:
+    """A SOAP fault as read off the wire (either SOAP version)."""
+
+    code: QName
+    subcodes: list[QName] = field(default_factory=list)
+    reason: str = ""
+    detail_xml: bytes = b""
+
+
+class RemoteFault(DynasoarError):
+    """A SOAP fault a peer answered with; raised by dynasoar's own clients."""
+
+    def __init__(self, fault: FaultInfo, *, status: int) -> None:
+        codes = " / ".join("{%s}%s" % c for c in [fault.code, *fault.subcodes])
+        super().__init__(f"{fault.reason} [{codes}]")
+        self.fault = fault
+        self.status = status

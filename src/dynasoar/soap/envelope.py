@@ -1,0 +1,250 @@
+"""SOAP envelopes: hardened parsing (whole or head-only), version detection, building."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from dynasoar import ns
+from dynasoar.errors import MalformedMessage, VersionMismatch
+
+#: Bytes of envelope we are willing to read before the Body starts (the head holds only
+#: headers; anything bigger is not an envelope we want to route).
+MAX_HEAD_BYTES = 256 * 1024
+
+
+class SoapVersion(enum.Enum):
+    SOAP11 = "1.1"
+    SOAP12 = "1.2"
+
+    @property
+    def envelope_ns(self) -> str:
+        return ns.SOAP11_ENV if self is SoapVersion.SOAP11 else ns.SOAP12_ENV
+
+    @property
+    def media_type(self) -> str:
+        return "text/xml" if self is SoapVersion.SOAP11 else "application/soap+xml"
+
+    def content_type(self, action: str | None = None) -> str:
+        """The HTTP Content-Type for a message; SOAP 1.2 carries the action as a parameter."""
+        if self is SoapVersion.SOAP12 and action:
+            return f'application/soap+xml; charset=utf-8; action="{action}"'
+        return f"{self.media_type}; charset=utf-8"
+
+    @classmethod
+    def from_namespace(cls, uri: str) -> SoapVersion:
+        if uri == ns.SOAP11_ENV:
+            return cls.SOAP11
+        if uri == ns.SOAP12_ENV:
+            return cls.SOAP12
+        raise VersionMismatch(
+            f"the envelope namespace {uri or '(none)'!r} is neither SOAP 1.1 nor SOAP 1.2"
+        )
+
+    @classmethod
+    def from_media_type(cls, media_type: str) -> SoapVersion | None:
+        media_type = media_type.strip().lower()
+        if media_type == "text/xml":
+            return cls.SOAP11
+        if media_type == "application/soap+xml":
+            return cls.SOAP12
+        return None
+
+
+def new_parser() -> etree.XMLParser:
+    """A parser that loads no DTD, expands no entity and touches no network."""
+    return etree.XMLParser(
+        resolve_entities=False,
+        load_dtd=False,
+        no_network=True,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_pis=True,
+        collect_ids=False,
+    )
+
+
+@dataclass
+class Envelope:
+    """A parsed SOAP envelope; for a head-only parse ``body`` has no children yet."""
+
+    version: SoapVersion
+    root: etree._Element
+    header_blocks: list[etree._Element]
+    body: etree._Element | None
+    #: The qualified name of the Body's first child ("{ns}local"), when known.
+    body_qname: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse a whole (small) envelope: management messages, replies."""
+    try:
+        root = etree.fromstring(data, new_parser())
+    except etree.XMLSyntaxError as exc:
+        raise MalformedMessage(f"the message is not well-formed XML: {exc}") from exc
+    _refuse_doctype(root)
+    version = _envelope_version(root)
+    header, body = _header_and_body(root, version)
+    body_qname = body[0].tag if body is not None and len(body) else None
+    blocks = [el for el in header if isinstance(el.tag, str)] if header is not None else []
+    return Envelope(
+        version, root, blocks, body, body_qname if isinstance(body_qname, str) else None
+    )
+
+
+class HeadParser:
+    """Incremental parser that stops once the Body's first child (or its end) is seen.
+
+    The routing interceptor feeds it the first chunks of a relayed message: it learns the SOAP
+    version, the header blocks and the body's first element without building the body.
+    """
+
+    def __init__(self, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
+        self._parser = etree.XMLPullParser(
+            events=("start", "end"),
+            resolve_entities=False,
+            load_dtd=False,
+            no_network=True,
+            huge_tree=False,
+            remove_pis=True,
+            collect_ids=False,
+        )
+        self._max = max_head_bytes
+        self._seen = 0
+        self._depth = 0
+        self._root: etree._Element | None = None
+        self._version: SoapVersion | None = None
+        self._header: etree._Element | None = None
+        self._body: etree._Element | None = None
+        self.result: Envelope | None = None
+
+    def feed(self, chunk: bytes) -> Envelope | None:
+        """Feed bytes; returns the envelope head once it is complete, else None."""
+        if self.result is not None:
+            return self.result
+        # Never parse past the limit, so the verdict does not depend on how bytes were split.
+        room = self._max - self._seen
+        self._seen += len(chunk)
+        try:
+            self._parser.feed(chunk[:room] if len(chunk) > room else chunk)
+            for event, el in self._parser.read_events():
+                self._on_event(event, el)
+                if self.result is not None:
+                    return self.result
+        except etree.XMLSyntaxError as exc:
+            raise MalformedMessage(f"the message is not well-formed XML: {exc}") from exc
+        if self._seen > self._max:
+            raise MalformedMessage(
+                f"no SOAP Body within the first {self._max} bytes of the message"
+            )
+        return None
+
+    def close(self) -> Envelope:
+        """The input ended: the head must be complete by now."""
+        if self.result is not None:
+            return self.result
+        try:
+            self._parser.close()
+        except etree.XMLSyntaxError as exc:
+            raise MalformedMessage(f"the message is not well-formed XML: {exc}") from exc
+        raise MalformedMessage("the message ended before a SOAP Body")
+
+    def _on_event(self, event: str, el: etree._Element) -> None:
+        if not isinstance(el.tag, str):
+            return
+        if event == "start":
+            self._depth += 1
+            if self._depth == 1:
+                self._root = el
+                _refuse_doctype(el)
+                self._version = _envelope_version(el)
+            elif self._depth == 2:
+                self._on_envelope_child(el)
+            elif self._depth == 3 and self._body is not None:
+                self._finish(el.tag)
+        else:
+            self._depth -= 1
+            if self._depth == 1 and el is self._body:
+                self._finish(None)  # an empty Body
+
+    def _on_envelope_child(self, el: etree._Element) -> None:
+        assert self._version is not None
+        env = self._version.envelope_ns
+        if el.tag == f"{{{env}}}Header" and self._header is None and self._body is None:
+            self._header = el
+        elif el.tag == f"{{{env}}}Body" and self._body is None:
+            self._body = el
+        else:
+            raise MalformedMessage(f"unexpected element {el.tag} in the SOAP Envelope")
+
+    def _finish(self, body_qname: str | None) -> None:
+        assert self._root is not None and self._version is not None
+        header = self._header
+        blocks = [b for b in header if isinstance(b.tag, str)] if header is not None else []
+        self.result = Envelope(self._version, self._root, blocks, self._body, body_qname)
+
+
+def _refuse_doctype(root: etree._Element) -> None:
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise MalformedMessage("a SOAP message must not contain a DTD (SOAP 1.1 §3, SOAP 1.2 §5)")
+
+
+def _envelope_version(root: etree._Element) -> SoapVersion:
+    qname = etree.QName(root)
+    if qname.localname != "Envelope":
+        raise MalformedMessage(f"the document element is {root.tag}, not a SOAP Envelope")
+    return SoapVersion.from_namespace(qname.namespace or "")
+
+
+def _header_and_body(
+    root: etree._Element, version: SoapVersion
+) -> tuple[etree._Element | None, etree._Element | None]:
+    env = version.envelope_ns
+    header = body = None
+    for child in root:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tag == f"{{{env}}}Header" and header is None and body is None:
+            header = child
+        elif child.tag == f"{{{env}}}Body" and body is None:
+            body = child
+        else:
+            raise MalformedMessage(f"unexpected element {child.tag} in the SOAP Envelope")
+    if body is None:
+        raise MalformedMessage("the SOAP Envelope has no Body")
+    return header, body
+
+
+def build_envelope(
+    version: SoapVersion,
+    body_children: Sequence[etree._Element],
+    header_blocks: Iterable[etree._Element] = (),
+    nsmap: dict[str | None, str] | None = None,
+) -> etree._Element:
+    env = version.envelope_ns
+    root = etree.Element(f"{{{env}}}Envelope", nsmap={"soap": env, **(nsmap or {})})
+    blocks = list(header_blocks)
+    if blocks:
+        etree.SubElement(root, f"{{{env}}}Header").extend(blocks)
+    etree.SubElement(root, f"{{{env}}}Body").extend(body_children)
+    return root
+
+
+def serialize(root: etree._Element | etree._ElementTree) -> bytes:
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return data
+
+
+def ensure_header(root: etree._Element, version: SoapVersion) -> etree._Element:
+    """The envelope's Header element, created before the Body when missing."""
+    env = version.envelope_ns
+    header = root.find(f"{{{env}}}Header")
+    if header is None:
+        header = etree.Element(f"{{{env}}}Header")
+        root.insert(0, header)
+    return header

@@ -1,0 +1,217 @@
+"""The one place errors become SOAP faults (SOAP 1.1 and 1.2), and faults become errors.
+
+SOAP 1.2: Code/Value env:Sender|Receiver, Subcode/Value = the error's subcode (a qualified
+name), a nested Subcode for WS-Addressing's refinement (e.g. wsa:ActionMismatch), Reason/Text,
+Detail. SOAP 1.1: WS-Addressing faults put their subcode in faultcode and their detail in a
+wsa:FaultDetail header (WS-Addressing 1.0 SOAP Binding §6); dynasoar's own faults use
+faultcode Client|Server and a detail element named by the subcode (CONTRACT.md).
+HTTP status: SOAP 1.1 faults are 500 (WS-I BP R1126); SOAP 1.2 Sender faults 400, others 500.
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from dynasoar import ns
+from dynasoar.errors import (
+    AddressingFault,
+    DynasoarError,
+    FaultInfo,
+    QName,
+    VersionMismatch,
+)
+from dynasoar.soap import addressing
+from dynasoar.soap.envelope import SoapVersion, build_envelope, serialize
+
+
+def http_status(error: DynasoarError, version: SoapVersion) -> int:
+    if version is SoapVersion.SOAP12 and error.sender and not isinstance(error, VersionMismatch):
+        return 400
+    return 500
+
+
+def fault_reply(
+    error: DynasoarError,
+    version: SoapVersion,
+    request: addressing.AddressingHeaders | None = None,
+) -> tuple[int, str, bytes]:
+    """(HTTP status, Content-Type, body) of the fault reply for ``error``."""
+    body = render_fault(error, version, request)
+    if isinstance(error, VersionMismatch):
+        version = SoapVersion.SOAP12
+    return http_status(error, version), version.content_type(), body
+
+
+def render_fault(
+    error: DynasoarError,
+    version: SoapVersion,
+    request: addressing.AddressingHeaders | None = None,
+) -> bytes:
+    """The fault envelope for ``error``; addressed as a reply when the request used WS-A."""
+    headers: list[etree._Element] = []
+    wsa = request.namespace if request is not None and request.present else None
+    if wsa is not None and request is not None:
+        action = ns.WSA_SOAP_FAULT_ACTION if isinstance(error, AddressingFault) else None
+        if wsa == ns.WSA_2004:
+            action = ns.WSA_2004_FAULT_ACTION
+        reply = addressing.reply_headers(request, action or ns.WSA_FAULT_ACTION)
+        headers += addressing.write_headers(reply)
+    if isinstance(error, VersionMismatch):
+        return _version_mismatch(error)
+    if version is SoapVersion.SOAP12:
+        fault = _fault12(error)
+    else:
+        fault, detail_header = _fault11(error, wsa or ns.WSA)
+        if detail_header is not None:
+            headers.append(detail_header)
+    nsmap = _nsmap(error)
+    if wsa is not None:
+        nsmap.setdefault("wsa04" if wsa == ns.WSA_2004 else "wsa", wsa)
+    return serialize(build_envelope(version, [fault], headers, nsmap=nsmap))
+
+
+def _nsmap(error: DynasoarError) -> dict[str | None, str]:
+    """Prefixes for every namespace the fault names, in element names and in QName values."""
+    uris = {q[0] for q in (error.subcode, error_subsubcode(error)) if q}
+    uris |= {item.name[0] for item in error.detail}
+    uris |= {
+        item.text[1:].partition("}")[0]
+        for item in error.detail
+        if item.name[1] == "ProblemHeaderQName" and item.text.startswith("{")
+    }
+    prefixes = {ns.WSA: "wsa", ns.DYN: "dyn", ns.WSA_2004: "wsa04"}
+    return {prefixes.get(uri, f"ns{i}"): uri for i, uri in enumerate(sorted(uris))}
+
+
+def error_subsubcode(error: DynasoarError) -> QName | None:
+    return error.subsubcode if isinstance(error, AddressingFault) else None
+
+
+def _qname_text(el: etree._Element, qname: QName) -> str:
+    """Text of a QName value, using (or declaring) a prefix in scope at ``el``."""
+    for prefix, uri in (el.nsmap or {}).items():
+        if uri == qname[0] and prefix:
+            return f"{prefix}:{qname[1]}"
+    raise ValueError(f"no prefix in scope for {qname[0]}")
+
+
+def _detail_children(error: DynasoarError, parent: etree._Element) -> None:
+    for item in error.detail:
+        child = etree.SubElement(parent, "{%s}%s" % item.name)
+        if item.name[1] == "ProblemHeaderQName" and item.text.startswith("{"):
+            uri, _, local = item.text[1:].partition("}")
+            child.text = _qname_text(child, (uri, local))
+        elif item.name[1] == "ProblemAction":
+            # WS-Addressing schema: ProblemAction holds an Action (and optionally a SoapAction).
+            etree.SubElement(child, "{%s}Action" % item.name[0]).text = item.text
+        else:
+            child.text = item.text
+
+
+def _fault12(error: DynasoarError) -> etree._Element:
+    env = ns.SOAP12_ENV
+    fault = etree.Element(f"{{{env}}}Fault", nsmap={"soap": env, **_nsmap(error)})
+    code = etree.SubElement(fault, f"{{{env}}}Code")
+    etree.SubElement(code, f"{{{env}}}Value").text = (
+        "soap:Sender" if error.sender else "soap:Receiver"
+    )
+    parent = code
+    for sub in (error.subcode, error_subsubcode(error)):
+        if sub is None:
+            break
+        parent = etree.SubElement(parent, f"{{{env}}}Subcode")
+        etree.SubElement(parent, f"{{{env}}}Value").text = _qname_text(fault, sub)
+    reason = etree.SubElement(fault, f"{{{env}}}Reason")
+    text = etree.SubElement(reason, f"{{{env}}}Text")
+    text.set(f"{{{ns.XML}}}lang", "en")
+    text.text = error.reason
+    if isinstance(error, AddressingFault):
+        if error.detail:
+            _detail_children(error, etree.SubElement(fault, f"{{{env}}}Detail"))
+    elif error.subcode is not None:
+        detail = etree.SubElement(fault, f"{{{env}}}Detail")
+        etree.SubElement(detail, "{%s}%s" % error.subcode).text = error.reason
+    return fault
+
+
+def _fault11(error: DynasoarError, wsa: str) -> tuple[etree._Element, etree._Element | None]:
+    env = ns.SOAP11_ENV
+    fault = etree.Element(f"{{{env}}}Fault", nsmap={"soap": env, **_nsmap(error)})
+    detail_header = None
+    faultcode = etree.SubElement(fault, "faultcode")
+    if isinstance(error, AddressingFault) and error.subcode is not None:
+        faultcode.text = _qname_text(fault, error.subcode)
+        if error.detail:
+            detail_header = etree.Element(f"{{{wsa}}}FaultDetail", nsmap=_nsmap(error))
+            _detail_children(error, detail_header)
+    else:
+        faultcode.text = "soap:Client" if error.sender else "soap:Server"
+    etree.SubElement(fault, "faultstring").text = error.reason
+    if not isinstance(error, AddressingFault) and error.subcode is not None:
+        detail = etree.SubElement(fault, "detail")
+        etree.SubElement(detail, "{%s}%s" % error.subcode).text = error.reason
+    return fault, detail_header
+
+
+def _version_mismatch(error: VersionMismatch) -> bytes:
+    """SOAP 1.2 §5.4.7: env:VersionMismatch with an Upgrade header listing what we speak."""
+    env = ns.SOAP12_ENV
+    upgrade = etree.Element(f"{{{env}}}Upgrade", nsmap={"soap": env})
+    etree.SubElement(upgrade, f"{{{env}}}SupportedEnvelope", qname="soap:Envelope")
+    etree.SubElement(
+        upgrade,
+        f"{{{env}}}SupportedEnvelope",
+        qname="soap11:Envelope",
+        nsmap={"soap11": ns.SOAP11_ENV},
+    )
+    fault = etree.Element(f"{{{env}}}Fault")
+    code = etree.SubElement(fault, f"{{{env}}}Code")
+    etree.SubElement(code, f"{{{env}}}Value").text = "soap:VersionMismatch"
+    reason = etree.SubElement(etree.SubElement(fault, f"{{{env}}}Reason"), f"{{{env}}}Text")
+    reason.set(f"{{{ns.XML}}}lang", "en")
+    reason.text = error.reason
+    return serialize(build_envelope(SoapVersion.SOAP12, [fault], [upgrade]))
+
+
+def read_fault(body: etree._Element, version: SoapVersion) -> FaultInfo | None:
+    """The fault in a reply's Body, if it holds one."""
+    env = version.envelope_ns
+    fault = body.find(f"{{{env}}}Fault")
+    if fault is None:
+        return None
+    detail_xml = b""
+    if version is SoapVersion.SOAP12:
+        code_el = fault.find(f"{{{env}}}Code")
+        codes: list[QName] = []
+        node = code_el
+        while node is not None:
+            value = node.find(f"{{{env}}}Value")
+            if value is not None:
+                codes.append(_resolve_qname(value))
+            node = node.find(f"{{{env}}}Subcode")
+        reason_el = fault.find(f"{{{env}}}Reason/{{{env}}}Text")
+        detail = fault.find(f"{{{env}}}Detail")
+    else:
+        code_text = fault.find("faultcode")
+        codes = [_resolve_qname(code_text)] if code_text is not None else []
+        reason_el = fault.find("faultstring")
+        detail = fault.find("detail")
+        # SOAP 1.1 has no subcodes: dynasoar's ride as detail elements (see the module doc).
+        if detail is not None:
+            codes += [_tag_qname(c) for c in detail if isinstance(c.tag, str)]
+    if detail is not None:
+        detail_xml = etree.tostring(detail)
+    reason = (reason_el.text or "") if reason_el is not None else ""
+    code = codes[0] if codes else (env, "Receiver")
+    return FaultInfo(code=code, subcodes=codes[1:], reason=reason, detail_xml=detail_xml)
+
+
+def _resolve_qname(el: etree._Element) -> QName:
+    text = (el.text or "").strip()
+    prefix, _, local = text.rpartition(":")
+    return ((el.nsmap or {}).get(prefix or None, "") or "", local)
+
+
+def _tag_qname(el: etree._Element) -> QName:
+    q = etree.QName(el)
+    return (q.namespace or "", q.localname)
