@@ -1,0 +1,155 @@
+"""The HTTP/1.1 server: listening, the request/response types handlers see, graceful close."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dynasoar.http.body import HIGH_WATER, LOW_WATER, BodyReader
+from dynasoar.http.headers import Headers, HeadersLike
+
+if TYPE_CHECKING:
+    from dynasoar.http.connection import ServerConnection
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Bounds on what one peer can make the server hold or wait for."""
+
+    #: Request line + header fields, in bytes (431 above it).
+    max_head_bytes: int = 64 * 1024
+    #: Header fields per request (431 above it).
+    max_headers: int = 100
+    #: Seconds from a request's first byte to the end of its head (408; slow-loris guard).
+    head_timeout: float = 10.0
+    #: Seconds an idle keep-alive connection is kept open.
+    keepalive_timeout: float = 75.0
+    #: Open connections; further ones are answered 503 and closed.
+    max_connections: int = 1024
+    #: Request bodies above this are refused with 413: up front when the length is declared,
+    #: else reading the body raises PayloadTooLarge (None: handlers decide, per read_all).
+    max_body_bytes: int | None = None
+    #: Seconds a handler may wait for the next bytes of a request body (None: forever).
+    body_timeout: float | None = 60.0
+    #: Unread request body the server reads and drops to keep a connection; above, it closes.
+    max_drain_bytes: int = 1024 * 1024
+    #: Buffered request-body bytes above which the socket stops being read, and below
+    #: which it is read again.
+    high_water: int = HIGH_WATER
+    low_water: int = LOW_WATER
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low_water <= self.high_water:
+            raise ValueError("ServerLimits needs 0 <= low_water <= high_water")
+        if min(self.max_head_bytes, self.max_headers, self.max_connections) <= 0:
+            raise ValueError("ServerLimits sizes and counts must be positive")
+
+
+@dataclass(slots=True)
+class Request:
+    """One request as a handler sees it. ``path`` and ``query`` are not percent-decoded."""
+
+    method: str
+    target: str
+    path: str
+    query: str
+    headers: Headers
+    body: BodyReader
+    client: tuple[str, int] | None
+    http_version: str
+
+
+@dataclass(slots=True)
+class Response:
+    """A handler's answer.
+
+    A bytes body is sent with a Content-Length. An iterable body is streamed: with the
+    Content-Length the headers declare, if any, else chunked (or, to an HTTP/1.0 peer,
+    delimited by closing the connection). Framing and hop-by-hop fields in ``headers``
+    (Connection, Transfer-Encoding, Content-Length of a bytes body ...) are the server's
+    business and are replaced; ``Connection: close`` is honoured.
+    """
+
+    status: int
+    headers: HeadersLike = field(default_factory=list)
+    body: bytes | AsyncIterable[bytes] = b""
+
+    @classmethod
+    def text(cls, status: int, text: str) -> Response:
+        return cls(status, [("Content-Type", "text/plain; charset=utf-8")], text.encode())
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HttpServer:
+    """Serves ``handler`` over HTTP/1.1 on one listening socket."""
+
+    def __init__(self, handler: Handler, *, limits: ServerLimits | None = None) -> None:
+        self.handler = handler
+        self.limits = limits or ServerLimits()
+        self.closing = False
+        #: Connections accepted so far (to see keep-alive at work).
+        self.connections_accepted = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[ServerConnection] = set()
+        self._all_gone: asyncio.Event | None = None
+        self._address: tuple[str, int] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._address is None:
+            raise RuntimeError("server not started")
+        return self._address
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen on ``host:port`` (port 0 picks a free one); returns the bound address."""
+        # Imported here: the connection module builds the types defined above.
+        from dynasoar.http.connection import ServerConnection
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ServerConnection(self, loop), host, port, backlog=1024, reuse_address=True
+        )
+        name = self._server.sockets[0].getsockname()
+        self._address = (name[0], name[1])
+        return self._address
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting; let in-flight requests finish within ``grace`` s, then cut the rest."""
+        self.closing = True
+        server = self._server
+        if server is None:
+            return
+        server.close()
+        self._all_gone = asyncio.Event()
+        for conn in list(self._connections):
+            conn.shutdown()
+        if self._connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_gone.wait(), grace)
+        tasks = [task for conn in list(self._connections) if (task := conn.abort()) is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        # Bounded: what wait_closed waits for differs between Python versions and loops.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    # ---- connection bookkeeping (called by ServerConnection) -----------------------------
+
+    def _admit(self, conn: ServerConnection) -> bool:
+        self._connections.add(conn)
+        self.connections_accepted += 1
+        return not self.closing and len(self._connections) <= self.limits.max_connections
+
+    def _forget(self, conn: ServerConnection) -> None:
+        self._connections.discard(conn)
+        if not self._connections and self._all_gone is not None:
+            self._all_gone.set()
