@@ -1,0 +1,116 @@
+"""Assembles a Host Provider process: its port, the backend, and registration with an SP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+
+from dynasoar import ns
+from dynasoar.errors import DynasoarError
+from dynasoar.host.backends.process import ProcessBackend
+from dynasoar.host.client import PATH as PORT_PATH
+from dynasoar.host.hosting import HostProvider
+from dynasoar.http import ConnectionPool, Handler, Request, Response
+from dynasoar.paths import contracts_dir
+from dynasoar.serve import base_url_of, text, wants_wsdl
+from dynasoar.service.endpoint import EndpointConfig, ManagementEndpoint, fresh_spool
+from dynasoar.soap.client import SoapClient
+from dynasoar.soap.mtom import MtomLimits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HostConfig:
+    data: Path
+    backend: str = "process"
+    capacity: int = 8
+    service_provider: str | None = None
+    start_timeout: float = 60.0
+    max_package_bytes: int = 1 << 30
+
+
+class HostApp:
+    def __init__(self, config: HostConfig) -> None:
+        self.config = config
+        fresh_spool(config.data / "spool")
+        if config.backend != "process":
+            raise SystemExit(f"dynasoar hp: backend {config.backend!r} is not available yet")
+        self.host = HostProvider(
+            config.data, ProcessBackend(), config.capacity, config.start_timeout
+        )
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hp-port")
+        from dynasoar.host.port import host_port  # spyne: imported with the port only
+
+        self.port = ManagementEndpoint(
+            host_port(),
+            EndpointConfig(
+                path=PORT_PATH,
+                wsdl_file=contracts_dir() / "HostProvider.wsdl",
+                spool_dir=config.data / "spool",
+                mtom_limits=MtomLimits(
+                    max_attachment_bytes=config.max_package_bytes,
+                    max_total_attachment_bytes=config.max_package_bytes,
+                    max_body_bytes=config.max_package_bytes + (8 << 20),
+                ),
+            ),
+            self.executor,
+            lambda: {"host": self.host},
+        )
+        self.url = ""
+        self._registration: asyncio.Task[None] | None = None
+
+    async def start(self, url: str) -> Handler:
+        self.url = url
+        self.host.address = url
+        if self.config.service_provider:
+            self._registration = asyncio.create_task(self._register(self.config.service_provider))
+        return self.handle
+
+    async def _register(self, sp: str) -> None:
+        """Tell the SP we exist; it may still be starting, so retry for a while."""
+        pool = ConnectionPool()
+        client = SoapClient(pool)
+        request = etree.Element(f"{{{ns.DYN_SP}}}RegisterHost", nsmap={"sp": ns.DYN_SP})
+        etree.SubElement(request, f"{{{ns.DYN_SP}}}address").text = self.url
+        port = sp.rstrip("/")
+        if not port.endswith("/dynasoar/ServiceProvider"):
+            port += "/dynasoar/ServiceProvider"
+        delay = 0.2
+        try:
+            for _ in range(20):
+                try:
+                    await client.call(port, f"{ns.DYN_SP}/RegisterHost", request, timeout=10.0)
+                    log.info("registered with %s", sp)
+                    return
+                except DynasoarError as exc:
+                    log.warning("registering with %s: %s", sp, exc.reason)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        finally:
+            await pool.close()
+
+    async def stop(self) -> None:
+        if self._registration is not None:
+            self._registration.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, self.host.shutdown)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def handle(self, request: Request) -> Response:
+        path = request.path
+        if path == "/healthz":
+            return text(200, "ok")
+        if path == PORT_PATH:
+            if request.method == "POST":
+                return await self.port.handle(request)
+            if request.method == "GET" and wants_wsdl(request.query):
+                return self.port.wsdl(base_url_of(request.headers.get("host"), self.url))
+            return text(405, "POST SOAP messages here; GET ?wsdl for the contract")
+        if path.startswith("/dynasoar/") and path.endswith(".xsd"):
+            return self.port.schema(path.rpartition("/")[2]) or text(404, "no such schema")
+        return text(404, f"nothing here at {path}; see {PORT_PATH}?wsdl")

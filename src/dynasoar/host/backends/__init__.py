@@ -1,0 +1,31 @@
+"""How a Host Provider runs what it hosts. Each backend turns an unpacked package into a
+running endpoint and stops it again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from dynasoar.package import Manifest
+
+
+@dataclass
+class Started:
+    """A running deployment as its backend reports it."""
+
+    endpoint: str
+    handle: object
+
+
+class Backend(Protocol):
+    name: str
+
+    def start(self, deployment_id: str, root: Path, manifest: Manifest, deadline: float) -> Started:
+        """Run the package at ``root``; return once its endpoint answers a probe.
+        Raises DeploymentFailed / DeploymentTimeout; leaves nothing running on failure."""
+        ...
+
+    def stop(self, handle: object, grace: float) -> None: ...
+
+    def alive(self, handle: object) -> bool: ...

@@ -1,0 +1,150 @@
+"""The process backend: each code package runs as its own OS process on its own port
+(``python -m dynasoar.host.runner``), ready once its endpoint answers a probe."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dynasoar.errors import DeploymentFailed, DeploymentTimeout
+from dynasoar.host.backends import Started
+from dynasoar.package import Manifest
+
+LISTENING = "listening on "
+
+
+@dataclass
+class ServiceProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+
+    def start(self, deployment_id: str, root: Path, manifest: Manifest, deadline: float) -> Started:
+        assert manifest.code is not None, "the process backend runs code packages"
+        log_path = root.parent / "service.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dynasoar.host.runner",
+                    "--root",
+                    str(root),
+                    "--app",
+                    manifest.code.app,
+                    "--wsdl",
+                    str(root / manifest.wsdl),
+                    "--host",
+                    self._host,
+                    "--port",
+                    "0",
+                    "--parent-pid",
+                    str(os.getpid()),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd=root,
+                start_new_session=True,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"},
+            )
+        running = ServiceProcess(process, log_path)
+        try:
+            endpoint = self._await_listening(running, deadline)
+            _probe(endpoint, deadline)
+        except BaseException:
+            self.stop(running, grace=1.0)
+            raise
+        return Started(endpoint=endpoint, handle=running)
+
+    def _await_listening(self, running: ServiceProcess, deadline: float) -> str:
+        stdout = running.process.stdout
+        assert stdout is not None
+        buffered = b""
+        while b"\n" not in buffered:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeploymentTimeout("the service process did not start listening in time")
+            ready, _, _ = select.select([stdout], [], [], min(remaining, 0.5))
+            if ready:
+                chunk = os.read(stdout.fileno(), 4096)
+                if not chunk:
+                    running.process.wait(timeout=5)
+                    raise DeploymentFailed(
+                        f"the service process exited with status {running.process.returncode}: "
+                        f"{_tail(running.log_path)}"
+                    )
+                buffered += chunk
+        line = buffered.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+        if not line.startswith(LISTENING):
+            raise DeploymentFailed(f"the service process said {line[:200]!r} instead of listening")
+        return line[len(LISTENING) :]
+
+    def stop(self, handle: object, grace: float) -> None:
+        assert isinstance(handle, ServiceProcess)
+        process = handle.process
+        if process.poll() is None:
+            _signal_group(process, signal.SIGTERM)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def alive(self, handle: object) -> bool:
+        assert isinstance(handle, ServiceProcess)
+        return handle.process.poll() is None
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _probe(endpoint: str, deadline: float) -> None:
+    """Ready means the endpoint answers HTTP (its WSDL), not that the process says so."""
+    url = urlsplit(endpoint)
+    last: Exception | None = None
+    delay = 0.02
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=2)
+        try:
+            conn.request("GET", (url.path or "/") + "?wsdl")
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                return
+            last = DeploymentFailed(f"probe of {endpoint} answered HTTP {response.status}")
+        except OSError as exc:
+            last = exc
+        finally:
+            conn.close()
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    raise DeploymentTimeout(f"{endpoint} did not answer its readiness probe in time: {last}")
+
+
+def _tail(path: Path, limit: int = 600) -> str:
+    try:
+        text = path.read_bytes()[-limit:].decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    return text.strip().replace("\n", " | ") or "(no output)"

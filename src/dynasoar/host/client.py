@@ -1,0 +1,146 @@
+"""A client of the Host Provider port (the Service Provider uses it): Deploy with the package as
+an MTOM attachment, Undeploy, List, Status. HP faults come back as dynasoar errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+
+from dynasoar import ns
+from dynasoar.errors import (
+    Busy,
+    DeploymentFailed,
+    DeploymentTimeout,
+    DynasoarError,
+    RemoteFault,
+)
+from dynasoar.soap.client import SoapClient
+from dynasoar.soap.mtom import OutgoingAttachment, xop_include
+
+PATH = "/dynasoar/HostProvider"
+_T = f"{{{ns.DYN_HP}}}"
+_D = f"{{{ns.DYN}}}"
+
+
+def port_url(host: str) -> str:
+    return host.rstrip("/") + PATH
+
+
+def normalize(address: str) -> str:
+    """A host's base URL (``http://H:P``), whether given as that or as its port URL."""
+    address = address.strip().rstrip("/")
+    if address.endswith(PATH):
+        address = address[: -len(PATH)]
+    return address
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    address: str
+    backend: str
+    capacity: int
+    deployments: int
+    load: float
+    version: str
+
+
+@dataclass(frozen=True)
+class PackageShipment:
+    service: str
+    version: str
+    kind: str
+    stateless: bool
+    path: Path
+    sha256: str
+
+
+class HostClient:
+    def __init__(self, soap: SoapClient) -> None:
+        self._soap = soap
+
+    async def deploy(self, host: str, package: PackageShipment, timeout: float) -> tuple[str, str]:
+        """Ship ``package``; returns (deployment id, endpoint address) once the HP has it ready."""
+        request = etree.Element(f"{_T}Deploy", nsmap={"hp": ns.DYN_HP})
+        for name, value in (
+            ("service", package.service),
+            ("version", package.version),
+            ("kind", package.kind),
+            ("stateless", "true" if package.stateless else "false"),
+        ):
+            etree.SubElement(request, f"{_T}{name}").text = value
+        etree.SubElement(request, f"{_T}package").append(xop_include("package@dynasoar"))
+        etree.SubElement(request, f"{_T}sha256").text = package.sha256
+        attachment = OutgoingAttachment(
+            "package@dynasoar", "application/octet-stream", package.path
+        )
+        reply = await self._call(host, "Deploy", request, timeout, [attachment])
+        deployment_id = reply.findtext(f"{_T}deploymentId") or ""
+        endpoint = reply.findtext(f"{_T}endpoint/{{{ns.WSA}}}Address") or ""
+        if not deployment_id or not endpoint:
+            raise DeploymentFailed(f"{host} answered Deploy without a deployment id or endpoint")
+        return deployment_id, endpoint
+
+    async def undeploy(self, host: str, deployment_id: str, timeout: float) -> bool:
+        request = etree.Element(f"{_T}Undeploy", nsmap={"hp": ns.DYN_HP})
+        etree.SubElement(request, f"{_T}deploymentId").text = deployment_id
+        reply = await self._call(host, "Undeploy", request, timeout)
+        return (reply.findtext(f"{_T}undeployed") or "").strip() == "true"
+
+    async def status(self, host: str, timeout: float) -> HostStatus:
+        reply = await self._call(host, "Status", etree.Element(f"{_T}Status"), timeout)
+        status = reply.find(f"{_T}status")
+        if status is None:
+            raise DeploymentFailed(f"{host} answered Status without a status")
+        return HostStatus(
+            address=status.findtext(f"{_D}address") or host,
+            backend=status.findtext(f"{_D}backend") or "",
+            capacity=int(status.findtext(f"{_D}capacity") or 0),
+            deployments=int(status.findtext(f"{_D}deployments") or 0),
+            load=float(status.findtext(f"{_D}load") or 0.0),
+            version=status.findtext(f"{_D}version") or "",
+        )
+
+    async def list_deployments(self, host: str, timeout: float) -> list[dict[str, str]]:
+        reply = await self._call(host, "List", etree.Element(f"{_T}List"), timeout)
+        return [
+            {etree.QName(field).localname: field.text or "" for field in item}
+            for item in reply.findall(f"{_T}deployment")
+        ]
+
+    async def _call(
+        self,
+        host: str,
+        op: str,
+        request: etree._Element,
+        timeout: float,
+        attachments: list[OutgoingAttachment] | None = None,
+    ) -> etree._Element:
+        try:
+            reply = await self._soap.call(
+                port_url(host),
+                f"{ns.DYN_HP}/{op}",
+                request,
+                timeout=timeout,
+                attachments=attachments or (),
+            )
+        except RemoteFault as exc:
+            raise host_error(host, op, exc) from exc
+        return reply.body
+
+
+_BY_SUBCODE: dict[tuple[str, str], type[DynasoarError]] = {
+    (ns.DYN, "Busy"): Busy,
+    (ns.DYN, "DeploymentTimeout"): DeploymentTimeout,
+}
+
+
+def host_error(host: str, op: str, fault: RemoteFault) -> DynasoarError:
+    """What an HP's fault means to the SP: Busy stays Busy; the rest fail the deployment."""
+    codes = [fault.fault.code, *fault.fault.subcodes]
+    for code in codes:
+        kind = _BY_SUBCODE.get(code)
+        if kind is not None:
+            return kind(f"{host}: {fault.fault.reason}")
+    return DeploymentFailed(f"{host} refused {op}: {fault.fault.reason}")

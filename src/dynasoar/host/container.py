@@ -1,0 +1,118 @@
+"""The WSGI container around a deployed code package: serves its WSDL at ``?wsdl`` and answers
+WS-Addressing requests with RelatesTo + Action when the package's own code does not.
+
+The deployed service is any WSGI SOAP application; addressing is the platform's job, as a
+container's, so every package gets it."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from lxml import etree
+
+from dynasoar import ns
+from dynasoar.errors import DynasoarError
+from dynasoar.soap import addressing
+from dynasoar.soap.envelope import ensure_header, parse_envelope, serialize
+from dynasoar.wsdl import ServiceContract, read_contract, rewrite_addresses
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+MAX_REQUEST_BYTES = 64 << 20
+
+
+class ServiceContainer:
+    def __init__(self, app: WsgiApp, wsdl: bytes) -> None:
+        self.app = app
+        self.wsdl = wsdl
+        self.contract: ServiceContract = read_contract(wsdl)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method == "GET" and environ.get("QUERY_STRING", "").lower() in ("wsdl", "wsdl="):
+            return self._serve_wsdl(environ, start_response)
+        if method != "POST":
+            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length <= 0 or length > MAX_REQUEST_BYTES:
+            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        request = _addressing_of(body)
+        if request is None or not request.present:
+            return self.app(environ, start_response)
+        return self._addressed(environ, start_response, request)
+
+    def _serve_wsdl(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
+        url = f"http://{host}{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
+        body = rewrite_addresses(self.wsdl, url)
+        start_response(
+            "200 OK",
+            [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    def _addressed(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        request: addressing.AddressingHeaders,
+    ) -> list[bytes]:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        chunks = self.app(environ, capture)
+        try:
+            body = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        body = self._add_reply_headers(body, request, captured["status"])
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(captured["status"], headers)
+        return [body]
+
+    def _add_reply_headers(
+        self, body: bytes, request: addressing.AddressingHeaders, status: str
+    ) -> bytes:
+        try:
+            envelope = parse_envelope(body)
+        except DynasoarError:
+            return body  # not ours to fix: relay what the service wrote
+        already = addressing.read_headers(envelope.header_blocks)
+        if already.present:
+            return body
+        is_fault = status.startswith("5") or (
+            envelope.body is not None
+            and envelope.body.find(f"{{{envelope.version.envelope_ns}}}Fault") is not None
+        )
+        op = self.contract.operations.get(request.action or "")
+        if is_fault:
+            action = request.fault_action
+        elif op is not None and op.output_action:
+            action = op.output_action
+        else:
+            action = (request.action or "") + "Response"
+        header = ensure_header(envelope.root, envelope.version)
+        header.extend(addressing.write_headers(addressing.reply_headers(request, action)))
+        etree.cleanup_namespaces(
+            envelope.root,
+            top_nsmap={"wsa": request.namespace} if request.namespace == ns.WSA else None,
+        )
+        return serialize(envelope.root)
+
+
+def _addressing_of(body: bytes) -> addressing.AddressingHeaders | None:
+    try:
+        return addressing.read_headers(parse_envelope(body).header_blocks)
+    except DynasoarError:
+        return None

@@ -1,0 +1,108 @@
+"""The Host Provider's SOAP operations (wsdl/HostProvider.wsdl), as a spyne service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spyne import (
+    AnyUri,
+    AnyXml,
+    Boolean,
+    ComplexModel,
+    DateTime,
+    Double,
+    Integer,
+    ServiceBase,
+    Unicode,
+    rpc,
+)
+
+from dynasoar import ns
+from dynasoar.errors import InvalidRequest
+from dynasoar.host.hosting import DeployRequest, HostProvider
+from dynasoar.service.attachments import attachment_of
+from dynasoar.service.spyne_port import SpynePort
+
+Required = Unicode(min_occurs=1, nillable=False)
+
+
+class EndpointReferenceType(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.WSA
+    __type_name__ = "EndpointReferenceType"
+    Address = AnyUri
+
+
+class HostedDeployment(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    id = Unicode
+    service = Unicode
+    version = Unicode
+    kind = Unicode
+    endpoint = AnyUri
+    state = Unicode
+    started = DateTime
+
+
+class HostStatus(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    address = AnyUri
+    backend = Unicode
+    capacity = Integer
+    deployments = Integer
+    load = Double
+    version = Unicode
+
+
+def _host(ctx: Any) -> HostProvider:
+    host = ctx.udc.host
+    assert isinstance(host, HostProvider)
+    return host
+
+
+class HostProviderService(ServiceBase):  # type: ignore[misc]
+    @rpc(
+        Required,
+        Required,
+        Required,
+        Boolean,
+        AnyXml,
+        Required,
+        _returns=(Unicode, EndpointReferenceType),
+        _out_variable_names=("deploymentId", "endpoint"),
+    )
+    def Deploy(ctx, service, version, kind, stateless, package, sha256):  # type: ignore[no-untyped-def]
+        if package is None:
+            raise InvalidRequest("Deploy needs the package (an MTOM attachment)")
+        attachment = attachment_of(ctx.udc, package)
+        request = DeployRequest(service, version, kind, bool(stateless), sha256 or "")
+        hosted = _host(ctx).deploy(request, attachment)
+        return hosted.id, EndpointReferenceType(Address=hosted.endpoint)
+
+    @rpc(Required, _returns=Boolean, _out_variable_name="undeployed")
+    def Undeploy(ctx, deploymentId):  # type: ignore[no-untyped-def]
+        return _host(ctx).undeploy(deploymentId)
+
+    @rpc(
+        _returns=HostedDeployment.customize(max_occurs="unbounded"), _out_variable_name="deployment"
+    )
+    def List(ctx):  # type: ignore[no-untyped-def]
+        return [
+            HostedDeployment(
+                id=h.id,
+                service=h.service,
+                version=h.version,
+                kind=h.kind,
+                endpoint=h.endpoint,
+                state=h.state,
+                started=h.started,
+            )
+            for h in _host(ctx).hosted()
+        ]
+
+    @rpc(_returns=HostStatus, _out_variable_name="status")
+    def Status(ctx):  # type: ignore[no-untyped-def]
+        return HostStatus(**_host(ctx).status())
+
+
+def host_port() -> SpynePort:
+    return SpynePort([HostProviderService], tns=ns.DYN_HP, name="HostProvider")

@@ -1,0 +1,60 @@
+"""Binary parameters of management operations: an ``xop:Include`` into the message's MTOM
+attachments, or (from clients that cannot send MTOM) inline base64 spooled to a file."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from lxml import etree
+
+from dynasoar import ns
+from dynasoar.errors import InvalidRequest, MalformedMessage
+from dynasoar.soap.mtom import Attachment
+
+
+def attachment_of(state: Any, element: etree._Element) -> Attachment:
+    """The file behind a base64Binary element received as ``AnyXml``."""
+    # spyne hands AnyXml over as the element's first child, or as the element itself.
+    include = (
+        element if element.tag == f"{{{ns.XOP}}}Include" else element.find(f"{{{ns.XOP}}}Include")
+    )
+    if include is not None:
+        href = include.get("href", "")
+        cid = href[4:] if href.startswith("cid:") else href
+        attachments: dict[str, Attachment] = state.attachments
+        found = attachments.get(unquote(cid)) or attachments.get(cid)
+        if found is None:
+            raise MalformedMessage(
+                f"xop:Include names {href!r}, which is not a part of the message"
+            )
+        return found
+    return _spool_inline(state, element.text or "")
+
+
+def _spool_inline(state: Any, text: str) -> Attachment:
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(
+            f"the binary element is neither base64 nor an xop:Include: {exc}"
+        ) from exc
+    spool_dir: Path = state.spool_dir
+    fd, name = tempfile.mkstemp(prefix="inline-", dir=spool_dir)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    attachment = Attachment(
+        content_id="inline",
+        content_type="application/octet-stream",
+        path=Path(name),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    state.inline_spooled.append(attachment)
+    return attachment

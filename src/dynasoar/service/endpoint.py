@@ -1,0 +1,183 @@
+"""A management port over HTTP: content type → envelope (plain or MTOM) → WS-Addressing rules →
+spyne → reply headers. Used by the SP's and the HP's ports; serves their WSDL and schemas."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from dynasoar.errors import Busy, DynasoarError, InvalidRequest, MalformedMessage
+from dynasoar.http import Request, Response
+from dynasoar.service.spyne_port import CallState, SpynePort
+from dynasoar.soap import addressing
+from dynasoar.soap.addressing_rules import EndpointRules, check_request, soap_action_of
+from dynasoar.soap.envelope import SoapVersion, ensure_header, parse_envelope, serialize
+from dynasoar.soap.faults import fault_reply
+from dynasoar.soap.mtom import Attachment, MtomLimits, MtomMessage, read_mtom
+from dynasoar.wsdl import ServiceContract, read_contract, rewrite_addresses
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EndpointConfig:
+    path: str
+    wsdl_file: Path
+    spool_dir: Path
+    max_envelope_bytes: int = 4 << 20
+    mtom_limits: MtomLimits = field(default_factory=MtomLimits)
+    #: Calls being read or run at once; more are refused with dyn:Busy, not queued unbounded.
+    max_concurrent_calls: int = 32
+
+
+class ManagementEndpoint:
+    """One SOAP port with WS-Addressing required, its operations implemented with spyne."""
+
+    def __init__(
+        self,
+        port: SpynePort,
+        config: EndpointConfig,
+        executor: Executor,
+        state: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.config = config
+        self._port = port
+        self._executor = executor
+        self._state = state
+        self._slots = asyncio.Semaphore(config.max_concurrent_calls)
+        self._wsdl = config.wsdl_file.read_bytes()
+        self.contract: ServiceContract = read_contract(self._wsdl, str(config.wsdl_file))
+        self._rules = EndpointRules(
+            required=True,
+            actions=self.contract.operations,
+            expects_reply=self.contract.expects_reply,
+            is_destination=self._is_destination,
+        )
+
+    def _is_destination(self, to: str) -> bool:
+        path = to.split("://", 1)[-1].partition("/")[2]
+        return "/" + path.partition("?")[0] == self.config.path
+
+    # -- GET: contract documents ---------------------------------------------------------
+
+    def wsdl(self, base_url: str) -> Response:
+        body = rewrite_addresses(self._wsdl, base_url + self.config.path)
+        return Response(200, [("Content-Type", "text/xml; charset=utf-8")], body)
+
+    def schema(self, name: str) -> Response | None:
+        """A schema file next to the WSDL (imported with a relative schemaLocation)."""
+        directory = self.config.wsdl_file.parent
+        candidates = {p.name: p for p in directory.glob("*.xsd")}
+        path = candidates.get(name)
+        if path is None:
+            return None
+        return Response(200, [("Content-Type", "text/xml; charset=utf-8")], path.read_bytes())
+
+    # -- POST: one SOAP exchange ------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        if self._slots.locked():
+            media_type = (request.headers.get("content-type") or "").partition(";")[0].strip()
+            version = SoapVersion.from_media_type(media_type) or SoapVersion.SOAP11
+            busy = Busy(
+                f"{self.config.path} is handling {self.config.max_concurrent_calls} calls "
+                "already; retry shortly"
+            )
+            return fault_response(busy, version, None)
+        async with self._slots:
+            return await self._handle(request)
+
+    async def _handle(self, request: Request) -> Response:
+        content_type = request.headers.get("content-type") or ""
+        media_type = content_type.partition(";")[0].strip().lower()
+        version = SoapVersion.from_media_type(media_type) or SoapVersion.SOAP11
+        wsa: addressing.AddressingHeaders | None = None
+        message: MtomMessage | None = None
+        inline: list[Attachment] = []
+        try:
+            if media_type == "multipart/related":
+                message = await read_mtom(
+                    request.body, content_type, self.config.spool_dir, self.config.mtom_limits
+                )
+                envelope_bytes = message.root
+                action_hint = message.action
+            elif SoapVersion.from_media_type(media_type) is not None:
+                envelope_bytes = await request.body.read_all(self.config.max_envelope_bytes)
+                action_hint = soap_action_of(content_type, None)
+            else:
+                raise InvalidRequest(
+                    f"Content-Type {media_type or '(none)'!r} is not SOAP: use text/xml (1.1), "
+                    "application/soap+xml (1.2) or multipart/related (MTOM)"
+                )
+            envelope = parse_envelope(envelope_bytes)
+            version = envelope.version
+            wsa = addressing.read_headers(envelope.header_blocks)
+            soap_action = soap_action_of(None, request.headers.get("soapaction")) or action_hint
+            check_request(wsa, soap_action, self._rules)
+            assert wsa.action is not None
+            operation = self.contract.operations[wsa.action]
+            if operation.input_element and envelope.body_qname != operation.input_element:
+                raise InvalidRequest(
+                    f"wsa:Action {wsa.action} names {operation.name}, but the Body holds "
+                    f"{envelope.body_qname or 'nothing'}"
+                )
+            state = CallState(
+                attachments=message.attachments if message else {},
+                addressing=wsa,
+                request=request,
+                spool_dir=self.config.spool_dir,
+                inline_spooled=inline,
+                **self._state(),
+            )
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(
+                self._executor, self._port.dispatch, envelope_bytes, version, state
+            )
+            reply = _address_reply(reply, version, wsa, operation.output_action or "")
+            return Response(
+                200, [("Content-Type", version.content_type(operation.output_action))], reply
+            )
+        except DynasoarError as exc:
+            if not exc.sender:
+                log.warning("%s %s: %s", self.config.path, type(exc).__name__, exc.reason)
+            return fault_response(exc, version, wsa)
+        finally:
+            if message is not None:
+                message.close()
+            for attachment in inline:
+                attachment.delete()
+
+
+def fresh_spool(directory: Path) -> None:
+    """The spool for incoming attachments, emptied of what a previous run left behind."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, mode=0o700)
+
+
+def fault_response(
+    error: DynasoarError, version: SoapVersion, wsa: addressing.AddressingHeaders | None
+) -> Response:
+    status, content_type, body = fault_reply(error, version, wsa)
+    return Response(status, [("Content-Type", content_type)], body)
+
+
+def _address_reply(
+    reply: bytes, version: SoapVersion, wsa: addressing.AddressingHeaders, action: str
+) -> bytes:
+    try:
+        root = parse_envelope(reply).root
+    except DynasoarError as exc:
+        raise MalformedMessage(f"the service produced an invalid reply: {exc.reason}") from exc
+    header = ensure_header(root, version)
+    header.extend(addressing.write_headers(addressing.reply_headers(wsa, action)))
+    etree.cleanup_namespaces(root)
+    return serialize(root)

@@ -1,0 +1,95 @@
+"""An asyncio SOAP client for dynasoar's own calls between actors (SP → HP, CLI → SP uploads).
+
+Every call is WS-Addressed (To, Action, MessageID; the reply must relate to it); binary
+parameters go as MTOM attachments streamed from disk. Faults come back as ``RemoteFault``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lxml import etree
+
+from dynasoar.errors import MalformedMessage, RemoteFault, TransportError
+from dynasoar.http import ConnectionPool
+from dynasoar.soap import addressing
+from dynasoar.soap.envelope import SoapVersion, build_envelope, parse_envelope, serialize
+from dynasoar.soap.faults import read_fault
+from dynasoar.soap.mtom import MtomWriter, OutgoingAttachment
+
+MAX_REPLY_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: etree._Element  # the Body's first child
+    addressing: addressing.AddressingHeaders
+    status: int
+
+
+class SoapClient:
+    def __init__(self, pool: ConnectionPool, version: SoapVersion = SoapVersion.SOAP11) -> None:
+        self._pool = pool
+        self.version = version
+
+    async def call(
+        self,
+        url: str,
+        action: str,
+        payload: etree._Element,
+        *,
+        timeout: float,
+        attachments: Sequence[OutgoingAttachment] = (),
+        headers: Sequence[etree._Element] = (),
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Reply:
+        request = addressing.AddressingHeaders(
+            to=url, action=action, message_id=addressing.new_message_id(), present=True
+        )
+        blocks = [*addressing.write_headers(request), *headers]
+        envelope = serialize(build_envelope(self.version, [payload], blocks))
+        http_headers = [("Accept", f"{self.version.media_type}, multipart/related")]
+        if self.version is SoapVersion.SOAP11:
+            http_headers.append(("SOAPAction", f'"{action}"'))
+        if attachments:
+            writer = MtomWriter(envelope, list(attachments), self.version.value, action=action)
+            http_headers += [
+                ("Content-Type", writer.content_type),
+                ("Content-Length", str(writer.content_length)),
+            ]
+            response = await self._pool.request(
+                url,
+                "POST",
+                headers=http_headers,
+                body=writer.aiter_chunks(on_progress=on_progress),
+                timeout=timeout,
+            )
+        else:
+            http_headers.append(("Content-Type", self.version.content_type(action)))
+            response = await self._pool.request(
+                url, "POST", headers=http_headers, body=envelope, timeout=timeout
+            )
+        data = await response.read_all(MAX_REPLY_BYTES)
+        return _reply(data, response.status, request, url)
+
+
+def _reply(data: bytes, status: int, request: addressing.AddressingHeaders, url: str) -> Reply:
+    try:
+        envelope = parse_envelope(data)
+    except MalformedMessage as exc:
+        raise TransportError(
+            f"{url} answered HTTP {status} without a SOAP envelope: {data[:200]!r}"
+        ) from exc
+    assert envelope.body is not None
+    fault = read_fault(envelope.body, envelope.version)
+    if fault is not None:
+        raise RemoteFault(fault, status=status)
+    reply_addressing = addressing.read_headers(envelope.header_blocks)
+    related = [rel for rel, _ in reply_addressing.relates_to]
+    if request.message_id not in related:
+        raise TransportError(f"{url} answered without wsa:RelatesTo {request.message_id}")
+    children = [c for c in envelope.body if isinstance(c.tag, str)]
+    if not children:
+        raise TransportError(f"{url} answered with an empty Body")
+    return Reply(children[0], reply_addressing, status)
