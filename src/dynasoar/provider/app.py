@@ -1,0 +1,146 @@
+"""Assembles a Service Provider process: state under ``--data``, the management port, the
+routing interceptor, and the HTTP routes that lead to them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+from dynasoar.host.client import HostClient
+from dynasoar.http import ConnectionPool, Handler, Request, Response
+from dynasoar.paths import contracts_dir
+from dynasoar.provider.chain import build_chain
+from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.hosts import HostDirectory
+from dynasoar.provider.interceptors import SERVICES
+from dynasoar.provider.registry import Registry
+from dynasoar.provider.repository import Repository
+from dynasoar.provider.service_provider import ServiceProvider
+from dynasoar.serve import base_url_of, text, wants_wsdl
+from dynasoar.service.endpoint import EndpointConfig, ManagementEndpoint, fresh_spool
+from dynasoar.soap.client import SoapClient
+from dynasoar.soap.envelope import SoapVersion
+from dynasoar.soap.mtom import MtomLimits
+from dynasoar.wsdl import rewrite_addresses
+
+log = logging.getLogger(__name__)
+
+PORT_PATH = "/dynasoar/ServiceProvider"
+WSDL_CACHE_SIZE = 256
+T = TypeVar("T")
+
+
+@dataclass
+class ProviderConfig:
+    data: Path
+    hosts: list[str] = field(default_factory=list)
+    deploy_timeout: float = 120.0
+    message_timeout: float = 150.0
+    max_package_bytes: int = 1 << 30
+
+
+class ProviderApp:
+    """The SP process's parts, wired together; ``handle`` is its HTTP entry point."""
+
+    def __init__(self, config: ProviderConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        data = config.data
+        fresh_spool(data / "spool")
+        self.pool = ConnectionPool()
+        self.registry = Registry(data / "registry.sqlite")
+        host_client = HostClient(SoapClient(self.pool, SoapVersion.SOAP12))
+        self.hosts = HostDirectory(self.registry, host_client)
+        self.deployer = Deployer(
+            self.registry, self.hosts, host_client, self.pool, config.deploy_timeout
+        )
+        self.provider = ServiceProvider(
+            data,
+            self.registry,
+            Repository(data / "repository", self.registry),
+            self.hosts,
+            self.deployer,
+        )
+        self.chain, self.relay = build_chain(
+            self.provider, self.deployer, self.pool, config.message_timeout
+        )
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sp-port")
+        from dynasoar.provider.port import provider_port  # spyne: imported with the port only
+
+        self.port = ManagementEndpoint(
+            provider_port(),
+            EndpointConfig(
+                path=PORT_PATH,
+                wsdl_file=contracts_dir() / "ServiceProvider.wsdl",
+                spool_dir=data / "spool",
+                mtom_limits=MtomLimits(
+                    max_attachment_bytes=config.max_package_bytes,
+                    max_total_attachment_bytes=config.max_package_bytes,
+                    max_body_bytes=config.max_package_bytes + (8 << 20),
+                ),
+            ),
+            self.executor,
+            lambda: {"provider": self.provider, "run": self._run_on_loop},
+        )
+        self._wsdl_cache: dict[tuple[str, str, str], bytes] = {}
+        self.url = ""
+
+    def _run_on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """From a port worker thread: run ``coro`` on the SP's loop and wait for it."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout=self.config.message_timeout)
+
+    async def start(self, url: str) -> Handler:
+        self.url = url
+        for address in self.config.hosts:
+            self.hosts.add(address)
+        await self.deployer.restore()
+        if self.config.hosts:
+            await self.hosts.survey()
+        return self.handle
+
+    async def stop(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.pool.close()
+        self.registry.close()
+
+    async def handle(self, request: Request) -> Response:
+        path = request.path
+        if path == "/healthz":
+            return text(200, "ok")
+        base = base_url_of(request.headers.get("host"), self.url)
+        if path == PORT_PATH:
+            if request.method == "POST":
+                return await self.port.handle(request)
+            if request.method == "GET" and wants_wsdl(request.query):
+                return self.port.wsdl(base)
+            return text(405, "POST SOAP messages here; GET ?wsdl for the contract")
+        if path.startswith("/dynasoar/") and path.endswith(".xsd"):
+            return self.port.schema(path.rpartition("/")[2]) or text(404, "no such schema")
+        if path == SERVICES or path.startswith(SERVICES + "/"):
+            if request.method == "POST":
+                return await self.chain(request, base)
+            if request.method == "GET" and wants_wsdl(request.query):
+                return self._service_wsdl(path, base)
+            return text(405, "POST SOAP messages here; GET ?wsdl for the service's contract")
+        return text(404, f"nothing here at {path}; see {PORT_PATH}?wsdl")
+
+    def _service_wsdl(self, path: str, base: str) -> Response:
+        name = unquote(path[len(SERVICES) :].strip("/"))
+        advertised = self.provider.advertised(name)
+        if advertised is None:
+            return text(404, f"no service named {name!r} is advertised here")
+        key = (name, advertised.record.sha256, base)
+        body = self._wsdl_cache.get(key)
+        if body is None:
+            body = rewrite_addresses(advertised.record.wsdl, f"{base}{SERVICES}/{name}")
+            if len(self._wsdl_cache) >= WSDL_CACHE_SIZE:  # Host headers are the client's to pick
+                self._wsdl_cache.clear()
+            self._wsdl_cache[key] = body
+        return Response(200, [("Content-Type", "text/xml; charset=utf-8")], body)

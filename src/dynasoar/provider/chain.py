@@ -1,0 +1,99 @@
+"""The Service Provider's routing interceptor, built in one place. Reading this file gives the
+whole path of a message to ``/services/NAME``:
+
+    read-head   the envelope up to its Body: SOAP version, header blocks (no DOM of the body)
+    resolve     which advertised service: by URL, else wsa:To, else wsa:Action
+    addressing  WS-Addressing rules from the service's own WSDL (faults per the spec)
+    deploy      an existing deployment, or choose a host, ship, probe, record (single-flight)
+    relay       forward the bytes over a pooled connection; stream the reply back
+
+Each step is an interceptor with a ``phase`` name and ``async handle(ctx)``; when one raises,
+the ones that ran are unwound in reverse (``on_fault``), then the error becomes the SOAP fault
+the consumer gets (After Apache CXF's phase chain and Knative's activator handler chain.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from dynasoar.errors import DeploymentTimeout, DynasoarError, ReceiverError, TransportError
+from dynasoar.http import ConnectionPool, Request, Response
+from dynasoar.provider.context import MessageContext
+from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.interceptors import (
+    CheckAddressing,
+    EnsureDeployment,
+    ReadEnvelopeHead,
+    ResolveService,
+)
+from dynasoar.provider.relay import Relay
+from dynasoar.provider.service_provider import ServiceProvider
+from dynasoar.soap.faults import fault_reply
+
+log = logging.getLogger(__name__)
+
+PHASES = ("read-head", "resolve", "addressing", "deploy", "relay")
+
+
+class Interceptor(Protocol):
+    phase: str
+
+    async def handle(self, ctx: MessageContext) -> None: ...
+
+
+class Chain:
+    def __init__(self, interceptors: Sequence[Interceptor], message_timeout: float) -> None:
+        phases = tuple(i.phase for i in interceptors)
+        if phases != PHASES:
+            raise ValueError(f"interceptors out of phase order: {phases}")
+        self.interceptors = tuple(interceptors)
+        self.message_timeout = message_timeout
+
+    async def __call__(self, request: Request, base_url: str) -> Response:
+        ctx = MessageContext(request, base_url, deadline=time.monotonic() + self.message_timeout)
+        ran: list[Interceptor] = []
+        try:
+            async with asyncio.timeout(self.message_timeout):
+                for interceptor in self.interceptors:
+                    ran.append(interceptor)
+                    await interceptor.handle(ctx)
+        except TimeoutError:
+            late = f"no reply within {self.message_timeout:.0f} s (phase {ran[-1].phase})"
+            error = DeploymentTimeout(late) if ran[-1].phase == "deploy" else TransportError(late)
+            return self._fault(ctx, ran, error)
+        except DynasoarError as exc:
+            return self._fault(ctx, ran, exc)
+        except Exception:
+            log.exception("routing %s failed in phase %s", request.path, ran[-1].phase)
+            return self._fault(ctx, ran, ReceiverError("internal error in the Service Provider"))
+        assert ctx.response is not None
+        return ctx.response
+
+    def _fault(self, ctx: MessageContext, ran: list[Interceptor], error: DynasoarError) -> Response:
+        for interceptor in reversed(ran):
+            on_fault = getattr(interceptor, "on_fault", None)
+            if on_fault is not None:
+                on_fault(ctx, error)
+        status, content_type, body = fault_reply(error, ctx.version, ctx.addressing)
+        return Response(status, [("Content-Type", content_type)], body)
+
+
+def build_chain(
+    provider: ServiceProvider, deployer: Deployer, pool: ConnectionPool, message_timeout: float
+) -> tuple[Chain, Relay]:
+    relay = Relay(pool, deployer)
+    chain = Chain(
+        [
+            ReadEnvelopeHead(),
+            ResolveService(provider),
+            CheckAddressing(),
+            EnsureDeployment(deployer),
+            relay,
+        ],
+        message_timeout,
+    )
+    return chain, relay

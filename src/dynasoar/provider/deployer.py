@@ -1,0 +1,179 @@
+"""Deploying services on Host Providers: choose a host (placement), ship the package, probe the
+new endpoint, record it. Concurrent first messages for one service share one deployment
+(single-flight); a failure is reported to every waiter and not remembered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from dynasoar.errors import (
+    Busy,
+    DeploymentFailed,
+    DeploymentTimeout,
+    DynasoarError,
+    InvalidRequest,
+    NoHostAvailable,
+    TransportError,
+)
+from dynasoar.host.client import HostClient, PackageShipment, normalize
+from dynasoar.http import ConnectionPool
+from dynasoar.provider.hosts import HostDirectory
+from dynasoar.provider.placement import least_loaded
+from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord, now
+from dynasoar.provider.singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
+
+
+class Deployer:
+    def __init__(
+        self,
+        registry: Registry,
+        hosts: HostDirectory,
+        client: HostClient,
+        pool: ConnectionPool,
+        deploy_timeout: float,
+    ) -> None:
+        self._registry = registry
+        self._hosts = hosts
+        self._client = client
+        self._pool = pool
+        self.deploy_timeout = deploy_timeout
+        self._flight: SingleFlight[DeploymentRecord] = SingleFlight()
+
+    async def ensure(self, service: ServiceRecord, timeout: float) -> tuple[DeploymentRecord, bool]:
+        """A deployment of ``service``: an existing one, or a new one (then ``cold`` is True)."""
+        existing = self._registry.deployments_of(service.name)
+        if existing:
+            return existing[0], False
+        try:
+            return await self._flight.do(
+                service.name, lambda: self._deploy_anywhere(service), timeout
+            )
+        except TimeoutError as exc:
+            raise DeploymentTimeout(
+                f"{service.name} is still being deployed after {timeout:.0f} s; retry shortly"
+            ) from exc
+
+    async def deploy(self, service: ServiceRecord, host: str | None) -> DeploymentRecord:
+        """An explicit deployment (management Deploy): on ``host``, or wherever placement says."""
+        if host is None:
+            record, _ = await self.ensure(service, self.deploy_timeout)
+            return record
+        host = normalize(host)
+        for record in self._registry.deployments_of(service.name):
+            if record.host == host:
+                return record
+        if self._registry.deployments_of(service.name) and not service.stateless:
+            raise InvalidRequest(
+                f"{service.name} is stateful: it runs once and is never replicated; undeploy it "
+                "first to move it"
+            )
+        if self._registry.host(host) is None:
+            await self._hosts.register(host)
+        return await self._deploy_on(host, service)
+
+    async def _deploy_anywhere(self, service: ServiceRecord) -> DeploymentRecord:
+        views = await self._hosts.survey()
+        candidates = least_loaded(views)
+        if not candidates:
+            known = len(self._registry.hosts())
+            raise NoHostAvailable(
+                f"no Host Provider can take {service.name}: {known} known, {len(views)} answering, "
+                "none with free capacity"
+            )
+        reasons = []
+        for view in candidates:
+            try:
+                return await self._deploy_on(view.address, service)
+            except (Busy, TransportError) as exc:
+                reasons.append(f"{view.address}: {exc.reason}")
+                if isinstance(exc, TransportError):
+                    self._hosts.mark_down(view.address, exc.reason)
+        raise NoHostAvailable(f"no Host Provider took {service.name}: " + "; ".join(reasons))
+
+    async def _deploy_on(self, host: str, service: ServiceRecord) -> DeploymentRecord:
+        started = time.monotonic()
+        shipment = PackageShipment(
+            service=service.name,
+            version=service.version,
+            kind=service.kind,
+            stateless=service.stateless,
+            path=Path(service.package),
+            sha256=service.sha256,
+        )
+        deployment_id, endpoint = await self._client.deploy(host, shipment, self.deploy_timeout)
+        try:
+            await self.probe(endpoint, timeout=max(1.0, self.deploy_timeout / 4))
+        except DynasoarError:
+            await self._undeploy_quietly(host, deployment_id)
+            raise
+        record = DeploymentRecord(
+            id=deployment_id,
+            service=service.name,
+            version=service.version,
+            host=host,
+            endpoint=endpoint,
+            state="ready",
+            created=now(),
+        )
+        self._registry.add_deployment(record)
+        log.info(
+            "deployed %s on %s in %.2f s: %s",
+            service.name,
+            host,
+            time.monotonic() - started,
+            endpoint,
+        )
+        return record
+
+    async def probe(self, endpoint: str, timeout: float) -> None:
+        """Readiness from the SP's side: the endpoint serves its WSDL."""
+        try:
+            response = await self._pool.request(
+                endpoint + "?wsdl", "GET", headers=[], timeout=timeout
+            )
+            await response.read_all(4 << 20)
+        except DynasoarError as exc:
+            raise DeploymentFailed(
+                f"the new endpoint {endpoint} does not answer: {exc.reason}"
+            ) from exc
+        if response.status != 200:
+            raise DeploymentFailed(f"the new endpoint {endpoint} answered HTTP {response.status}")
+
+    async def undeploy(self, record: DeploymentRecord) -> bool:
+        self._registry.remove_deployment(record.id)
+        try:
+            return await self._client.undeploy(record.host, record.id, timeout=30.0)
+        except DynasoarError as exc:
+            log.warning("undeploy of %s on %s: %s", record.id, record.host, exc.reason)
+            return False
+
+    async def forget(self, record: DeploymentRecord) -> None:
+        """Drop a deployment that stopped answering; tell its host if it still listens."""
+        if self._registry.remove_deployment(record.id) is not None:
+            await self._undeploy_quietly(record.host, record.id)
+
+    async def _undeploy_quietly(self, host: str, deployment_id: str) -> None:
+        try:
+            await self._client.undeploy(host, deployment_id, timeout=10.0)
+        except DynasoarError as exc:
+            log.warning("could not undeploy %s on %s: %s", deployment_id, host, exc.reason)
+
+    async def restore(self) -> None:
+        """After a restart: keep recorded deployments that still answer, drop the others."""
+        records = self._registry.deployments()
+        results = await asyncio.gather(
+            *(self.probe(r.endpoint, timeout=3.0) for r in records), return_exceptions=True
+        )
+        for record, result in zip(records, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("dropping deployment %s of %s: %s", record.id, record.service, result)
+                self._registry.remove_deployment(record.id)
+            else:
+                log.info(
+                    "reusing deployment %s of %s at %s", record.id, record.service, record.endpoint
+                )

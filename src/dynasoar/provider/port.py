@@ -1,0 +1,144 @@
+"""The Service Provider's management operations (wsdl/ServiceProvider.wsdl), as a spyne service.
+
+Methods run on worker threads; anything touching the SP's event loop (deploying, asking hosts)
+goes through ``ctx.udc.run``, which waits for the coroutine on the loop with a deadline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spyne import (
+    AnyUri,
+    AnyXml,
+    Boolean,
+    ComplexModel,
+    DateTime,
+    Double,
+    Integer,
+    Long,
+    ServiceBase,
+    Unicode,
+    rpc,
+)
+
+from dynasoar import ns
+from dynasoar.errors import InvalidRequest
+from dynasoar.provider.registry import DeploymentRecord, HostRecord, ServiceRecord
+from dynasoar.service.attachments import attachment_of
+from dynasoar.service.spyne_port import SpynePort
+
+Required = Unicode(min_occurs=1, nillable=False)
+
+
+class ServiceInfo(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    name = Unicode
+    version = Unicode
+    kind = Unicode
+    stateless = Boolean
+    sha256 = Unicode
+    size = Long
+    published = DateTime
+    deployments = Integer
+
+
+class DeploymentInfo(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    id = Unicode
+    service = Unicode
+    host = AnyUri
+    endpoint = AnyUri
+    state = Unicode
+    created = DateTime
+
+
+class HostInfo(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    address = AnyUri
+    state = Unicode
+    capacity = Integer
+    deployments = Integer
+    load = Double
+
+
+def service_info(s: ServiceRecord, deployments: int) -> ServiceInfo:
+    return ServiceInfo(
+        name=s.name,
+        version=s.version,
+        kind=s.kind,
+        stateless=s.stateless,
+        sha256=s.sha256,
+        size=s.size,
+        published=s.published,
+        deployments=deployments,
+    )
+
+
+def deployment_info(d: DeploymentRecord) -> DeploymentInfo:
+    return DeploymentInfo(
+        id=d.id,
+        service=d.service,
+        host=d.host,
+        endpoint=d.endpoint,
+        state=d.state,
+        created=d.created,
+    )
+
+
+def host_info(h: HostRecord) -> HostInfo:
+    return HostInfo(
+        address=h.address,
+        state=h.state,
+        capacity=h.capacity,
+        deployments=h.deployments,
+        load=h.load,
+    )
+
+
+def _sp(ctx: Any) -> Any:
+    return ctx.udc.provider
+
+
+class ServiceProviderService(ServiceBase):  # type: ignore[misc]
+    @rpc(AnyXml, _returns=ServiceInfo, _out_variable_name="service")
+    def Publish(ctx, package):  # type: ignore[no-untyped-def]
+        if package is None:
+            raise InvalidRequest("Publish needs the package (an MTOM attachment)")
+        record = _sp(ctx).publish(attachment_of(ctx.udc, package))
+        return service_info(record, len(_sp(ctx).registry.deployments_of(record.name)))
+
+    @rpc(Required, AnyUri(min_occurs=0), _returns=DeploymentInfo, _out_variable_name="deployment")
+    def Deploy(ctx, name, host):  # type: ignore[no-untyped-def]
+        record = ctx.udc.run(_sp(ctx).deploy(name, host or None))
+        return deployment_info(record)
+
+    @rpc(Required, AnyUri(min_occurs=0), _returns=Integer, _out_variable_name="undeployed")
+    def Undeploy(ctx, name, host):  # type: ignore[no-untyped-def]
+        return ctx.udc.run(_sp(ctx).undeploy(name, host or None))
+
+    @rpc(_returns=ServiceInfo.customize(max_occurs="unbounded"), _out_variable_name="service")
+    def ListServices(ctx):  # type: ignore[no-untyped-def]
+        registry = _sp(ctx).registry
+        return [service_info(s, len(registry.deployments_of(s.name))) for s in registry.services()]
+
+    @rpc(
+        Unicode(min_occurs=0),
+        _returns=DeploymentInfo.customize(max_occurs="unbounded"),
+        _out_variable_name="deployment",
+    )
+    def ListDeployments(ctx, name):  # type: ignore[no-untyped-def]
+        records = _sp(ctx).registry.deployments()
+        return [deployment_info(d) for d in records if not name or d.service == name]
+
+    @rpc(_returns=HostInfo.customize(max_occurs="unbounded"), _out_variable_name="host")
+    def ListHosts(ctx):  # type: ignore[no-untyped-def]
+        return [host_info(h) for h in ctx.udc.run(_sp(ctx).refresh_hosts())]
+
+    @rpc(AnyUri(min_occurs=1, nillable=False), _returns=HostInfo, _out_variable_name="host")
+    def RegisterHost(ctx, address):  # type: ignore[no-untyped-def]
+        return host_info(ctx.udc.run(_sp(ctx).register_host(address)))
+
+
+def provider_port() -> SpynePort:
+    return SpynePort([ServiceProviderService], tns=ns.DYN_SP, name="ServiceProvider")

@@ -1,0 +1,220 @@
+"""The Service Provider's registry of services, hosts and deployments, kept in SQLite.
+
+Reads on the message path come from memory (``deployments_of``); every change is written
+through to the database first, so a restart sees what was there. One lock guards both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY, version TEXT NOT NULL, kind TEXT NOT NULL,
+    stateless INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    published TEXT NOT NULL, package TEXT NOT NULL, wsdl BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    address TEXT PRIMARY KEY, state TEXT NOT NULL, capacity INTEGER NOT NULL,
+    deployments INTEGER NOT NULL, load REAL NOT NULL, last_seen TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deployments (
+    id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
+    endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL
+);
+"""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    name: str
+    version: str
+    kind: str
+    stateless: bool
+    sha256: str
+    size: int
+    published: datetime
+    package: str  # path of the archive in the repository
+    wsdl: bytes
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    address: str
+    state: str  # "up" | "down" | "unknown"
+    capacity: int
+    deployments: int
+    load: float
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    id: str
+    service: str
+    version: str
+    host: str
+    endpoint: str
+    state: str  # "ready"
+    created: datetime
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self._deployments: dict[str, list[DeploymentRecord]] = {}
+        for record in self._load_deployments():
+            self._deployments.setdefault(record.service, []).append(record)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- services -------------------------------------------------------------------------
+
+    def put_service(self, s: ServiceRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO services VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    s.name,
+                    s.version,
+                    s.kind,
+                    int(s.stateless),
+                    s.sha256,
+                    s.size,
+                    s.published.isoformat(),
+                    s.package,
+                    s.wsdl,
+                ),
+            )
+
+    def service(self, name: str) -> ServiceRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
+        return _service(row) if row else None
+
+    def services(self) -> list[ServiceRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM services ORDER BY name").fetchall()
+        return [_service(r) for r in rows]
+
+    # -- hosts ----------------------------------------------------------------------------
+
+    def put_host(self, h: HostRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?,?,?)",
+                (h.address, h.state, h.capacity, h.deployments, h.load, h.last_seen.isoformat()),
+            )
+
+    def host(self, address: str) -> HostRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM hosts WHERE address = ?", (address,)).fetchone()
+        return _host(row) if row else None
+
+    def hosts(self) -> list[HostRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM hosts ORDER BY address").fetchall()
+        return [_host(r) for r in rows]
+
+    def set_host_state(self, address: str, state: str) -> None:
+        with self._tx() as db:
+            if state == "up":
+                db.execute(
+                    "UPDATE hosts SET state = ?, last_seen = ? WHERE address = ?",
+                    (state, now().isoformat(), address),
+                )
+            else:
+                db.execute("UPDATE hosts SET state = ? WHERE address = ?", (state, address))
+
+    # -- deployments ----------------------------------------------------------------------
+
+    def add_deployment(self, d: DeploymentRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO deployments VALUES (?,?,?,?,?,?,?)",
+                (d.id, d.service, d.version, d.host, d.endpoint, d.state, d.created.isoformat()),
+            )
+            current = [x for x in self._deployments.get(d.service, []) if x.id != d.id]
+            self._deployments[d.service] = [*current, d]
+
+    def remove_deployment(self, deployment_id: str) -> DeploymentRecord | None:
+        with self._tx() as db:
+            db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
+            for service, records in self._deployments.items():
+                for record in records:
+                    if record.id == deployment_id:
+                        self._deployments[service] = [r for r in records if r is not record]
+                        return record
+        return None
+
+    def deployments_of(self, service: str) -> list[DeploymentRecord]:
+        """The service's deployments, from memory (the message path reads this)."""
+        return self._deployments.get(service, [])
+
+    def deployments(self) -> list[DeploymentRecord]:
+        with self._lock:
+            return sorted(
+                (d for records in self._deployments.values() for d in records),
+                key=lambda d: (d.service, d.created),
+            )
+
+    def _load_deployments(self) -> list[DeploymentRecord]:
+        rows = self._db.execute("SELECT * FROM deployments ORDER BY created").fetchall()
+        return [
+            DeploymentRecord(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]))
+            for r in rows
+        ]
+
+
+def _service(r: Any) -> ServiceRecord:
+    return ServiceRecord(
+        name=str(r[0]),
+        version=str(r[1]),
+        kind=str(r[2]),
+        stateless=bool(r[3]),
+        sha256=str(r[4]),
+        size=int(r[5]),
+        published=datetime.fromisoformat(str(r[6])),
+        package=str(r[7]),
+        wsdl=bytes(r[8]),
+    )
+
+
+def _host(r: Any) -> HostRecord:
+    return HostRecord(
+        address=str(r[0]),
+        state=str(r[1]),
+        capacity=int(r[2]),
+        deployments=int(r[3]),
+        load=float(r[4]),
+        last_seen=datetime.fromisoformat(str(r[5])),
+    )

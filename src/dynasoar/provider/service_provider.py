@@ -1,0 +1,88 @@
+"""The Service Provider's state and operations, shared by its management port and its routing
+interceptor: the catalog of advertised services, publishing, deploying and undeploying."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynasoar.errors import UnknownService
+from dynasoar.host.client import normalize
+from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.hosts import HostDirectory
+from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry, ServiceRecord
+from dynasoar.provider.repository import Repository
+from dynasoar.soap.mtom import Attachment
+from dynasoar.wsdl import ServiceContract, read_contract
+
+
+@dataclass(frozen=True)
+class Advertised:
+    """A published service as the message path needs it (kept in memory)."""
+
+    record: ServiceRecord
+    contract: ServiceContract
+
+
+class ServiceProvider:
+    def __init__(
+        self,
+        data: Path,
+        registry: Registry,
+        repository: Repository,
+        hosts: HostDirectory,
+        deployer: Deployer,
+    ) -> None:
+        self.data = data
+        self.registry = registry
+        self.repository = repository
+        self.hosts = hosts
+        self.deployer = deployer
+        self._catalog: dict[str, Advertised] = {}
+        self._lock = threading.Lock()
+        for record in registry.services():
+            self._catalog[record.name] = Advertised(record, read_contract(record.wsdl))
+
+    # -- the catalog (read on every message) --------------------------------------------
+
+    def advertised(self, name: str) -> Advertised | None:
+        return self._catalog.get(name)
+
+    def catalog(self) -> list[Advertised]:
+        return list(self._catalog.values())
+
+    def _service(self, name: str) -> ServiceRecord:
+        advertised = self._catalog.get(name)
+        if advertised is None:
+            raise UnknownService(f"no service named {name!r} has been published here")
+        return advertised.record
+
+    # -- operations -----------------------------------------------------------------------
+
+    def publish(self, package: Attachment) -> ServiceRecord:
+        """Take an uploaded package into the repository and advertise it (blocking)."""
+        record, _ = self.repository.publish(package.path, package.sha256)
+        contract = read_contract(record.wsdl)
+        with self._lock:
+            self._catalog[record.name] = Advertised(record, contract)
+        return record
+
+    async def deploy(self, name: str, host: str | None) -> DeploymentRecord:
+        return await self.deployer.deploy(self._service(name), host)
+
+    async def undeploy(self, name: str, host: str | None) -> int:
+        self._service(name)
+        wanted = normalize(host) if host else None
+        records = [d for d in self.registry.deployments_of(name) if wanted in (None, d.host)]
+        count = 0
+        for record in records:
+            await self.deployer.undeploy(record)
+            count += 1
+        return count
+
+    async def register_host(self, address: str) -> HostRecord:
+        return await self.hosts.register(address)
+
+    async def refresh_hosts(self) -> list[HostRecord]:
+        return await self.hosts.refresh()

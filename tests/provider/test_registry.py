@@ -1,0 +1,243 @@
+"""The Service Provider's registry on a real SQLite file: services, hosts, deployments; what
+survives a restart; concurrent writers from threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry, ServiceRecord
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def service(name: str = "Echo", version: str = "1.0", **changes: object) -> ServiceRecord:
+    fields: dict[str, object] = dict(
+        name=name, version=version, kind="code", stateless=True, sha256="ab" * 32,
+        size=12345, published=T0, package=f"/data/repository/{name}/{version}.pkg",
+        wsdl=b"<wsdl:definitions/>\x00\xff binary-safe",
+    )
+    fields.update(changes)
+    return ServiceRecord(**fields)  # type: ignore[arg-type]
+
+
+def host(address: str = "http://hp1:8001", **changes: object) -> HostRecord:
+    fields: dict[str, object] = dict(
+        address=address, state="up", capacity=4, deployments=1, load=0.25, last_seen=T0
+    )
+    fields.update(changes)
+    return HostRecord(**fields)  # type: ignore[arg-type]
+
+
+def deployment(
+    deployment_id: str, service: str = "Echo", minutes: int = 0, **changes: object
+) -> DeploymentRecord:
+    fields: dict[str, object] = dict(
+        id=deployment_id, service=service, version="1.0", host="http://hp1:8001",
+        endpoint=f"http://hp1:9000/{deployment_id}", state="ready",
+        created=T0 + timedelta(minutes=minutes),
+    )
+    fields.update(changes)
+    return DeploymentRecord(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "registry.sqlite"
+
+
+@pytest.fixture
+def registry(db: Path) -> Iterator[Registry]:
+    reg = Registry(db)
+    yield reg
+    reg.close()
+
+
+def reopen(registry: Registry, db: Path) -> Registry:
+    registry.close()
+    return Registry(db)
+
+
+# -- services ----------------------------------------------------------------------------------
+
+
+def test_put_and_get_services(registry: Registry) -> None:
+    echo, counter = service("Echo"), service("Counter", stateless=False)
+    registry.put_service(echo)
+    registry.put_service(counter)
+    assert registry.service("Echo") == echo
+    assert registry.service("Nope") is None
+    assert registry.services() == [counter, echo]  # by name
+
+
+def test_publishing_again_replaces_the_service(registry: Registry) -> None:
+    registry.put_service(service("Echo", "1.0"))
+    newer = service("Echo", "1.1", sha256="cd" * 32, published=T0 + timedelta(days=1))
+    registry.put_service(newer)
+    assert registry.services() == [newer]
+
+
+# -- hosts -------------------------------------------------------------------------------------
+
+
+def test_put_and_get_hosts(registry: Registry) -> None:
+    a, b = host("http://hp2:8001"), host("http://hp1:8001", state="down", load=1.5)
+    registry.put_host(a)
+    registry.put_host(b)
+    assert registry.host("http://hp2:8001") == a
+    assert registry.host("http://nope") is None
+    assert registry.hosts() == [b, a]  # by address
+
+
+def test_set_host_state(registry: Registry) -> None:
+    registry.put_host(host())
+    registry.set_host_state("http://hp1:8001", "down")
+    down = registry.host("http://hp1:8001")
+    assert down == host(state="down")  # last_seen is when it was last up
+
+    registry.set_host_state("http://hp1:8001", "up")
+    up = registry.host("http://hp1:8001")
+    assert up is not None
+    assert (up.state, up.load, up.deployments, up.capacity) == ("up", 0.25, 1, 4)
+    assert up.last_seen > T0
+
+
+def test_set_state_of_an_unknown_host_is_ignored(registry: Registry) -> None:
+    registry.set_host_state("http://ghost:1", "up")
+    assert registry.hosts() == []
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+
+def test_add_and_remove_deployments(registry: Registry) -> None:
+    d1, d2 = deployment("d1", minutes=1), deployment("d2", minutes=2)
+    c1 = deployment("c1", service="Counter")
+    for d in (d2, c1, d1):
+        registry.add_deployment(d)
+    assert registry.deployments_of("Echo") == [d2, d1]
+    assert registry.deployments_of("Counter") == [c1]
+    assert registry.deployments_of("Nope") == []
+    assert registry.deployments() == [c1, d1, d2]  # by service, then creation
+
+    assert registry.remove_deployment("d2") == d2
+    assert registry.deployments_of("Echo") == [d1]
+    assert registry.remove_deployment("d2") is None
+    assert registry.remove_deployment("c1") == c1
+    assert registry.deployments_of("Counter") == []
+
+
+def test_adding_a_deployment_again_replaces_it(registry: Registry) -> None:
+    registry.add_deployment(deployment("d1"))
+    moved = deployment("d1", endpoint="http://hp1:9555/d1")
+    registry.add_deployment(moved)
+    assert registry.deployments_of("Echo") == [moved]
+
+
+def test_a_readers_list_is_a_snapshot(registry: Registry) -> None:
+    # The message path reads deployments_of without the lock: what it holds must not change.
+    registry.add_deployment(deployment("d1"))
+    seen = registry.deployments_of("Echo")
+    registry.add_deployment(deployment("d2", minutes=1))
+    registry.remove_deployment("d1")
+    assert [d.id for d in seen] == ["d1"]
+    assert [d.id for d in registry.deployments_of("Echo")] == ["d2"]
+
+
+# -- restarts ----------------------------------------------------------------------------------
+
+
+def test_state_survives_closing_and_reopening(registry: Registry, db: Path) -> None:
+    echo, hp = service(), host()
+    d1, d2 = deployment("d1", minutes=1), deployment("d2", minutes=2)
+    registry.put_service(echo)
+    registry.put_host(hp)
+    for d in (d1, d2, deployment("gone", minutes=3)):
+        registry.add_deployment(d)
+    registry.remove_deployment("gone")
+
+    again = reopen(registry, db)
+    try:
+        assert again.services() == [echo]
+        assert again.hosts() == [hp]
+        assert again.deployments_of("Echo") == [d1, d2]
+        assert again.deployments() == [d1, d2]
+    finally:
+        again.close()
+
+
+def test_a_new_registry_starts_empty_and_creates_its_directory(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "a" / "b" / "registry.sqlite")
+    try:
+        assert (reg.services(), reg.hosts(), reg.deployments()) == ([], [], [])
+    finally:
+        reg.close()
+
+
+# -- threads -----------------------------------------------------------------------------------
+
+THREADS, ROUNDS = 8, 100
+
+
+def test_concurrent_writers_do_not_corrupt_state(registry: Registry, db: Path) -> None:
+    """8 threads each add 100 deployments (spread over 3 services) and remove every other one,
+    while a reader keeps reading. Memory and database must agree on the 400 survivors."""
+    start = threading.Barrier(THREADS + 1)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer(t: int) -> None:
+        try:
+            start.wait()
+            for i in range(ROUNDS):
+                registry.add_deployment(
+                    deployment(f"t{t}-{i}", service=f"svc{i % 3}", minutes=t * ROUNDS + i)
+                )
+                if i % 2:
+                    removed = registry.remove_deployment(f"t{t}-{i - 1}")
+                    assert removed is not None and removed.id == f"t{t}-{i - 1}"
+                registry.put_host(host(f"http://hp{t}", deployments=i))
+        except BaseException as exc:
+            failures.append(exc)
+
+    def reader() -> None:
+        try:
+            start.wait()
+            while not stop.is_set():
+                for name in ("svc0", "svc1", "svc2"):
+                    ids = [d.id for d in registry.deployments_of(name)]
+                    assert len(ids) == len(set(ids)), "a deployment listed twice"
+                everything = registry.deployments()
+                assert len(everything) == len({d.id for d in everything})
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(THREADS)]
+    watcher = threading.Thread(target=reader)
+    for thread in (*threads, watcher):
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    stop.set()
+    watcher.join(timeout=60)
+    assert not failures, failures
+
+    expected = {f"t{t}-{i}" for t in range(THREADS) for i in range(ROUNDS) if i % 2}
+    in_memory = {d.id for name in ("svc0", "svc1", "svc2") for d in registry.deployments_of(name)}
+    assert in_memory == expected
+    assert len(registry.deployments()) == len(expected)
+    assert [h.deployments for h in registry.hosts()] == [ROUNDS - 1] * THREADS
+
+    again = reopen(registry, db)
+    try:
+        assert {d.id for d in again.deployments()} == expected
+        for name in ("svc0", "svc1", "svc2"):
+            assert again.deployments_of(name) == sorted(
+                again.deployments_of(name), key=lambda d: d.created
+            )
+    finally:
+        again.close()
