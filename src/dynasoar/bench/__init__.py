@@ -1,0 +1,19 @@
+"""``dynasoar bench``: the benchmarks, each printed as ratios of figures measured side by side
+in the same run (never absolute targets: these machines are shared and noisy)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from dynasoar.bench.cold import cold_start
+from dynasoar.bench.relay import warm_relay
+
+
+def run_bench(quick: bool = False) -> int:
+    with tempfile.TemporaryDirectory(prefix="dynasoar-bench-") as tmp:
+        work = Path(tmp)
+        print("dynasoar bench" + (" (quick)" if quick else ""), flush=True)
+        warm_relay(work / "relay", duration=2.0 if quick else 5.0, rounds=1 if quick else 3)
+        cold_start(work / "cold", rounds=2 if quick else 5)
+    return 0

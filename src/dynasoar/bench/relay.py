@@ -1,0 +1,129 @@
+"""Benchmark (a): the warm relay. The same echo calls, made directly to the deployed service
+and through the SP, alternating in one run: throughput ratio, added p50 latency, and the SP's
+CPU per relayed message against the service's own CPU per message."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynasoar.bench.cluster import BenchCluster, cpu_seconds, pid_of_deployment
+from dynasoar.paths import samples_dir
+
+ECHO_NS = "urn:dynasoar:samples:echo"
+BODY = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+    'xmlns:wsa="http://www.w3.org/2005/08/addressing"><s:Header>'
+    "<wsa:To>{to}</wsa:To><wsa:Action>" + ECHO_NS + "/Echo</wsa:Action>"
+    "<wsa:MessageID>urn:uuid:6f1c4a1e-bench-0000-0000-000000000000</wsa:MessageID>"
+    '</s:Header><s:Body><e:Echo xmlns:e="' + ECHO_NS + '"><e:text>{text}</e:text></e:Echo>'
+    "</s:Body></s:Envelope>"
+)
+
+
+@dataclass
+class Run:
+    rps: float
+    p50: float
+    requests: int
+    errors: int
+    sp_cpu: float
+    service_cpu: float
+
+
+def _load(url: str, body: Path, duration: float, concurrency: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dynasoar.bench.load",
+            url,
+            "--body",
+            str(body),
+            "--soap-action",
+            ECHO_NS + "/Echo",
+            "--expect",
+            "payload",
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+            "--warmup",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 120,
+    )
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
+
+
+def _measure(
+    url: str, body: Path, duration: float, concurrency: int, sp_pid: int, service_pid: int
+) -> Run:
+    sp0, svc0 = cpu_seconds(sp_pid), cpu_seconds(service_pid)
+    result = _load(url, body, duration, concurrency)
+    sp1, svc1 = cpu_seconds(sp_pid), cpu_seconds(service_pid)
+    n = max(1, int(result["requests"]))
+    # The warm-up requests are in the CPU figures too; count them at the run's own rate.
+    total = n * (1 + 0.5 / result["seconds"])
+    return Run(
+        result["rps"],
+        result["p50"],
+        n,
+        int(result["errors"]),
+        (sp1 - sp0) / total,
+        (svc1 - svc0) / total,
+    )
+
+
+def warm_relay(work: Path, duration: float = 5.0, rounds: int = 3, concurrency: int = 16) -> None:
+    print(
+        f"\n(a) warm relay: echo, {concurrency} concurrent callers, {rounds} x {duration:.0f} s "
+        "per path, alternating",
+        flush=True,
+    )
+    cluster = BenchCluster.start(work)
+    try:
+        cluster.client.publish(samples_dir() / "echo")
+        deployment = cluster.client.call("Deploy", name="Echo")
+        direct_url = deployment.endpoint
+        relay_url = f"{cluster.sp.url}/services/Echo"
+        body = work / "echo.xml"
+        body.write_text(BODY.format(to=relay_url, text="payload " * 8))
+        service_pid = pid_of_deployment(deployment.id)
+        sp_pid = cluster.sp.process.pid
+        direct: list[Run] = []
+        relayed: list[Run] = []
+        for _ in range(rounds):
+            direct.append(_measure(direct_url, body, duration, concurrency, sp_pid, service_pid))
+            relayed.append(_measure(relay_url, body, duration, concurrency, sp_pid, service_pid))
+        _report(direct, relayed)
+    finally:
+        cluster.stop()
+
+
+def _report(direct: list[Run], relayed: list[Run]) -> None:
+    def med(runs: list[Run], attr: str) -> float:
+        return float(statistics.median(getattr(r, attr) for r in runs))
+
+    d_rps, r_rps = med(direct, "rps"), med(relayed, "rps")
+    d_p50, r_p50 = med(direct, "p50"), med(relayed, "p50")
+    sp_cpu, svc_cpu = med(relayed, "sp_cpu"), med(relayed, "service_cpu")
+    errors = sum(r.errors for r in direct + relayed)
+    print(f"    direct:     {d_rps:8.0f} req/s   p50 {d_p50 * 1000:6.2f} ms")
+    print(f"    via SP:     {r_rps:8.0f} req/s   p50 {r_p50 * 1000:6.2f} ms")
+    print(f"    throughput via SP / direct       {r_rps / d_rps:6.2f}   (target >= 0.80)")
+    print(f"    added p50 latency                {(r_p50 - d_p50) * 1000:6.2f} ms")
+    print(
+        f"    SP CPU / service CPU per message {sp_cpu / svc_cpu:6.2f}   (target <= 0.25; "
+        f"SP {sp_cpu * 1e6:.0f} µs, service {svc_cpu * 1e6:.0f} µs)"
+    )
+    print(f"    failed calls                     {errors}", flush=True)

@@ -1,0 +1,222 @@
+"""The ``dynasoar`` command: run the actors (``sp``, ``hp``) and act as their consumer
+(``publish``, ``deploy``, ``undeploy``, ``status``, ``call``), plus ``demo`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from dynasoar import __version__
+from dynasoar.errors import DynasoarError
+
+DEFAULT_SP = "http://127.0.0.1:8080"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    command: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return command(args)
+    except DynasoarError as exc:
+        print(f"dynasoar {args.command}: {exc.reason}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynasoar", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dynasoar {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sp_default = os.environ.get("DYNASOAR_SP", DEFAULT_SP)
+
+    p = sub.add_parser("sp", help="run a Service Provider")
+    _server_args(p, 8080)
+    p.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a Host Provider this SP may use (repeatable)",
+    )
+    p.add_argument("--deploy-timeout", type=float, default=120.0, metavar="SECONDS")
+    p.set_defaults(func=_run_sp)
+
+    p = sub.add_parser("hp", help="run a Host Provider")
+    _server_args(p, 0)
+    p.add_argument("--backend", choices=("process", "libvirt"), default="process")
+    p.add_argument("--libvirt-uri", default="qemu:///system")
+    p.add_argument("--capacity", type=int, default=8, help="deployments this host takes")
+    p.add_argument("--sp", metavar="URL", help="register with this Service Provider")
+    p.set_defaults(func=_run_hp)
+
+    p = sub.add_parser("publish", help="upload a service package to an SP's repository")
+    p.add_argument("package", type=Path, help="a package directory, .zip or .tar.gz")
+    p.add_argument("--sp", default=sp_default, metavar="URL")
+    p.set_defaults(func=_publish)
+
+    for name, help_text in (
+        ("deploy", "deploy a service now"),
+        ("undeploy", "undeploy a service (all replicas, or one host's)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("name")
+        p.add_argument("--sp", default=sp_default, metavar="URL")
+        p.add_argument("--hp", metavar="URL", help="on this Host Provider")
+        p.set_defaults(func=_deploy if name == "deploy" else _undeploy)
+
+    p = sub.add_parser("status", help="services, deployments and hosts of an SP")
+    p.add_argument("--sp", default=sp_default, metavar="URL")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("call", help="call an operation through its WSDL (zeep, WS-Addressing)")
+    p.add_argument("wsdl")
+    p.add_argument("operation")
+    p.add_argument("arguments", nargs="*", metavar="NAME=VALUE")
+    p.add_argument("--soap12", action="store_true", help="use the WSDL's SOAP 1.2 port")
+    p.set_defaults(func=_call)
+
+    p = sub.add_parser("demo", help="the whole story on loopback: 1 SP, 2 HPs, narrated")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("bench", help="benchmarks, printed as ratios measured side by side")
+    p.add_argument("--quick", action="store_true", help="shorter runs")
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def _server_args(p: argparse.ArgumentParser, port: int) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=port)
+    p.add_argument("--data", type=Path, help="state directory")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def _run_sp(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dynasoar.http import new_event_loop
+    from dynasoar.provider.app import ProviderApp, ProviderConfig
+    from dynasoar.serve import serve
+
+    data = (
+        args.data
+        or Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "dynasoar/sp"
+    )
+    config = ProviderConfig(data=data, hosts=args.hp, deploy_timeout=args.deploy_timeout)
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = ProviderApp(config, loop)
+    loop.run_until_complete(serve("sp", args.host, args.port, app.start, app.stop))
+    loop.close()
+    return 0
+
+
+def _run_hp(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dynasoar.host.app import HostApp, HostConfig
+    from dynasoar.http import new_event_loop
+    from dynasoar.serve import serve
+
+    scratch = None
+    data = args.data
+    if data is None:  # an HP's state lives as long as its processes: a scratch directory
+        scratch = data = Path(tempfile.mkdtemp(prefix="dynasoar-hp-"))
+    try:
+        app = HostApp(
+            HostConfig(
+                data=data, backend=args.backend, capacity=args.capacity, service_provider=args.sp
+            )
+        )
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve("hp", args.host, args.port, app.start, app.stop))
+        loop.close()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from dynasoar.consumer.progress import ProgressBar
+    from dynasoar.consumer.provider_client import ProviderClient
+
+    with ProgressBar(f"publishing {args.package.name}", stream=sys.stderr) as bar:
+        info = ProviderClient(args.sp).publish(args.package, on_progress=bar.update)
+    print(
+        f"published {info.name} {info.version} ({info.kind}, "
+        f"{'stateless' if info.stateless else 'stateful'}, {info.size} bytes, "
+        f"sha256 {info.sha256[:16]}…)"
+    )
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from dynasoar.consumer.provider_client import ProviderClient
+
+    d = ProviderClient(args.sp).call("Deploy", name=args.name, host=args.hp)
+    print(f"{d.service} deployed on {d.host} as {d.id}: {d.endpoint}")
+    return 0
+
+
+def _undeploy(args: argparse.Namespace) -> int:
+    from dynasoar.consumer.provider_client import ProviderClient
+
+    count = ProviderClient(args.sp).call("Undeploy", name=args.name, host=args.hp)
+    print(f"{args.name}: {count} deployment{'s' if count != 1 else ''} undeployed")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from dynasoar.consumer.status import fetch_status, render_table
+
+    status = fetch_status(args.sp)
+    if args.json:
+        import json
+
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        print(render_table(status))
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    from dynasoar.consumer.call import call
+
+    result = call(args.wsdl, args.operation, args.arguments, soap12=args.soap12)
+    host = result.headers.get("x-dynasoar-host")
+    if host:
+        cold = "cold" if result.headers.get("x-dynasoar-cold") == "1" else "warm"
+        print(
+            f"(via {host}, deployment {result.headers.get('x-dynasoar-deployment')}, {cold})",
+            file=sys.stderr,
+        )
+    print(result.render())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dynasoar.demo import run_demo
+
+    return run_demo()
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from dynasoar.bench import run_bench
+
+    return run_bench(quick=args.quick)

@@ -1,0 +1,104 @@
+"""Deployments over time: undeploy stops the service process; an SP restart reuses live
+deployments and drops dead ones; an HP shutdown takes its services with it."""
+
+from __future__ import annotations
+
+import http.client
+from urllib.parse import urlsplit
+
+import pytest
+
+from dynasoar import ns
+from dynasoar.consumer.call import call
+from dynasoar.errors import RemoteFault
+
+from .conftest import Cluster, wait_for
+
+
+def _answers(endpoint: str) -> bool:
+    parts = urlsplit(endpoint)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
+    try:
+        conn.request("GET", "/?wsdl")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def test_undeploy_stops_the_service_process(cluster: Cluster, echo: str) -> None:
+    call(echo + "?wsdl", "Echo", ["text=x"])
+    (deployment,) = cluster.client.call("ListDeployments")
+    assert _answers(deployment.endpoint)
+
+    assert cluster.client.call("Undeploy", name="Echo") == 1
+    assert not cluster.client.call("ListDeployments")
+    wait_for(lambda: not _answers(deployment.endpoint), what="the service process to stop")
+
+    again = call(echo + "?wsdl", "Echo", ["text=y"])
+    assert again.headers["x-dynasoar-cold"] == "1"
+
+
+def test_explicit_deploy_on_a_chosen_host(cluster: Cluster, echo: str) -> None:
+    target = cluster.hps[1].url
+    deployment = cluster.client.call("Deploy", name="Echo", host=target)
+    assert deployment.host == target
+    reply = call(echo + "?wsdl", "Echo", ["text=x"])
+    assert reply.headers["x-dynasoar-host"] == target
+    assert reply.headers["x-dynasoar-cold"] == "0"
+
+
+def test_sp_restart_reuses_a_live_deployment(cluster: Cluster, echo: str) -> None:
+    first = call(echo + "?wsdl", "Echo", ["text=before"])
+    assert cluster.sp.stop() == 0
+    cluster.start_sp()
+    echo_url = cluster.service_url("Echo")
+    after = call(echo_url + "?wsdl", "Echo", ["text=after"])
+    assert after.value == "after"
+    assert after.headers["x-dynasoar-cold"] == "0"
+    assert after.headers["x-dynasoar-deployment"] == first.headers["x-dynasoar-deployment"]
+
+
+def test_sp_restart_drops_a_dead_deployment(cluster: Cluster, echo: str) -> None:
+    first = call(echo + "?wsdl", "Echo", ["text=before"])
+    cluster.sp.stop()
+    dead_host = next(hp for hp in cluster.hps if hp.url == first.headers["x-dynasoar-host"])
+    dead_host.stop()
+    cluster.start_sp()
+    assert not cluster.client.call("ListDeployments")
+    after = call(cluster.service_url("Echo") + "?wsdl", "Echo", ["text=after"])
+    assert after.value == "after"
+    assert after.headers["x-dynasoar-cold"] == "1"
+    assert after.headers["x-dynasoar-host"] != dead_host.url
+
+
+def test_hp_shutdown_stops_its_services(cluster: Cluster, echo: str) -> None:
+    call(echo + "?wsdl", "Echo", ["text=x"])
+    (deployment,) = cluster.client.call("ListDeployments")
+    host = next(hp for hp in cluster.hps if hp.url == deployment.host)
+    assert host.stop() == 0
+    assert not _answers(deployment.endpoint)
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_a_vanished_deployment_is_redeployed_on_the_next_message(
+    cluster: Cluster, echo: str, kill: bool
+) -> None:
+    first = call(echo + "?wsdl", "Echo", ["text=x"])
+    host = next(hp for hp in cluster.hps if hp.url == first.headers["x-dynasoar-host"])
+    if kill:
+        host.kill()
+    else:
+        host.stop()
+    (deployment,) = cluster.client.call("ListDeployments")
+    wait_for(lambda: not _answers(deployment.endpoint), what="the service to go away")
+    # The message that finds the deployment gone is answered with dyn:HostLost; the next
+    # one deploys again elsewhere.
+    with pytest.raises(RemoteFault) as lost:
+        call(echo + "?wsdl", "Echo", ["text=y"])
+    assert (ns.DYN, "HostLost") in lost.value.fault.subcodes
+    assert not cluster.client.call("ListDeployments")
+    again = call(echo + "?wsdl", "Echo", ["text=z"])
+    assert again.value == "z"
+    assert again.headers["x-dynasoar-host"] != host.url
