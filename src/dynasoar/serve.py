@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -56,6 +57,11 @@ async def serve(
     except BaseException:
         await server.close(grace=0.5)
         raise
+    # Everything loaded so far (spyne, zeep, lxml, contracts) lives as long as the process:
+    # keep it out of the cyclic collector, whose full passes would otherwise walk it again
+    # and again as messages allocate (the per-message cost triples without this).
+    gc.collect()
+    gc.freeze()
     sys.stdout.write(f"dynasoar {role} listening on {url}\n")
     sys.stdout.flush()
     await stop.wait()

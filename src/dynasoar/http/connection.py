@@ -13,6 +13,7 @@ from dynasoar.errors import PayloadTooLarge, TransportError
 from dynasoar.http.request_parser import Exchange, RequestParser
 from dynasoar.http.server import Request, Response
 from dynasoar.http.wire import (
+    COALESCE_BYTES,
     CONTINUE,
     Bytes,
     close_body,
@@ -248,9 +249,12 @@ class ServerConnection(asyncio.Protocol):
 
     async def _respond(self, request: Request, response: Response, keep: bool) -> bool:
         head, payload, stream, framing, keep = encode_response(request, response, keep)
-        self._write(head)
-        if payload:
-            self._write(payload)
+        if payload and len(payload) <= COALESCE_BYTES:
+            self._write(head + payload)  # one send, one segment: the usual SOAP reply
+        else:
+            self._write(head)
+            if payload:
+                self._write(payload)
         if stream is not None:
             assert self._transport is not None
             await stream_body(self._transport, stream, framing, self._writable_or_closed)

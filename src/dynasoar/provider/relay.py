@@ -9,30 +9,18 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 from dynasoar.errors import DynasoarError, HostLost, TransportError
-from dynasoar.http import BodyReader, ClientResponse, ConnectionPool, Response
+from dynasoar.http import BodyReader, ClientResponse, ConnectionPool, Headers, Response
 from dynasoar.provider.context import MessageContext
 from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.registry import DeploymentRecord
 
 log = logging.getLogger(__name__)
 
-#: Not forwarded: hop-by-hop headers (RFC 9110 §7.6.1) and those the next hop sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "host",
-        "expect",
-        "proxy-authorization",
-        "proxy-authenticate",
-    }
-)
-REPLY_DROPPED = HOP_BY_HOP | {"date", "server"}
+#: Not forwarded: what the next hop sets itself or must not see. Framing and hop-by-hop fields
+#: (RFC 9110 §7.6.1) are dropped by the HTTP layer itself, except a streamed body's length.
+#: Replies up to this size are read whole before they are sent on (one write, no stream).
+SMALL_REPLY = 64 * 1024
+NOT_FORWARDED = frozenset({b"host", b"expect", b"proxy-authorization", b"proxy-authenticate"})
 
 
 class Relay:
@@ -43,19 +31,18 @@ class Relay:
         self._deployer = deployer
         #: Requests in flight per deployment (the basis for spreading over replicas).
         self.outstanding: Counter[str] = Counter()
+        self._tags: dict[tuple[str, bool], list[tuple[bytes, bytes]]] = {}
 
     async def handle(self, ctx: MessageContext) -> None:
         deployment = ctx.deployment
         assert deployment is not None
         request = ctx.request
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        # Header fields travel as the bytes they arrived as: no decoding on the hot path.
+        headers = Headers.from_raw(
+            [f for f in request.headers.raw if f[0].lower() not in NOT_FORWARDED]
+        )
         body: bytes | AsyncIterator[bytes]
-        if request.body.at_eof:
-            body = ctx.prefix
-        else:
-            body = _body_stream(ctx.prefix, request.body)
-            if request.body.content_length is not None:
-                headers.append(("Content-Length", str(request.body.content_length)))
+        body = ctx.prefix if request.body.at_eof else _body_stream(ctx.prefix, request.body)
         self.outstanding[deployment.id] += 1
         try:
             upstream = await self._pool.request(
@@ -64,23 +51,33 @@ class Relay:
         except TransportError as exc:
             self._done(deployment.id)
             raise await self._lost(ctx, exc) from exc
-        reply_headers = [
-            (k, v) for k, v in upstream.headers.items() if k.lower() not in REPLY_DROPPED
-        ]
         reply_body: bytes | AsyncIterator[bytes]
-        if upstream.body.complete:
-            reply_body = await upstream.read_all(upstream.body.buffered)
-            self._done(deployment.id)
+        length = upstream.body.content_length
+        if upstream.body.complete or (length is not None and length <= SMALL_REPLY):
+            # A small reply is sent on in one piece; a large or open-ended one is streamed.
+            try:
+                reply_body = await upstream.read_all(SMALL_REPLY)
+            finally:
+                self._done(deployment.id)
         else:
             reply_body = self._reply_stream(upstream, deployment.id)
-            if upstream.body.content_length is not None:
-                reply_headers.append(("Content-Length", str(upstream.body.content_length)))
-        reply_headers += [
-            ("X-Dynasoar-Host", deployment.host),
-            ("X-Dynasoar-Deployment", deployment.id),
-            ("X-Dynasoar-Cold", "1" if ctx.cold else "0"),
-        ]
+        reply_headers = Headers.from_raw([*upstream.headers.raw, *self._tag(deployment, ctx.cold)])
         ctx.response = Response(upstream.status, reply_headers, reply_body)
+
+    def _tag(self, deployment: DeploymentRecord, cold: bool) -> list[tuple[bytes, bytes]]:
+        """The X-Dynasoar-* fields of a reply from ``deployment`` (made once per deployment)."""
+        key = (deployment.id, cold)
+        fields = self._tags.get(key)
+        if fields is None:
+            if len(self._tags) > 4096:
+                self._tags.clear()
+            fields = [
+                (b"X-Dynasoar-Host", deployment.host.encode("latin-1")),
+                (b"X-Dynasoar-Deployment", deployment.id.encode("latin-1")),
+                (b"X-Dynasoar-Cold", b"1" if cold else b"0"),
+            ]
+            self._tags[key] = fields
+        return fields
 
     async def _reply_stream(
         self, upstream: ClientResponse, deployment_id: str

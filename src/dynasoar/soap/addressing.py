@@ -20,6 +20,7 @@ from dynasoar import ns
 SINGLE_HEADERS = ("To", "Action", "MessageID", "From", "ReplyTo", "FaultTo")
 
 REPLY_RELATIONSHIP = ns.WSA + "/reply"
+_WSA_TAGS = (f"{{{ns.WSA}}}", f"{{{ns.WSA_2004}}}")
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,22 @@ def read_headers(blocks: Iterable[etree._Element]) -> AddressingHeaders:
 
     When both namespaces are present the 1.0 one wins; blocks of the other are ignored.
     """
-    blocks = [b for b in blocks if isinstance(b.tag, str)]
-    namespaces = {etree.QName(b).namespace for b in blocks}
-    wsa = ns.WSA if ns.WSA in namespaces else ns.WSA_2004 if ns.WSA_2004 in namespaces else None
+    # One pass over Clark-notation tags: this runs for every message the SP routes.
+    found: dict[str, list[tuple[str, etree._Element]]] = {}
+    for block in blocks:
+        tag = block.tag
+        if isinstance(tag, str) and tag.startswith(_WSA_TAGS):
+            uri, _, local = tag[1:].partition("}")
+            found.setdefault(uri, []).append((local, block))
+    wsa = ns.WSA if ns.WSA in found else ns.WSA_2004 if ns.WSA_2004 in found else None
     if wsa is None:
         return AddressingHeaders()
     headers = AddressingHeaders(namespace=wsa, present=True)
-    ours = [b for b in blocks if etree.QName(b).namespace == wsa]
-    counts = Counter(etree.QName(b).localname for b in ours)
+    ours = found[wsa]
+    counts = Counter(local for local, _ in ours)
     headers.repeated = [(wsa, name) for name in SINGLE_HEADERS if counts[name] > 1]
-    for block in ours:
-        _read_block(headers, block, etree.QName(block).localname)
+    for local, block in ours:
+        _read_block(headers, block, local)
     return headers
 
 

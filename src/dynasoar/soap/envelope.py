@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -54,6 +55,17 @@ class SoapVersion(enum.Enum):
         return None
 
 
+_local = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """This thread's hardened parser (lxml parsers may be reused, not shared across threads)."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = new_parser()
+    return parser
+
+
 def new_parser() -> etree.XMLParser:
     """A parser that loads no DTD, expands no entity and touches no network."""
     return etree.XMLParser(
@@ -83,7 +95,7 @@ class Envelope:
 def parse_envelope(data: bytes) -> Envelope:
     """Parse a whole (small) envelope: management messages, replies."""
     try:
-        root = etree.fromstring(data, new_parser())
+        root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise MalformedMessage(f"the message is not well-formed XML: {exc}") from exc
     _refuse_doctype(root)
