@@ -83,7 +83,11 @@ def _story(work: Path, actors: list[Actor]) -> int:
         return 1
 
     say("6. Status")
-    print("\n".join("   " + line for line in render_table(fetch_status(sp.url)).splitlines()))
+    print(
+        "\n".join(
+            ("   " + line).rstrip() for line in render_table(fetch_status(sp.url)).splitlines()
+        )
+    )
 
     say("7. Undeploy echo")
     count = client.call("Undeploy", name=info.name)

@@ -76,7 +76,7 @@ def start_actor(
         if log_path is not None:
             stderr.close()  # type: ignore[union-attr]
     prefix = f"dynasoar {role} listening on "
-    line = _first_line(process, timeout)
+    line = first_line(process, timeout)
     if not line.startswith(prefix):
         process.kill()
         process.wait()
@@ -85,7 +85,7 @@ def start_actor(
     return Actor(role, line[len(prefix) :], process, log_path, args)
 
 
-def _first_line(process: subprocess.Popen[bytes], timeout: float) -> str:
+def first_line(process: subprocess.Popen[bytes], timeout: float) -> str:
     assert process.stdout is not None
     deadline = time.monotonic() + timeout
     data = b""

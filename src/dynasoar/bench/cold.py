@@ -7,16 +7,16 @@ import http.client
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from dynasoar.bench.cluster import BenchCluster
 from dynasoar.bench.relay import BODY, ECHO_NS
+from dynasoar.host.backends.process import runner_command
 from dynasoar.package import load_manifest
 from dynasoar.paths import samples_dir
-from dynasoar.procs import _first_line
+from dynasoar.procs import first_line
 
 
 def _post(url: str, body: bytes) -> bytes:
@@ -43,27 +43,14 @@ def by_hand(work: Path) -> float:
     root = work / "by-hand"
     shutil.copytree(samples_dir() / "echo", root, dirs_exist_ok=True)
     manifest = load_manifest(root)
-    assert manifest.code is not None
     started = time.perf_counter()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dynasoar.host.runner",
-            "--root",
-            str(root),
-            "--app",
-            manifest.code.app,
-            "--wsdl",
-            str(root / manifest.wsdl),
-            "--port",
-            "0",
-        ],
+        runner_command(root, manifest),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     try:
-        endpoint = _first_line(process, 60).removeprefix("listening on ")
+        endpoint = first_line(process, 60).removeprefix("listening on ")
         _post(endpoint, BODY.format(to=endpoint, text="cold").encode())
         return time.perf_counter() - started
     finally:

@@ -53,6 +53,8 @@ def _table(columns: list[str], rows: list[list[str]]) -> str:
     if not rows:
         return "  (none)"
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    lines = ["  " + "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
+    lines = [[c.upper() for c in columns], *rows]
+    return "\n".join(
+        ("  " + "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True))).rstrip()
+        for line in lines
+    )

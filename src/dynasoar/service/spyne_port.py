@@ -54,24 +54,16 @@ class SpynePort:
 
     def __init__(self, services: Sequence[type[ServiceBase]], tns: str, name: str) -> None:
         self._servers = {
-            SoapVersion.SOAP11: ServerBase(
+            version: ServerBase(
                 _Application(
                     list(services),
                     tns=tns,
                     name=name,
-                    in_protocol=Soap11(validator="soft"),
-                    out_protocol=Soap11(),
+                    in_protocol=protocol(validator="soft"),
+                    out_protocol=protocol(),
                 )
-            ),
-            SoapVersion.SOAP12: ServerBase(
-                _Application(
-                    list(services),
-                    tns=tns,
-                    name=name,
-                    in_protocol=Soap12(validator="soft"),
-                    out_protocol=Soap12(),
-                )
-            ),
+            )
+            for version, protocol in ((SoapVersion.SOAP11, Soap11), (SoapVersion.SOAP12, Soap12))
         }
 
     def dispatch(self, envelope: bytes, version: SoapVersion, state: CallState) -> bytes:

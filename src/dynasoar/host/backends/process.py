@@ -27,6 +27,16 @@ class ServiceProcess:
     log_path: Path
 
 
+def runner_command(root: Path, manifest: Manifest, host: str = "127.0.0.1") -> list[str]:
+    """The command that serves an unpacked code package on a free port of ``host``."""
+    assert manifest.code is not None, "the process backend runs code packages"
+    return [
+        sys.executable, "-m", "dynasoar.host.runner", "--root", str(root),
+        "--app", manifest.code.app, "--wsdl", str(root / manifest.wsdl),
+        "--host", host, "--port", "0",
+    ]  # fmt: skip
+
+
 class ProcessBackend:
     name = "process"
 
@@ -38,23 +48,7 @@ class ProcessBackend:
         log_path = root.parent / "service.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dynasoar.host.runner",
-                    "--root",
-                    str(root),
-                    "--app",
-                    manifest.code.app,
-                    "--wsdl",
-                    str(root / manifest.wsdl),
-                    "--host",
-                    self._host,
-                    "--port",
-                    "0",
-                    "--parent-pid",
-                    str(os.getpid()),
-                ],
+                [*runner_command(root, manifest, self._host), "--parent-pid", str(os.getpid())],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
