@@ -49,10 +49,9 @@ class Repository:
         )
         previous = self._registry.service(manifest.name)
         self._registry.put_service(record)
+        # Running deployments keep their own copy; new ones ship the version published last.
         if previous is not None and previous.package != record.package:
-            still_used = {d.version for d in self._registry.deployments_of(manifest.name)}
-            if previous.version not in still_used:
-                Path(previous.package).unlink(missing_ok=True)
+            Path(previous.package).unlink(missing_ok=True)
         return record, manifest
 
 
