@@ -12,7 +12,7 @@ from dynasoar import ns
 from dynasoar.consumer.call import call
 from dynasoar.errors import RemoteFault
 
-from .conftest import Cluster, wait_for
+from .conftest import Cluster, make_package, wait_for
 
 
 def _answers(endpoint: str) -> bool:
@@ -102,3 +102,18 @@ def test_a_vanished_deployment_is_redeployed_on_the_next_message(
     again = call(echo + "?wsdl", "Echo", ["text=z"])
     assert again.value == "z"
     assert again.headers["x-dynasoar-host"] != host.url
+
+
+def test_republishing_replaces_the_package(cluster: Cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    package = make_package(tmp_path)
+    first = cluster.client.publish(package)
+    again = cluster.client.publish(package)
+    assert again.sha256 == first.sha256  # packing is deterministic
+    manifest = package / "dynasoar.toml"
+    manifest.write_text(manifest.read_text().replace('version = "1.0"', 'version = "2.0"'))
+    second = cluster.client.publish(package)
+    assert second.version == "2.0" and second.sha256 != first.sha256
+    services = cluster.client.call("ListServices")
+    assert [(s.name, s.version) for s in services] == [("Echo", "2.0")]
+    stored = list((cluster.work / "sp" / "repository" / "Echo").iterdir())
+    assert [p.name for p in stored] == [f"2.0-{second.sha256[:12]}.pkg"]
