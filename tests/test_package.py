@@ -56,7 +56,7 @@ wsdl = "wsdl/Echo.wsdl"
 
 [vm]
 disk = "images/disk.qcow2"
-base = "sha256:0123abcd"
+base = "sha256:0123abcd0123abcd0123abcd0123abcd0123abcd0123abcd0123abcd0123abcd"
 kernel = "boot/vmlinuz"
 initrd = "boot/initrd.img"
 port = 8080
@@ -84,7 +84,7 @@ def test_parse_vm_manifest() -> None:
     assert m == Manifest(
         name="vm-echo", version="2.1", kind="vm", stateless=False, wsdl="wsdl/Echo.wsdl",
         vm=VmSection(
-            disk="images/disk.qcow2", base="sha256:0123abcd", kernel="boot/vmlinuz",
+            disk="images/disk.qcow2", base="sha256:" + "0123abcd" * 8, kernel="boot/vmlinuz",
             initrd="boot/initrd.img", port=8080, path="/Echo", memory_mib=256, vcpus=2,
         ),
     )
@@ -242,7 +242,19 @@ def test_load_manifest_of_a_vm_package_needs_the_disk(tmp_path: Path) -> None:
         load_manifest(root)
     (root / "images").mkdir()
     (root / "images" / "disk.qcow2").write_bytes(b"QFI\xfb")
+    (root / "boot").mkdir()
+    (root / "boot" / "vmlinuz").write_bytes(b"kernel")
+    with pytest.raises(InvalidPackage, match="initrd"):
+        load_manifest(root)
+    (root / "boot" / "initrd.img").write_bytes(b"initrd")
     assert load_manifest(root).kind == "vm"
+    # images that travel beside the archive need not be in it
+    external = frozenset({"images/disk.qcow2", "boot/vmlinuz", "boot/initrd.img"})
+    for name in external:
+        (root / name).unlink()
+    assert load_manifest(root, external=external).image_files == [
+        "images/disk.qcow2", "boot/vmlinuz", "boot/initrd.img"
+    ]
 
 
 # -- pack / unpack -----------------------------------------------------------------------------

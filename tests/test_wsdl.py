@@ -39,12 +39,12 @@ CONTRACTS = {
     "wsdl/ServiceProvider.wsdl": (
         ops(
             "urn:dynasoar:2006:provider", "Publish", "Deploy", "Undeploy", "ListServices",
-            "ListDeployments", "ListHosts", "RegisterHost",
+            "ListDeployments", "ListHosts", "RegisterHost", "QueryImages",
         ),
         True,
     ),
     "wsdl/HostProvider.wsdl": (
-        ops("urn:dynasoar:2006:host", "Deploy", "Undeploy", "List", "Status"),
+        ops("urn:dynasoar:2006:host", "Deploy", "Undeploy", "List", "Status", "QueryImages"),
         True,
     ),
 }

@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a Host Provider this SP may use (repeatable)",
     )
     p.add_argument("--deploy-timeout", type=float, default=120.0, metavar="SECONDS")
+    _upload_arg(p)
     p.set_defaults(func=_run_sp)
 
     p = sub.add_parser("hp", help="run a Host Provider")
@@ -60,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--libvirt-uri", default="qemu:///system")
     p.add_argument("--capacity", type=int, default=8, help="deployments this host takes")
     p.add_argument("--sp", metavar="URL", help="register with this Service Provider")
+    p.add_argument(
+        "--accel",
+        choices=("tcg", "kvm", "auto"),
+        default="tcg",
+        help="VM acceleration: TCG (default), KVM, or KVM if a probe boot succeeds",
+    )
+    p.add_argument(
+        "--image-cache",
+        type=size_arg,
+        default=20 << 30,
+        metavar="SIZE",
+        help="evict least-recently-used VM images above this size (default 20G)",
+    )
+    _upload_arg(p)
     p.set_defaults(func=_run_hp)
 
     p = sub.add_parser("publish", help="upload a service package to an SP's repository")
@@ -98,6 +113,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def size_arg(text: str) -> int:
+    """A size such as 512M, 20G or 1048576 (bytes)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 512M, 20G, ...)") from None
+
+
+def _upload_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-upload",
+        type=size_arg,
+        default=64 << 30,
+        metavar="SIZE",
+        help="largest MTOM upload (package plus images) accepted (default 64G)",
+    )
+
+
 def _server_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=port)
@@ -116,7 +153,12 @@ def _run_sp(args: argparse.Namespace) -> int:
         args.data
         or Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "dynasoar/sp"
     )
-    config = ProviderConfig(data=data, hosts=args.hp, deploy_timeout=args.deploy_timeout)
+    config = ProviderConfig(
+        data=data,
+        hosts=args.hp,
+        deploy_timeout=args.deploy_timeout,
+        max_upload_bytes=args.max_upload,
+    )
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     app = ProviderApp(config, loop)
@@ -139,7 +181,14 @@ def _run_hp(args: argparse.Namespace) -> int:
     try:
         app = HostApp(
             HostConfig(
-                data=data, backend=args.backend, capacity=args.capacity, service_provider=args.sp
+                data=data,
+                backend=args.backend,
+                capacity=args.capacity,
+                service_provider=args.sp,
+                libvirt_uri=args.libvirt_uri,
+                accel=args.accel,
+                image_cache_bytes=args.image_cache,
+                max_upload_bytes=args.max_upload,
             )
         )
         loop = new_event_loop()

@@ -12,6 +12,7 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── InvalidPackage                a service package we refuse
     │   ├── UnknownService                a name no one has published (management ports)
     │   ├── InvalidRequest                a well-formed request we cannot act on
+    │   ├── ImageNotHeld                  a Deploy left out an image the host does not hold
     │   └── AddressingFault               WS-Addressing 1.0 faults (their own codes)
     │       ├── InvalidAddressingHeader   (with a subcode such as ActionMismatch)
     │       ├── MessageAddressingHeaderRequired
@@ -90,6 +91,12 @@ class UnknownService(SenderError):
 
 class InvalidRequest(SenderError):
     subcode = (ns.DYN, "InvalidRequest")
+
+
+class ImageNotHeld(SenderError):
+    """A Deploy left out an image's content, but the host does not hold that image."""
+
+    subcode = (ns.DYN, "ImageNotHeld")
 
 
 class AddressingFault(SenderError):

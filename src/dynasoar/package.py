@@ -22,6 +22,7 @@ from dynasoar.errors import InvalidPackage, PayloadTooLarge
 
 MANIFEST = "dynasoar.toml"
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+BASE_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 APP_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -67,8 +68,23 @@ class Manifest:
     code: CodeSection | None = None
     vm: VmSection | None = None
 
+    @property
+    def image_files(self) -> list[str]:
+        """A VM package's image files (disk, then kernel and initrd when given)."""
+        if self.vm is None:
+            return []
+        return [f for f in (self.vm.disk, self.vm.kernel, self.vm.initrd) if f is not None]
 
-def load_manifest(root: Path) -> Manifest:
+    @property
+    def base_sha256(self) -> str | None:
+        """The hex digest of the base image a VM disk is an overlay on, if any."""
+        base = self.vm.base if self.vm is not None else None
+        return base.removeprefix("sha256:").lower() if base else None
+
+
+def load_manifest(root: Path, external: frozenset[str] = frozenset()) -> Manifest:
+    """The package's manifest, checked against its files; ``external`` names VM image files
+    that travel beside the archive instead of in it."""
     path = root / MANIFEST
     if not path.is_file():
         raise InvalidPackage(f"the package has no {MANIFEST} at its root")
@@ -84,8 +100,11 @@ def load_manifest(root: Path) -> Manifest:
             raise InvalidPackage(
                 f"[code] app names module {manifest.code.module!r}, not in the package"
             )
-    if manifest.vm is not None:
-        _require_file(root, manifest.vm.disk, "[vm] disk")
+    vm = manifest.vm
+    if vm is not None:
+        for what, name in (("disk", vm.disk), ("kernel", vm.kernel), ("initrd", vm.initrd)):
+            if name is not None and name not in external:
+                _require_file(root, name, f"[vm] {what}")
     return manifest
 
 
@@ -127,8 +146,8 @@ def _vm_section(vm: dict[str, object]) -> VmSection:
         raise InvalidPackage('[vm] path must be an absolute URL path such as "/Echo"')
     kernel, initrd = _optional_file(vm, "kernel"), _optional_file(vm, "initrd")
     base = vm.get("base")
-    if base is not None and not (isinstance(base, str) and base.startswith("sha256:")):
-        raise InvalidPackage('[vm] base must read "sha256:HEX" (the base image\'s digest)')
+    if base is not None and not (isinstance(base, str) and BASE_RE.match(base.lower())):
+        raise InvalidPackage('[vm] base must read "sha256:" and 64 hex digits (its digest)')
     return VmSection(
         disk=_relative(_str(vm, "disk", "vm"), "[vm] disk"),
         base=base,
@@ -187,8 +206,9 @@ def _require_file(root: Path, relative: str, what: str) -> None:
 # -- archives --------------------------------------------------------------------------------
 
 
-def pack(directory: Path, out: Path) -> Path:
-    """Write ``directory`` as a deterministic .tar.gz (regular files and dirs only)."""
+def pack(directory: Path, out: Path, exclude: frozenset[str] = frozenset()) -> Path:
+    """Write ``directory`` as a deterministic .tar.gz (regular files and dirs only), leaving
+    out the relative paths in ``exclude`` (a VM package's images travel separately)."""
     if not (directory / MANIFEST).is_file():
         raise InvalidPackage(f"{directory} has no {MANIFEST}")
 
@@ -211,7 +231,8 @@ def pack(directory: Path, out: Path) -> Path:
     ):
         for path in sorted(directory.rglob("*")):
             rel = path.relative_to(directory).as_posix()
-            tar.add(path, arcname=rel, recursive=False, filter=clean)
+            if rel not in exclude:
+                tar.add(path, arcname=rel, recursive=False, filter=clean)
     return out
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from dynasoar import ns
 from dynasoar.consumer.provider_client import ProviderClient
+from dynasoar.consumer.publish import Upload
 from dynasoar.errors import InvalidPackage, RemoteFault
 
 from .conftest import Cluster, make_package
@@ -142,8 +143,8 @@ def test_bad_packages_are_refused_and_leave_nothing(
     before = _state(cluster)
     archive = tmp_path / "bad.pkg"
     archive.write_bytes(BAD_PACKAGES[case]())
-    with pytest.raises(RemoteFault) as refused:
-        ProviderClient(cluster.sp.url).publish(archive)
+    with pytest.raises(RemoteFault) as refused:  # sent unchecked: the SP must refuse it
+        ProviderClient(cluster.sp.url).send(Upload(None, archive))
     assert (ns.DYN, "InvalidPackage") in refused.value.fault.subcodes or (
         (ns.DYN, "PayloadTooLarge") in refused.value.fault.subcodes
     )

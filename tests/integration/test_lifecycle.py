@@ -115,5 +115,5 @@ def test_republishing_replaces_the_package(cluster: Cluster, tmp_path) -> None: 
     assert second.version == "2.0" and second.sha256 != first.sha256
     services = cluster.client.call("ListServices")
     assert [(s.name, s.version) for s in services] == [("Echo", "2.0")]
-    stored = list((cluster.work / "sp" / "repository" / "Echo").iterdir())
+    stored = list((cluster.work / "sp" / "repository" / "packages" / "Echo").iterdir())
     assert [p.name for p in stored] == [f"2.0-{second.sha256[:12]}.pkg"]

@@ -21,6 +21,7 @@ from dynasoar.errors import (
     EndpointUnavailable,
     FaultInfo,
     HostLost,
+    ImageNotHeld,
     InvalidAddressingHeader,
     InvalidPackage,
     InvalidRequest,
@@ -67,6 +68,7 @@ CASES: dict[str, Case] = {
     "InvalidPackage": Case(InvalidPackage(REASON), True, (DYN, "InvalidPackage")),
     "UnknownService": Case(UnknownService(REASON), True, (DYN, "UnknownService")),
     "InvalidRequest": Case(InvalidRequest(REASON), True, (DYN, "InvalidRequest")),
+    "ImageNotHeld": Case(ImageNotHeld(REASON), True, (DYN, "ImageNotHeld")),
     "AddressingFault": Case(AddressingFault(REASON), sender=True),
     "InvalidAddressingHeader": Case(
         InvalidAddressingHeader(

@@ -13,10 +13,10 @@ from typing import Any
 from lxml import etree
 
 from dynasoar import ns
+from dynasoar.consumer.publish import Upload, prepare
 from dynasoar.consumer.zeep_client import invoke, new_client
-from dynasoar.errors import InvalidPackage
+from dynasoar.host.client import image_element
 from dynasoar.http import ConnectionPool
-from dynasoar.package import pack
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.mtom import OutgoingAttachment, xop_include
 
@@ -36,6 +36,7 @@ class PublishedService:
     stateless: bool
     sha256: str
     size: int
+    images_sent: int = 0
 
 
 class ProviderClient:
@@ -58,28 +59,29 @@ class ProviderClient:
     ) -> PublishedService:
         """Upload a package directory or archive (.zip / .tar.gz)."""
         with tempfile.TemporaryDirectory(prefix="dynasoar-publish-") as tmp:
-            if package.is_dir():
-                archive = pack(package, Path(tmp) / "package.tar.gz")
-            elif package.is_file():
-                archive = package
-            else:
-                raise InvalidPackage(f"{package} is neither a package directory nor an archive")
-            return asyncio.run(self._publish(archive, on_progress))
+            upload = prepare(package, Path(tmp))
+            return self.send(upload, on_progress)
+
+    def send(
+        self, upload: Upload, on_progress: Callable[[int, int], None] | None = None
+    ) -> PublishedService:
+        """Publish what ``upload`` holds as it is (``publish`` prepares and checks it first)."""
+        return asyncio.run(self._publish(upload, on_progress))
 
     async def _publish(
-        self, archive: Path, on_progress: Callable[[int, int], None] | None
+        self, upload: Upload, on_progress: Callable[[int, int], None] | None
     ) -> PublishedService:
-        request = etree.Element(f"{{{ns.DYN_SP}}}Publish", nsmap={"sp": ns.DYN_SP})
-        etree.SubElement(request, f"{{{ns.DYN_SP}}}package").append(xop_include("package@dynasoar"))
-        attachment = OutgoingAttachment("package@dynasoar", "application/octet-stream", archive)
         pool = ConnectionPool()
         try:
-            reply = await SoapClient(pool).call(
+            soap = SoapClient(pool)
+            held = await self._held(soap, [ref.sha256 for ref, _ in upload.images])
+            request, attachments = _publish_request(upload, held)
+            reply = await soap.call(
                 self.url,
                 f"{ns.DYN_SP}/Publish",
                 request,
                 timeout=self.timeout,
-                attachments=[attachment],
+                attachments=attachments,
                 on_progress=on_progress,
             )
         finally:
@@ -97,4 +99,33 @@ class ProviderClient:
             stateless=field("stateless") == "true",
             sha256=field("sha256"),
             size=int(field("size") or 0),
+            images_sent=len(attachments) - 1,
         )
+
+    async def _held(self, soap: SoapClient, digests: list[str]) -> set[str]:
+        """Which of these images the SP's repository holds already (they are not sent)."""
+        if not digests:
+            return set()
+        request = etree.Element(f"{{{ns.DYN_SP}}}QueryImages", nsmap={"sp": ns.DYN_SP})
+        for digest in digests:
+            etree.SubElement(request, f"{{{ns.DYN_SP}}}sha256").text = digest
+        reply = await soap.call(self.url, f"{ns.DYN_SP}/QueryImages", request, timeout=self.timeout)
+        return {(h.text or "").strip() for h in reply.body.findall(f"{{{ns.DYN_SP}}}held")}
+
+
+def _publish_request(
+    upload: Upload, held: set[str]
+) -> tuple[etree._Element, list[OutgoingAttachment]]:
+    request = etree.Element(f"{{{ns.DYN_SP}}}Publish", nsmap={"sp": ns.DYN_SP})
+    etree.SubElement(request, f"{{{ns.DYN_SP}}}package").append(xop_include("package@dynasoar"))
+    attachments = [
+        OutgoingAttachment("package@dynasoar", "application/octet-stream", upload.archive)
+    ]
+    for number, (ref, path) in enumerate(upload.images):
+        element = image_element(f"{{{ns.DYN_SP}}}image", ref)
+        if ref.sha256 not in held:
+            content_id = f"image{number}@dynasoar"
+            etree.SubElement(element, f"{{{ns.DYN}}}content").append(xop_include(content_id))
+            attachments.append(OutgoingAttachment(content_id, "application/octet-stream", path))
+        request.append(element)
+    return request, attachments

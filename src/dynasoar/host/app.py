@@ -12,15 +12,21 @@ from lxml import etree
 
 from dynasoar import ns
 from dynasoar.errors import DynasoarError
+from dynasoar.host.backends import Backend
 from dynasoar.host.backends.process import ProcessBackend
 from dynasoar.host.client import PATH as PORT_PATH
 from dynasoar.host.hosting import HostProvider
 from dynasoar.http import ConnectionPool, Handler, Request, Response
+from dynasoar.images import ImageCache
 from dynasoar.paths import contracts_dir
 from dynasoar.serve import base_url_of, text, wants_wsdl
-from dynasoar.service.endpoint import EndpointConfig, ManagementEndpoint, fresh_spool
+from dynasoar.service.endpoint import (
+    EndpointConfig,
+    ManagementEndpoint,
+    fresh_spool,
+    upload_limits,
+)
 from dynasoar.soap.client import SoapClient
-from dynasoar.soap.mtom import MtomLimits
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +38,32 @@ class HostConfig:
     capacity: int = 8
     service_provider: str | None = None
     start_timeout: float = 60.0
-    max_package_bytes: int = 1 << 30
+    libvirt_uri: str = "qemu:///system"
+    accel: str = "tcg"
+    image_cache_bytes: int = 20 << 30
+    max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
+
+
+def _backends(config: HostConfig) -> dict[str, Backend]:
+    """Code packages always run as processes; VM images need ``--backend libvirt``."""
+    backends: dict[str, Backend] = {"code": ProcessBackend()}
+    if config.backend == "libvirt":
+        from dynasoar.host.backends.libvirt import LibvirtBackend  # libvirt: only when asked
+
+        backends["vm"] = LibvirtBackend(uri=config.libvirt_uri, accel=config.accel)
+    return backends
 
 
 class HostApp:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         fresh_spool(config.data / "spool")
-        if config.backend != "process":
-            raise SystemExit(f"dynasoar hp: backend {config.backend!r} is not available yet")
         self.host = HostProvider(
-            config.data, ProcessBackend(), config.capacity, config.start_timeout
+            config.data,
+            _backends(config),
+            config.capacity,
+            ImageCache(config.data / "images", config.image_cache_bytes),
+            config.start_timeout,
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hp-port")
         from dynasoar.host.port import host_port  # spyne: imported with the port only
@@ -53,11 +74,7 @@ class HostApp:
                 path=PORT_PATH,
                 wsdl_file=contracts_dir() / "HostProvider.wsdl",
                 spool_dir=config.data / "spool",
-                mtom_limits=MtomLimits(
-                    max_attachment_bytes=config.max_package_bytes,
-                    max_total_attachment_bytes=config.max_package_bytes,
-                    max_body_bytes=config.max_package_bytes + (8 << 20),
-                ),
+                mtom_limits=upload_limits(config.max_upload_bytes),
             ),
             self.executor,
             lambda: {"host": self.host},

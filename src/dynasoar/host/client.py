@@ -14,8 +14,10 @@ from dynasoar.errors import (
     DeploymentFailed,
     DeploymentTimeout,
     DynasoarError,
+    ImageNotHeld,
     RemoteFault,
 )
+from dynasoar.images import CacheStats, ImageRef
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.mtom import OutgoingAttachment, xop_include
 
@@ -44,6 +46,15 @@ class HostStatus:
     deployments: int
     load: float
     version: str
+    cache: CacheStats | None = None
+
+
+@dataclass(frozen=True)
+class ShippedImage:
+    """An image named in a Deploy; ``path`` is None when the host holds it (no content sent)."""
+
+    ref: ImageRef
+    path: Path | None
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ class PackageShipment:
     stateless: bool
     path: Path
     sha256: str
+    images: tuple[ShippedImage, ...] = ()
 
 
 class HostClient:
@@ -72,10 +84,19 @@ class HostClient:
             etree.SubElement(request, f"{_T}{name}").text = value
         etree.SubElement(request, f"{_T}package").append(xop_include("package@dynasoar"))
         etree.SubElement(request, f"{_T}sha256").text = package.sha256
-        attachment = OutgoingAttachment(
-            "package@dynasoar", "application/octet-stream", package.path
-        )
-        reply = await self._call(host, "Deploy", request, timeout, [attachment])
+        attachments = [
+            OutgoingAttachment("package@dynasoar", "application/octet-stream", package.path)
+        ]
+        for number, image in enumerate(package.images):
+            element = image_element(f"{_T}image", image.ref)
+            if image.path is not None:
+                content_id = f"image{number}@dynasoar"
+                etree.SubElement(element, f"{_D}content").append(xop_include(content_id))
+                attachments.append(
+                    OutgoingAttachment(content_id, "application/octet-stream", image.path)
+                )
+            request.append(element)
+        reply = await self._call(host, "Deploy", request, timeout, attachments)
         deployment_id = reply.findtext(f"{_T}deploymentId") or ""
         endpoint = reply.findtext(f"{_T}endpoint/{{{ns.WSA}}}Address") or ""
         if not deployment_id or not endpoint:
@@ -87,6 +108,14 @@ class HostClient:
         etree.SubElement(request, f"{_T}deploymentId").text = deployment_id
         reply = await self._call(host, "Undeploy", request, timeout)
         return (reply.findtext(f"{_T}undeployed") or "").strip() == "true"
+
+    async def query_images(self, host: str, digests: list[str], timeout: float) -> set[str]:
+        """Which of ``digests`` the host's image cache holds."""
+        request = etree.Element(f"{_T}QueryImages", nsmap={"hp": ns.DYN_HP})
+        for digest in digests:
+            etree.SubElement(request, f"{_T}sha256").text = digest
+        reply = await self._call(host, "QueryImages", request, timeout)
+        return {(held.text or "").strip() for held in reply.findall(f"{_T}held")}
 
     async def status(self, host: str, timeout: float) -> HostStatus:
         reply = await self._call(host, "Status", etree.Element(f"{_T}Status"), timeout)
@@ -100,6 +129,7 @@ class HostClient:
             deployments=int(status.findtext(f"{_D}deployments") or 0),
             load=float(status.findtext(f"{_D}load") or 0.0),
             version=status.findtext(f"{_D}version") or "",
+            cache=read_cache_stats(status.find(f"{_D}cache")),
         )
 
     async def list_deployments(self, host: str, timeout: float) -> list[dict[str, str]]:
@@ -130,9 +160,28 @@ class HostClient:
         return reply.body
 
 
+def image_element(tag: str, ref: ImageRef) -> etree._Element:
+    """A dyn:ImageUpload element naming ``ref`` (content, if any, is appended by the caller)."""
+    element = etree.Element(tag, nsmap={"dyn": ns.DYN})
+    for name, value in (("name", ref.name), ("sha256", ref.sha256), ("size", str(ref.size))):
+        etree.SubElement(element, f"{_D}{name}").text = value
+    return element
+
+
+def read_cache_stats(element: etree._Element | None) -> CacheStats | None:
+    if element is None:
+        return None
+
+    def number(name: str) -> int:
+        return int(element.findtext(f"{_D}{name}") or 0)
+
+    return CacheStats(number("images"), number("bytes"), number("capacity"), number("received"))
+
+
 _BY_SUBCODE: dict[tuple[str, str], type[DynasoarError]] = {
     (ns.DYN, "Busy"): Busy,
     (ns.DYN, "DeploymentTimeout"): DeploymentTimeout,
+    (ns.DYN, "ImageNotHeld"): ImageNotHeld,
 }
 
 

@@ -1,7 +1,10 @@
-"""The Host Provider's state: what it hosts, its capacity, and the deploy / undeploy steps.
+"""The Host Provider's state: what it hosts, its capacity, its image cache, and the deploy /
+undeploy steps.
 
 A deployment directory is ``DATA/deployments/ID/`` holding the unpacked package (``pkg/``) and
-the service's log. Deploy validates before it runs anything and leaves nothing behind on failure.
+the service's log; a VM package's images are links into the image cache (``DATA/images``),
+pinned while the deployment lives. Deploy validates before it runs anything and leaves nothing
+behind on failure.
 """
 
 from __future__ import annotations
@@ -12,14 +15,21 @@ import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from dynasoar import __version__
-from dynasoar.errors import Busy, InvalidPackage, InvalidRequest, MalformedMessage
+from dynasoar.errors import (
+    Busy,
+    ImageNotHeld,
+    InvalidPackage,
+    InvalidRequest,
+    MalformedMessage,
+)
 from dynasoar.host.backends import Backend
-from dynasoar.package import UnpackLimits, load_manifest, unpack
+from dynasoar.images import ImageCache, IncomingImage
+from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
 from dynasoar.soap.mtom import Attachment
 
 log = logging.getLogger(__name__)
@@ -35,6 +45,7 @@ class Hosted:
     started: datetime
     directory: Path
     handle: object
+    images: list[str] = field(default_factory=list)  # pinned digests
 
     @property
     def state(self) -> str:
@@ -48,20 +59,23 @@ class DeployRequest:
     kind: str
     stateless: bool
     sha256: str
+    images: tuple[IncomingImage, ...] = ()
 
 
 class HostProvider:
     def __init__(
         self,
         data: Path,
-        backend: Backend,
+        backends: dict[str, Backend],
         capacity: int,
+        images: ImageCache,
         start_timeout: float = 60.0,
         unpack_limits: UnpackLimits = UnpackLimits(),
     ) -> None:
         self.data = data
-        self.backend = backend
+        self.backends = backends  # by package kind: "code", "vm"
         self.capacity = capacity
+        self.images = images
         self.start_timeout = start_timeout
         self.address = ""
         self._limits = unpack_limits
@@ -72,16 +86,21 @@ class HostProvider:
         self._lock = threading.Lock()
         self._clear_leftovers()
 
+    @property
+    def backend_name(self) -> str:
+        vm = self.backends.get("vm")
+        return vm.name if vm is not None else self.backends["code"].name
+
     def _clear_leftovers(self) -> None:
         """Directories of deployments from a previous run whose processes died with it."""
         for entry in self._deployments_dir.iterdir():
             shutil.rmtree(entry, ignore_errors=True)
 
     def deploy(self, request: DeployRequest, package: Attachment) -> Hosted:
-        if request.kind != "code" or self.backend.name != "process":
-            raise InvalidRequest(
-                f"this host runs code packages; kind {request.kind!r} is not hosted here"
-            )
+        backend = self.backends.get(request.kind)
+        if backend is None:
+            kinds = " and ".join(sorted(self.backends))
+            raise InvalidRequest(f"this host runs {kinds} packages, not {request.kind!r} ones")
         if request.sha256 and request.sha256.lower() != package.sha256:
             raise MalformedMessage(
                 f"the package's SHA-256 is {package.sha256}, not {request.sha256} as declared"
@@ -89,17 +108,22 @@ class HostProvider:
         self._reserve()
         deployment_id = uuid.uuid4().hex
         directory = self._deployments_dir / deployment_id
+        pinned: list[str] = []
         try:
             root = unpack(package.path, directory / "pkg", self._limits)
-            manifest = load_manifest(root)
-            if manifest.name != request.service:
+            names = frozenset(image.name for image in request.images)
+            manifest = load_manifest(root, external=names)
+            if manifest.name != request.service or manifest.kind != request.kind:
                 raise InvalidPackage(
-                    f"the package is service {manifest.name!r}, not {request.service!r} as declared"
+                    f"the package is {manifest.kind} service {manifest.name!r}, not "
+                    f"{request.kind} service {request.service!r} as declared"
                 )
+            pinned, base = self._place_images(root, manifest, request.images)
             deadline = time.monotonic() + self.start_timeout
-            started = self.backend.start(deployment_id, root, manifest, deadline)
+            started = backend.start(deployment_id, root, manifest, deadline, base_image=base)
         except BaseException:
             self._release()
+            self.images.unpin(pinned)
             shutil.rmtree(directory, ignore_errors=True)
             raise
         hosted = Hosted(
@@ -111,14 +135,55 @@ class HostProvider:
             started=datetime.now(UTC),
             directory=directory,
             handle=started.handle,
+            images=pinned,
         )
         with self._lock:
             self._starting -= 1
             self._hosted[deployment_id] = hosted
+        self.images.evict()
         log.info(
             "deployed %s %s as %s at %s", hosted.service, hosted.version, hosted.id, hosted.endpoint
         )
         return hosted
+
+    def _place_images(
+        self, root: Path, manifest: Manifest, images: tuple[IncomingImage, ...]
+    ) -> tuple[list[str], Path | None]:
+        """Put a VM package's images in place: received ones into the cache, then links from
+        the package directory into the cache. Returns the pinned digests and the base image."""
+        wanted = {*manifest.image_files, *(["base"] if manifest.base_sha256 else [])}
+        given = {image.name: image for image in images}
+        if set(given) != wanted:
+            raise InvalidRequest(
+                f"the package needs the images {sorted(wanted)}, the Deploy named {sorted(given)}"
+            )
+        base: Path | None = None
+        pinned: list[str] = []
+        try:
+            for image in images:
+                path = self._cached(image)
+                self.images.pin([image.sha256])
+                pinned.append(image.sha256)
+                if image.name == "base":
+                    if image.sha256 != manifest.base_sha256:
+                        raise InvalidPackage("the image sent as base is not the manifest's base")
+                    base = path
+                else:
+                    (root / image.name).symlink_to(path)
+        except BaseException:
+            self.images.unpin(pinned)
+            raise
+        return pinned, base
+
+    def _cached(self, image: IncomingImage) -> Path:
+        if image.attachment is not None:
+            return self.images.store(image.attachment, image.sha256)
+        if self.images.holds(image.sha256):
+            return self.images.path(image.sha256)
+        raise ImageNotHeld(
+            f"image {image.name!r} (sha256:{image.sha256}) is not in this host's cache; "
+            "send its content"
+        )
 
     def _reserve(self) -> None:
         with self._lock:
@@ -135,8 +200,10 @@ class HostProvider:
             hosted = self._hosted.pop(deployment_id, None)
         if hosted is None:
             return False
-        self.backend.stop(hosted.handle, grace)
+        self.backends[hosted.kind].stop(hosted.handle, grace)
         shutil.rmtree(hosted.directory, ignore_errors=True)
+        self.images.unpin(hosted.images)
+        self.images.evict()
         log.info("undeployed %s (%s)", hosted.id, hosted.service)
         return True
 
@@ -146,7 +213,7 @@ class HostProvider:
         return [h for h in items if self._check_alive(h)]
 
     def _check_alive(self, hosted: Hosted) -> bool:
-        if self.backend.alive(hosted.handle):
+        if self.backends[hosted.kind].alive(hosted.handle):
             return True
         log.warning("deployment %s (%s) died; dropping it", hosted.id, hosted.service)
         self.undeploy(hosted.id, grace=0.1)
@@ -159,11 +226,12 @@ class HostProvider:
     def status(self) -> dict[str, object]:
         return {
             "address": self.address,
-            "backend": self.backend.name,
+            "backend": self.backend_name,
             "capacity": self.capacity,
             "deployments": len(self.hosted()),
             "load": self.load,
             "version": __version__,
+            "cache": self.images.stats(),
         }
 
     def shutdown(self, grace: float = 5.0) -> None:

@@ -20,8 +20,9 @@ from spyne import (
 from dynasoar import ns
 from dynasoar.errors import InvalidRequest
 from dynasoar.host.hosting import DeployRequest, HostProvider
-from dynasoar.service.attachments import attachment_of
+from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
+from dynasoar.service.types import ImageCache, image_cache
 
 Required = Unicode(min_occurs=1, nillable=False)
 
@@ -51,6 +52,7 @@ class HostStatus(ComplexModel):  # type: ignore[misc]
     deployments = Integer
     load = Double
     version = Unicode
+    cache = ImageCache
 
 
 def _host(ctx: Any) -> HostProvider:
@@ -67,14 +69,16 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
         Boolean,
         AnyXml,
         Required,
+        AnyXml(max_occurs="unbounded"),
         _returns=(Unicode, EndpointReferenceType),
         _out_variable_names=("deploymentId", "endpoint"),
     )
-    def Deploy(ctx, service, version, kind, stateless, package, sha256):  # type: ignore[no-untyped-def]
+    def Deploy(ctx, service, version, kind, stateless, package, sha256, image):  # type: ignore[no-untyped-def]
         if package is None:
             raise InvalidRequest("Deploy needs the package (an MTOM attachment)")
         attachment = attachment_of(ctx.udc, package)
-        request = DeployRequest(service, version, kind, bool(stateless), sha256 or "")
+        images = tuple(incoming_images(ctx.udc, image))
+        request = DeployRequest(service, version, kind, bool(stateless), sha256 or "", images)
         hosted = _host(ctx).deploy(request, attachment)
         return hosted.id, EndpointReferenceType(Address=hosted.endpoint)
 
@@ -101,7 +105,17 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
 
     @rpc(_returns=HostStatus, _out_variable_name="status")
     def Status(ctx):  # type: ignore[no-untyped-def]
-        return HostStatus(**_host(ctx).status())
+        status = _host(ctx).status()
+        status["cache"] = image_cache(status["cache"])  # type: ignore[arg-type]
+        return HostStatus(**status)
+
+    @rpc(
+        Unicode(max_occurs="unbounded"),
+        _returns=Unicode(max_occurs="unbounded"),
+        _out_variable_name="held",
+    )
+    def QueryImages(ctx, sha256):  # type: ignore[no-untyped-def]
+        return _host(ctx).images.query([d.lower() for d in sha256 or []])
 
 
 def host_port() -> SpynePort:

@@ -23,10 +23,14 @@ from dynasoar.provider.registry import Registry
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.serve import base_url_of, text, wants_wsdl
-from dynasoar.service.endpoint import EndpointConfig, ManagementEndpoint, fresh_spool
+from dynasoar.service.endpoint import (
+    EndpointConfig,
+    ManagementEndpoint,
+    fresh_spool,
+    upload_limits,
+)
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion
-from dynasoar.soap.mtom import MtomLimits
 from dynasoar.wsdl import rewrite_addresses
 
 log = logging.getLogger(__name__)
@@ -42,7 +46,7 @@ class ProviderConfig:
     hosts: list[str] = field(default_factory=list)
     deploy_timeout: float = 120.0
     message_timeout: float = 150.0
-    max_package_bytes: int = 1 << 30
+    max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
 
 
 class ProviderApp:
@@ -57,16 +61,16 @@ class ProviderApp:
         self.registry = Registry(data / "registry.sqlite")
         host_client = HostClient(SoapClient(self.pool, SoapVersion.SOAP12))
         self.hosts = HostDirectory(self.registry, host_client)
+        repository = Repository(data / "repository", self.registry)
         self.deployer = Deployer(
-            self.registry, self.hosts, host_client, self.pool, config.deploy_timeout
-        )
-        self.provider = ServiceProvider(
-            data,
             self.registry,
-            Repository(data / "repository", self.registry),
             self.hosts,
-            self.deployer,
+            host_client,
+            self.pool,
+            config.deploy_timeout,
+            repository.images,
         )
+        self.provider = ServiceProvider(data, self.registry, repository, self.hosts, self.deployer)
         self.chain, self.relay = build_chain(
             self.provider, self.deployer, self.pool, config.message_timeout
         )
@@ -79,11 +83,7 @@ class ProviderApp:
                 path=PORT_PATH,
                 wsdl_file=contracts_dir() / "ServiceProvider.wsdl",
                 spool_dir=data / "spool",
-                mtom_limits=MtomLimits(
-                    max_attachment_bytes=config.max_package_bytes,
-                    max_total_attachment_bytes=config.max_package_bytes,
-                    max_body_bytes=config.max_package_bytes + (8 << 20),
-                ),
+                mtom_limits=upload_limits(config.max_upload_bytes),
             ),
             self.executor,
             lambda: {"provider": self.provider, "run": self._run_on_loop},

@@ -14,12 +14,14 @@ from dynasoar.errors import (
     DeploymentFailed,
     DeploymentTimeout,
     DynasoarError,
+    ImageNotHeld,
     InvalidRequest,
     NoHostAvailable,
     TransportError,
 )
-from dynasoar.host.client import HostClient, PackageShipment, normalize
+from dynasoar.host.client import HostClient, PackageShipment, ShippedImage, normalize
 from dynasoar.http import ConnectionPool
+from dynasoar.images import ImageCache
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.placement import least_loaded
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord, now
@@ -36,11 +38,13 @@ class Deployer:
         client: HostClient,
         pool: ConnectionPool,
         deploy_timeout: float,
+        images: ImageCache,
     ) -> None:
         self._registry = registry
         self._hosts = hosts
         self._client = client
         self._pool = pool
+        self._images = images
         self.deploy_timeout = deploy_timeout
         self._flight: SingleFlight[DeploymentRecord] = SingleFlight()
 
@@ -97,15 +101,16 @@ class Deployer:
 
     async def _deploy_on(self, host: str, service: ServiceRecord) -> DeploymentRecord:
         started = time.monotonic()
-        shipment = PackageShipment(
-            service=service.name,
-            version=service.version,
-            kind=service.kind,
-            stateless=service.stateless,
-            path=Path(service.package),
-            sha256=service.sha256,
-        )
-        deployment_id, endpoint = await self._client.deploy(host, shipment, self.deploy_timeout)
+        held = await self._held_by(host, service)
+        try:
+            deployment_id, endpoint = await self._client.deploy(
+                host, self._shipment(service, held), self.deploy_timeout
+            )
+        except ImageNotHeld:
+            # The host evicted an image between our question and the Deploy: send them all.
+            deployment_id, endpoint = await self._client.deploy(
+                host, self._shipment(service, set()), self.deploy_timeout
+            )
         try:
             await self.probe(endpoint, timeout=max(1.0, self.deploy_timeout / 4))
         except DynasoarError:
@@ -129,6 +134,28 @@ class Deployer:
             endpoint,
         )
         return record
+
+    async def _held_by(self, host: str, service: ServiceRecord) -> set[str]:
+        """The service's images the host already holds: those travel without content."""
+        if not service.images:
+            return set()
+        digests = [image.sha256 for image in service.images]
+        return await self._client.query_images(host, digests, timeout=30.0)
+
+    def _shipment(self, service: ServiceRecord, held: set[str]) -> PackageShipment:
+        images = tuple(
+            ShippedImage(ref, None if ref.sha256 in held else self._images.path(ref.sha256))
+            for ref in service.images
+        )
+        return PackageShipment(
+            service=service.name,
+            version=service.version,
+            kind=service.kind,
+            stateless=service.stateless,
+            path=Path(service.package),
+            sha256=service.sha256,
+            images=images,
+        )
 
     async def probe(self, endpoint: str, timeout: float) -> None:
         """Readiness from the SP's side: the endpoint serves its WSDL."""

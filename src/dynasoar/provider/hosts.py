@@ -66,4 +66,6 @@ class HostDirectory:
 
 
 def _record(address: str, status: HostStatus) -> HostRecord:
-    return HostRecord(address, "up", status.capacity, status.deployments, status.load, now())
+    return HostRecord(
+        address, "up", status.capacity, status.deployments, status.load, now(), status.cache
+    )

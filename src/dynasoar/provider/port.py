@@ -25,8 +25,9 @@ from spyne import (
 from dynasoar import ns
 from dynasoar.errors import InvalidRequest
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, ServiceRecord
-from dynasoar.service.attachments import attachment_of
+from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
+from dynasoar.service.types import ImageCache, image_cache
 
 Required = Unicode(min_occurs=1, nillable=False)
 
@@ -60,6 +61,7 @@ class HostInfo(ComplexModel):  # type: ignore[misc]
     capacity = Integer
     deployments = Integer
     load = Double
+    cache = ImageCache
 
 
 def service_info(s: ServiceRecord, deployments: int) -> ServiceInfo:
@@ -93,6 +95,7 @@ def host_info(h: HostRecord) -> HostInfo:
         capacity=h.capacity,
         deployments=h.deployments,
         load=h.load,
+        cache=image_cache(h.cache),
     )
 
 
@@ -101,11 +104,12 @@ def _sp(ctx: Any) -> Any:
 
 
 class ServiceProviderService(ServiceBase):  # type: ignore[misc]
-    @rpc(AnyXml, _returns=ServiceInfo, _out_variable_name="service")
-    def Publish(ctx, package):  # type: ignore[no-untyped-def]
+    @rpc(AnyXml, AnyXml(max_occurs="unbounded"), _returns=ServiceInfo, _out_variable_name="service")
+    def Publish(ctx, package, image):  # type: ignore[no-untyped-def]
         if package is None:
             raise InvalidRequest("Publish needs the package (an MTOM attachment)")
-        record = _sp(ctx).publish(attachment_of(ctx.udc, package))
+        images = incoming_images(ctx.udc, image)
+        record = _sp(ctx).publish(attachment_of(ctx.udc, package), images)
         return service_info(record, len(_sp(ctx).registry.deployments_of(record.name)))
 
     @rpc(Required, AnyUri(min_occurs=0), _returns=DeploymentInfo, _out_variable_name="deployment")
@@ -138,6 +142,14 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
     @rpc(AnyUri(min_occurs=1, nillable=False), _returns=HostInfo, _out_variable_name="host")
     def RegisterHost(ctx, address):  # type: ignore[no-untyped-def]
         return host_info(ctx.udc.run(_sp(ctx).register_host(address)))
+
+    @rpc(
+        Unicode(max_occurs="unbounded"),
+        _returns=Unicode(max_occurs="unbounded"),
+        _out_variable_name="held",
+    )
+    def QueryImages(ctx, sha256):  # type: ignore[no-untyped-def]
+        return _sp(ctx).repository.images.query([d.lower() for d in sha256 or []])
 
 
 def provider_port() -> SpynePort:

@@ -6,6 +6,7 @@ through to the database first, so a restart sees what was there. One lock guards
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -15,21 +16,41 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dynasoar.images import CacheStats, ImageRef
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY, version TEXT NOT NULL, kind TEXT NOT NULL,
     stateless INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-    published TEXT NOT NULL, package TEXT NOT NULL, wsdl BLOB NOT NULL
+    published TEXT NOT NULL, package TEXT NOT NULL, wsdl BLOB NOT NULL,
+    images TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS hosts (
     address TEXT PRIMARY KEY, state TEXT NOT NULL, capacity INTEGER NOT NULL,
-    deployments INTEGER NOT NULL, load REAL NOT NULL, last_seen TEXT NOT NULL
+    deployments INTEGER NOT NULL, load REAL NOT NULL, last_seen TEXT NOT NULL,
+    cache_images INTEGER NOT NULL DEFAULT 0, cache_bytes INTEGER NOT NULL DEFAULT 0,
+    cache_capacity INTEGER NOT NULL DEFAULT 0, cache_received INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
     endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL
 );
 """
+
+
+SERVICE_COLUMNS = "name, version, kind, stateless, sha256, size, published, package, wsdl, images"
+HOST_COLUMNS = (
+    "address, state, capacity, deployments, load, last_seen, "
+    "cache_images, cache_bytes, cache_capacity, cache_received"
+)
+#: Columns added after a table was first created: (table, column, declaration).
+MIGRATIONS = [
+    ("services", "images", "TEXT NOT NULL DEFAULT '[]'"),
+    ("hosts", "cache_images", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "cache_bytes", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "cache_capacity", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "cache_received", "INTEGER NOT NULL DEFAULT 0"),
+]
 
 
 def now() -> datetime:
@@ -47,6 +68,7 @@ class ServiceRecord:
     published: datetime
     package: str  # path of the archive in the repository
     wsdl: bytes
+    images: tuple[ImageRef, ...] = ()  # a VM package's images, kept in the repository by digest
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,7 @@ class HostRecord:
     deployments: int
     load: float
     last_seen: datetime
+    cache: CacheStats | None = None  # its VM image cache, as last reported
 
 
 @dataclass(frozen=True)
@@ -77,10 +100,17 @@ class Registry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._lock = threading.Lock()
         self._deployments: dict[str, list[DeploymentRecord]] = {}
         for record in self._load_deployments():
             self._deployments.setdefault(record.service, []).append(record)
+
+    def _migrate(self) -> None:
+        for table, column, declaration in MIGRATIONS:
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         with self._lock:
@@ -102,7 +132,7 @@ class Registry:
     def put_service(self, s: ServiceRecord) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO services VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO services ({SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     s.name,
                     s.version,
@@ -113,17 +143,22 @@ class Registry:
                     s.published.isoformat(),
                     s.package,
                     s.wsdl,
+                    json.dumps([[i.name, i.sha256, i.size] for i in s.images]),
                 ),
             )
 
     def service(self, name: str) -> ServiceRecord | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
+            row = self._db.execute(
+                f"SELECT {SERVICE_COLUMNS} FROM services WHERE name = ?", (name,)
+            ).fetchone()
         return _service(row) if row else None
 
     def services(self) -> list[ServiceRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM services ORDER BY name").fetchall()
+            rows = self._db.execute(
+                f"SELECT {SERVICE_COLUMNS} FROM services ORDER BY name"
+            ).fetchall()
         return [_service(r) for r in rows]
 
     # -- hosts ----------------------------------------------------------------------------
@@ -131,18 +166,28 @@ class Registry:
     def put_host(self, h: HostRecord) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO hosts VALUES (?,?,?,?,?,?)",
-                (h.address, h.state, h.capacity, h.deployments, h.load, h.last_seen.isoformat()),
+                f"INSERT OR REPLACE INTO hosts ({HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    h.address,
+                    h.state,
+                    h.capacity,
+                    h.deployments,
+                    h.load,
+                    h.last_seen.isoformat(),
+                    *_cache_columns(h.cache),
+                ),
             )
 
     def host(self, address: str) -> HostRecord | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM hosts WHERE address = ?", (address,)).fetchone()
+            row = self._db.execute(
+                f"SELECT {HOST_COLUMNS} FROM hosts WHERE address = ?", (address,)
+            ).fetchone()
         return _host(row) if row else None
 
     def hosts(self) -> list[HostRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM hosts ORDER BY address").fetchall()
+            rows = self._db.execute(f"SELECT {HOST_COLUMNS} FROM hosts ORDER BY address").fetchall()
         return [_host(r) for r in rows]
 
     def set_host_state(self, address: str, state: str) -> None:
@@ -206,6 +251,7 @@ def _service(r: Any) -> ServiceRecord:
         published=datetime.fromisoformat(str(r[6])),
         package=str(r[7]),
         wsdl=bytes(r[8]),
+        images=tuple(ImageRef(str(n), str(d), int(z)) for n, d, z in json.loads(r[9])),
     )
 
 
@@ -217,4 +263,11 @@ def _host(r: Any) -> HostRecord:
         deployments=int(r[3]),
         load=float(r[4]),
         last_seen=datetime.fromisoformat(str(r[5])),
+        cache=CacheStats(int(r[6]), int(r[7]), int(r[8]), int(r[9])) if r[8] else None,
     )
+
+
+def _cache_columns(cache: CacheStats | None) -> tuple[int, int, int, int]:
+    if cache is None:
+        return (0, 0, 0, 0)
+    return (cache.images, cache.bytes, cache.capacity, cache.received)

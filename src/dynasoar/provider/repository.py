@@ -1,17 +1,23 @@
 """The Service Provider's repository of published packages, under ``DATA/repository``.
 
-A publish validates the archive (manifest, WSDL, safe unpacking), then moves it into place as
-``NAME/VERSION-SHA256[:12].pkg`` and records the service; nothing is kept of a refused one.
+A publish validates the package (manifest, WSDL, safe unpacking) before keeping anything. A
+code package's archive is kept as ``NAME/VERSION-SHA256[:12].pkg``. A VM package's images go to
+the content-addressed store ``images/`` (deduplicated, by SHA-256) and what travels to hosts as
+"the package" is the rest, re-packed without them, so an image is shipped to a host only when
+that host does not hold it yet.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from dynasoar.package import Manifest, UnpackLimits, inspect_archive
+from dynasoar.errors import InvalidPackage
+from dynasoar.images import ImageCache, ImageRef, IncomingImage, sha256_file
+from dynasoar.package import Manifest, UnpackLimits, load_manifest, pack, unpack
 from dynasoar.provider.registry import Registry, ServiceRecord, now
 from dynasoar.wsdl import read_contract
 
@@ -22,18 +28,88 @@ class Repository:
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        self.images = ImageCache(root / "images")
         self._registry = registry
         self._limits = limits
+        for leftover in root.glob("publish-*"):  # a publish cut short by a crash
+            shutil.rmtree(leftover, ignore_errors=True)
 
-    def publish(self, archive: Path, sha256: str | None = None) -> tuple[ServiceRecord, Manifest]:
-        """Validate ``archive`` and take it over (it is moved, not copied)."""
-        manifest, wsdl = inspect_archive(archive, self._limits)
-        read_contract(wsdl, f"the package's WSDL {manifest.wsdl!r}")
-        digest = sha256 or _sha256(archive)
-        target_dir = self.root / manifest.name
+    def publish(
+        self, archive: Path, sha256: str | None = None, images: Sequence[IncomingImage] = ()
+    ) -> tuple[ServiceRecord, Manifest]:
+        """Validate the package and take it over (files are moved, not copied)."""
+        given = {image.name: image for image in images}
+        if len(given) != len(images):
+            raise InvalidPackage("an image name appears twice in the publish")
+        with tempfile.TemporaryDirectory(prefix="publish-", dir=self.root) as tmp:
+            root = unpack(archive, Path(tmp) / "pkg", self._limits)
+            manifest = load_manifest(root, external=frozenset(given))
+            wsdl = (root / manifest.wsdl).read_bytes()
+            read_contract(wsdl, f"the package's WSDL {manifest.wsdl!r}")
+            if manifest.kind == "vm":
+                refs = self._take_images(manifest, root, given)
+                archive = pack(
+                    root, Path(tmp) / "package.tar.gz", exclude=frozenset(manifest.image_files)
+                )
+                sha256 = None
+            elif given:
+                raise InvalidPackage("a code package carries no images; send only the archive")
+            else:
+                refs = ()
+            return self._keep(archive, sha256, manifest, wsdl, refs), manifest
+
+    def _take_images(
+        self, manifest: Manifest, root: Path, given: dict[str, IncomingImage]
+    ) -> tuple[ImageRef, ...]:
+        unknown = set(given) - {*manifest.image_files, "base"}
+        if unknown:
+            raise InvalidPackage(f"images {sorted(unknown)} are not named in the manifest")
+        refs = []
+        for name in manifest.image_files:
+            image = given.get(name)
+            if image is None:  # it came inside the archive
+                refs.append(self.images.adopt(root / name, name))
+            else:
+                refs.append(self._stored(image))
+        base = manifest.base_sha256
+        if base is not None:
+            if "base" in given:
+                if given["base"].sha256.lower() != base:
+                    raise InvalidPackage("the image sent as base is not the manifest's base")
+                refs.append(self._stored(given["base"]))
+            elif self.images.holds(base):
+                refs.append(ImageRef("base", base, self.images.path(base).stat().st_size))
+            else:
+                raise InvalidPackage(
+                    f"the base image sha256:{base} is not in this repository: publish it with "
+                    'the package (as the image named "base")'
+                )
+        return tuple(refs)
+
+    def _stored(self, image: IncomingImage) -> ImageRef:
+        if image.attachment is not None:
+            path = self.images.store(image.attachment, image.sha256)
+        elif self.images.holds(image.sha256.lower()):
+            path = self.images.path(image.sha256.lower())
+        else:
+            raise InvalidPackage(
+                f"image {image.name!r} (sha256:{image.sha256}) was neither sent nor held here"
+            )
+        return ImageRef(image.name, path.name, path.stat().st_size)
+
+    def _keep(
+        self,
+        archive: Path,
+        sha256: str | None,
+        manifest: Manifest,
+        wsdl: bytes,
+        images: tuple[ImageRef, ...],
+    ) -> ServiceRecord:
+        digest = sha256 or sha256_file(archive)
+        target_dir = self.root / "packages" / manifest.name
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / f"{_safe(manifest.version)}-{digest[:12]}.pkg"
-        size = archive.stat().st_size
+        size = archive.stat().st_size + sum(image.size for image in images)
         shutil.move(archive, target)
         os.chmod(target, 0o600)
         record = ServiceRecord(
@@ -46,22 +122,15 @@ class Repository:
             published=now(),
             package=str(target),
             wsdl=wsdl,
+            images=images,
         )
         previous = self._registry.service(manifest.name)
         self._registry.put_service(record)
         # Running deployments keep their own copy; new ones ship the version published last.
         if previous is not None and previous.package != record.package:
             Path(previous.package).unlink(missing_ok=True)
-        return record, manifest
+        return record
 
 
 def _safe(version: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in version)[:64]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

@@ -4,11 +4,13 @@ interceptor: the catalog of advertised services, publishing, deploying and undep
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dynasoar.errors import UnknownService
 from dynasoar.host.client import normalize
+from dynasoar.images import IncomingImage
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry, ServiceRecord
@@ -60,9 +62,9 @@ class ServiceProvider:
 
     # -- operations -----------------------------------------------------------------------
 
-    def publish(self, package: Attachment) -> ServiceRecord:
+    def publish(self, package: Attachment, images: Sequence[IncomingImage] = ()) -> ServiceRecord:
         """Take an uploaded package into the repository and advertise it (blocking)."""
-        record, _ = self.repository.publish(package.path, package.sha256)
+        record, _ = self.repository.publish(package.path, package.sha256, images)
         contract = read_contract(record.wsdl)
         with self._lock:
             self._catalog[record.name] = Advertised(record, contract)

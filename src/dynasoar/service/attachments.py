@@ -16,6 +16,7 @@ from lxml import etree
 
 from dynasoar import ns
 from dynasoar.errors import InvalidRequest, MalformedMessage
+from dynasoar.images import SHA256_RE, IncomingImage
 from dynasoar.soap.mtom import Attachment
 
 
@@ -58,3 +59,29 @@ def _spool_inline(state: Any, text: str) -> Attachment:
     )
     state.inline_spooled.append(attachment)
     return attachment
+
+
+def incoming_images(state: Any, elements: list[etree._Element] | None) -> list[IncomingImage]:
+    """The ``image`` elements (dyn:ImageUpload) of a Publish or Deploy, with their content
+    resolved to attachments; content left out means "you hold this one already"."""
+    images = []
+    for first in elements or []:
+        # spyne hands an AnyXml element over as its first child: step back up to the image.
+        parent = first.getparent()
+        element = first if parent is None or etree.QName(first).localname == "image" else parent
+
+        def field(name: str, el: etree._Element = element) -> str:
+            return (el.findtext(f"{{*}}{name}") or "").strip()
+
+        name, digest = field("name"), field("sha256").lower()
+        if not name or not SHA256_RE.match(digest):
+            raise InvalidRequest("every image needs a name and a hex sha256")
+        content = element.find("{*}content")
+        attachment = attachment_of(state, content) if content is not None else None
+        if attachment is not None and attachment.sha256 != digest:
+            raise MalformedMessage(
+                f"image {name!r}: received content has SHA-256 {attachment.sha256}, "
+                f"declared {digest}"
+            )
+        images.append(IncomingImage(name, digest, attachment))
+    return images

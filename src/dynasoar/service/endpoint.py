@@ -156,6 +156,15 @@ class ManagementEndpoint:
                 attachment.delete()
 
 
+def upload_limits(max_upload_bytes: int) -> MtomLimits:
+    """MTOM limits for a port taking packages and VM images of up to ``max_upload_bytes``."""
+    return MtomLimits(
+        max_attachment_bytes=max_upload_bytes,
+        max_total_attachment_bytes=max_upload_bytes,
+        max_body_bytes=max_upload_bytes + (8 << 20),
+    )
+
+
 def fresh_spool(directory: Path) -> None:
     """The spool for incoming attachments, emptied of what a previous run left behind."""
     if directory.exists():

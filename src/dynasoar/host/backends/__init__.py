@@ -21,9 +21,19 @@ class Started:
 class Backend(Protocol):
     name: str
 
-    def start(self, deployment_id: str, root: Path, manifest: Manifest, deadline: float) -> Started:
+    def start(
+        self,
+        deployment_id: str,
+        root: Path,
+        manifest: Manifest,
+        deadline: float,
+        base_image: Path | None = None,
+    ) -> Started:
         """Run the package at ``root``; return once its endpoint answers a probe.
-        Raises DeploymentFailed / DeploymentTimeout; leaves nothing running on failure."""
+
+        ``base_image`` is the cached image a VM package's disk is an overlay on (its
+        manifest's ``base``). Raises DeploymentFailed / DeploymentTimeout; leaves nothing
+        running on failure."""
         ...
 
     def stop(self, handle: object, grace: float) -> None: ...

@@ -43,7 +43,14 @@ class ProcessBackend:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self._host = host
 
-    def start(self, deployment_id: str, root: Path, manifest: Manifest, deadline: float) -> Started:
+    def start(
+        self,
+        deployment_id: str,
+        root: Path,
+        manifest: Manifest,
+        deadline: float,
+        base_image: Path | None = None,
+    ) -> Started:
         assert manifest.code is not None, "the process backend runs code packages"
         log_path = root.parent / "service.log"
         with log_path.open("ab") as log:
