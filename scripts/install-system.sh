@@ -3,7 +3,7 @@
 # --check only reports what is missing (used on every `make install`; cheap).
 set -euo pipefail
 
-packages=(python3-venv python3-dev gcc pkg-config)
+packages=(python3-venv python3-dev gcc pkg-config curl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from dynasoar.bench.cold import cold_start
+from dynasoar.bench.mtom import image_transfer
 from dynasoar.bench.relay import warm_relay
 
 
@@ -16,4 +17,5 @@ def run_bench(quick: bool = False) -> int:
         print("dynasoar bench" + (" (quick)" if quick else ""), flush=True)
         warm_relay(work / "relay", duration=2.0 if quick else 5.0, rounds=1 if quick else 3)
         cold_start(work / "cold", rounds=2 if quick else 5)
+        image_transfer(work / "image", size=(256 if quick else 2048) << 20, rounds=2)
     return 0
