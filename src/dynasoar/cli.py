@@ -52,6 +52,41 @@ def _parser() -> argparse.ArgumentParser:
         help="a Host Provider this SP may use (repeatable)",
     )
     p.add_argument("--deploy-timeout", type=float, default=120.0, metavar="SECONDS")
+    p.add_argument(
+        "--placement",
+        default="least-loaded",
+        choices=("least-loaded", "round-robin", "cheapest", "data-locality"),
+        help="how to choose a host when a service's manifest does not say",
+    )
+    p.add_argument(
+        "--scale-at",
+        type=float,
+        default=4.0,
+        metavar="N",
+        help="messages in flight per replica, sustained, that add a replica of a "
+        "stateless service (default 4)",
+    )
+    p.add_argument(
+        "--max-replicas",
+        type=int,
+        default=4,
+        metavar="N",
+        help="replicas of a stateless service at most (default 4)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="undeploy a deployment with no traffic for this long (default: never)",
+    )
+    p.add_argument(
+        "--host-timeout",
+        type=float,
+        default=6.0,
+        metavar="SECONDS",
+        help="mark a host down after this long without its heartbeat (default 6)",
+    )
     _upload_arg(p)
     p.set_defaults(func=_run_sp)
 
@@ -61,6 +96,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--libvirt-uri", default="qemu:///system")
     p.add_argument("--capacity", type=int, default=8, help="deployments this host takes")
     p.add_argument("--sp", metavar="URL", help="register with this Service Provider")
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to tell the SP this host is alive (default 2)",
+    )
+    p.add_argument("--price", type=float, default=0.0, help="price per deployment-hour")
+    p.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        type=_site,
+        metavar="NAME[=DIST]",
+        help="a data site this host is near, and how near (repeatable)",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        type=_label,
+        metavar="NAME=VALUE",
+        help="a label placement can require, e.g. trusted=yes (repeatable)",
+    )
     p.add_argument(
         "--accel",
         choices=("tcg", "kvm", "auto"),
@@ -82,15 +141,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sp", default=sp_default, metavar="URL")
     p.set_defaults(func=_publish)
 
-    for name, help_text in (
-        ("deploy", "deploy a service now"),
-        ("undeploy", "undeploy a service (all replicas, or one host's)"),
+    for name, help_text, what in (
+        (
+            "deploy",
+            "deploy a service now (or, with --hp and no --sp, a package on disk "
+            "straight to a Host Provider)",
+            "a service name, or a package path with --hp",
+        ),
+        (
+            "undeploy",
+            "undeploy a service (all replicas, or one host's; with --hp and no --sp, "
+            "a deployment id on that host)",
+            "a service name, or a deployment id with --hp",
+        ),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("name")
-        p.add_argument("--sp", default=sp_default, metavar="URL")
+        p.add_argument("name", help=what)
+        p.add_argument("--sp", metavar="URL", help=f"the Service Provider (default {sp_default})")
         p.add_argument("--hp", metavar="URL", help="on this Host Provider")
-        p.set_defaults(func=_deploy if name == "deploy" else _undeploy)
+        p.set_defaults(func=_deploy if name == "deploy" else _undeploy, sp_default=sp_default)
 
     p = sub.add_parser("status", help="services, deployments and hosts of an SP")
     p.add_argument("--sp", default=sp_default, metavar="URL")
@@ -125,6 +194,24 @@ def size_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 512M, 20G, ...)") from None
 
 
+def _site(text: str) -> tuple[str, int]:
+    from dynasoar.terms import parse_site
+
+    try:
+        return parse_site(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _label(text: str) -> tuple[str, str]:
+    from dynasoar.terms import parse_label
+
+    try:
+        return parse_label(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _upload_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-upload",
@@ -147,6 +234,7 @@ def _run_sp(args: argparse.Namespace) -> int:
 
     from dynasoar.http import new_event_loop
     from dynasoar.provider.app import ProviderApp, ProviderConfig
+    from dynasoar.provider.autoscaler import Scaling
     from dynasoar.serve import serve
 
     data = (
@@ -158,6 +246,13 @@ def _run_sp(args: argparse.Namespace) -> int:
         hosts=args.hp,
         deploy_timeout=args.deploy_timeout,
         max_upload_bytes=args.max_upload,
+        placement=args.placement,
+        scaling=Scaling(
+            scale_at=args.scale_at,
+            max_replicas=args.max_replicas,
+            idle_timeout=args.idle_timeout,
+            host_timeout=args.host_timeout,
+        ),
     )
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
@@ -173,6 +268,7 @@ def _run_hp(args: argparse.Namespace) -> int:
     from dynasoar.host.app import HostApp, HostConfig
     from dynasoar.http import new_event_loop
     from dynasoar.serve import serve
+    from dynasoar.terms import HostTerms
 
     scratch = None
     data = args.data
@@ -189,6 +285,8 @@ def _run_hp(args: argparse.Namespace) -> int:
                 accel=args.accel,
                 image_cache_bytes=args.image_cache,
                 max_upload_bytes=args.max_upload,
+                terms=HostTerms(args.price, tuple(args.site), tuple(args.label)),
+                heartbeat=args.heartbeat,
             )
         )
         loop = new_event_loop()
@@ -215,10 +313,21 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _direct(args: argparse.Namespace) -> bool:
+    """No SP given, a host given: the consumer acts as its own Service Provider."""
+    return args.sp is None and args.hp is not None and "DYNASOAR_SP" not in os.environ
+
+
 def _deploy(args: argparse.Namespace) -> int:
     from dynasoar.consumer.provider_client import ProviderClient
 
-    d = ProviderClient(args.sp).call("Deploy", name=args.name, host=args.hp)
+    if _direct(args):
+        from dynasoar.consumer import direct
+
+        deployment_id, endpoint = direct.deploy(Path(args.name), args.hp)
+        print(f"deployed on {args.hp} as {deployment_id}: {endpoint}")
+        return 0
+    d = ProviderClient(args.sp or args.sp_default).call("Deploy", name=args.name, host=args.hp)
     print(f"{d.service} deployed on {d.host} as {d.id}: {d.endpoint}")
     return 0
 
@@ -226,7 +335,15 @@ def _deploy(args: argparse.Namespace) -> int:
 def _undeploy(args: argparse.Namespace) -> int:
     from dynasoar.consumer.provider_client import ProviderClient
 
-    count = ProviderClient(args.sp).call("Undeploy", name=args.name, host=args.hp)
+    if _direct(args):
+        from dynasoar.consumer import direct
+
+        stopped = direct.undeploy(args.name, args.hp)
+        print(f"{args.name}: {'undeployed' if stopped else 'no such deployment'} on {args.hp}")
+        return 0 if stopped else 1
+    count = ProviderClient(args.sp or args.sp_default).call(
+        "Undeploy", name=args.name, host=args.hp
+    )
     print(f"{args.name}: {count} deployment{'s' if count != 1 else ''} undeployed")
     return 0
 

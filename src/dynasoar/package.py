@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from dynasoar.errors import InvalidPackage, PayloadTooLarge
 
@@ -58,6 +58,31 @@ class VmSection:
     vcpus: int = 1
 
 
+POLICIES = ("least-loaded", "round-robin", "cheapest", "data-locality")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a service asks of the hosts it runs on (the optional ``[placement]`` table)."""
+
+    policy: str | None = None  # one of POLICIES; the SP's own default when absent
+    data_site: str | None = None  # the data site it needs (for "data-locality")
+    labels: tuple[tuple[str, str], ...] = ()  # host labels required, e.g. trusted = "yes"
+    max_replicas: int | None = None  # a stateless service's limit; the SP's default when absent
+    scale_at: float | None = None  # outstanding messages per replica that call for another
+    idle_timeout: float | None = None  # seconds without traffic before it is undeployed
+
+    def to_json(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, ())} | {
+            "labels": [list(label) for label in self.labels]
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Placement:
+        labels = tuple((str(n), str(v)) for n, v in data.get("labels", []))
+        return cls(**{k: v for k, v in data.items() if k != "labels"}, labels=labels)
+
+
 @dataclass(frozen=True)
 class Manifest:
     name: str
@@ -67,6 +92,7 @@ class Manifest:
     wsdl: str
     code: CodeSection | None = None
     vm: VmSection | None = None
+    placement: Placement = Placement()
 
     @property
     def image_files(self) -> list[str]:
@@ -129,7 +155,9 @@ def parse_manifest(data: dict[str, object]) -> Manifest:
         code = CodeSection(app)
     else:
         vm = _vm_section(_table(data, "vm"))
+    placement = _placement(data.get("placement"), stateless)
     return Manifest(
+        placement=placement,
         name=name,
         version=_str(service, "version", "service"),
         kind=kind,
@@ -174,6 +202,53 @@ def _optional_file(table: dict[str, object], key: str) -> str | None:
     if not isinstance(value, str) or not value:
         raise InvalidPackage(f"[vm] {key} must be a path inside the package")
     return _relative(value, f"[vm] {key}")
+
+
+def _placement(table: object, stateless: bool) -> Placement:
+    if table is None:
+        return Placement()
+    if not isinstance(table, dict):
+        raise InvalidPackage("[placement] must be a table")
+    unknown = set(table) - {
+        "policy",
+        "data_site",
+        "labels",
+        "max_replicas",
+        "scale_at",
+        "idle_timeout",
+    }
+    if unknown:
+        raise InvalidPackage(f"[placement] has unknown keys {sorted(unknown)}")
+    policy = table.get("policy")
+    if policy is not None and policy not in POLICIES:
+        raise InvalidPackage(f"[placement] policy must be one of {', '.join(POLICIES)}")
+    site = table.get("data_site")
+    if site is not None and (not isinstance(site, str) or not site):
+        raise InvalidPackage("[placement] data_site must be a site name")
+    labels = table.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidPackage('[placement] labels must be a table of strings: { trusted = "yes" }')
+    replicas = table.get("max_replicas")
+    if replicas is not None:
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise InvalidPackage("[placement] max_replicas must be a positive integer")
+        if replicas > 1 and not stateless:
+            raise InvalidPackage("[placement] max_replicas: a stateful service runs once")
+    numbers = {}
+    for key in ("scale_at", "idle_timeout"):
+        value = table.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+        ):
+            raise InvalidPackage(f"[placement] {key} must be a positive number")
+        numbers[key] = float(value) if value is not None else None
+    return Placement(
+        policy=policy,
+        data_site=site,
+        labels=tuple(sorted(labels.items())),
+        max_replicas=replicas,
+        **numbers,
+    )
 
 
 def _table(data: dict[str, object], name: str) -> dict[str, object]:

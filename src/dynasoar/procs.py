@@ -63,6 +63,8 @@ def start_actor(
 ) -> Actor:
     """Run ``dynasoar ROLE ARGS...`` and return once it prints its listening line."""
     command = [sys.executable, "-m", "dynasoar", role, *args]
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
     stderr = log_path.open("ab") if log_path is not None else subprocess.DEVNULL
     try:
         process = subprocess.Popen(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,40 +20,46 @@ class Cluster:
     work: Path
     sp: Actor
     hps: list[Actor] = field(default_factory=list)
+    sp_args: list[str] = field(default_factory=list)
 
     @property
     def client(self) -> ProviderClient:
         return ProviderClient(self.sp.url)
 
     def start_sp(self) -> Actor:
-        self.sp = start_actor(
-            "sp", ["--port", "0", "--data", str(self.work / "sp")], self.work / "sp.log"
-        )
+        args = ["--port", "0", "--data", str(self.work / "sp"), *self.sp_args]
+        self.sp = start_actor("sp", args, self.work / "sp.log")
         return self.sp
 
-    def add_hp(self, capacity: int = 8, register: bool = True) -> Actor:
+    def add_hp(self, capacity: int = 8, register: bool = True, args: Sequence[str] = ()) -> Actor:
         index = len(self.hps) + 1
-        args = ["--port", "0", "--data", str(self.work / f"hp{index}"), "--capacity", str(capacity)]
+        argv = [
+            "--port",
+            "0",
+            "--data",
+            str(self.work / f"hp{index}"),
+            "--capacity",
+            str(capacity),
+            *args,
+        ]
         if register:
-            args += ["--sp", self.sp.url]
-        hp = start_actor("hp", args, self.work / f"hp{index}.log")
+            argv += ["--sp", self.sp.url]
+        hp = start_actor("hp", argv, self.work / f"hp{index}.log")
         self.hps.append(hp)
         if register:
-            wait_for(
-                lambda: (
-                    hp.url
-                    in {h.address for h in self.client.call("ListHosts") or [] if h.state == "up"}
-                ),
-                what=f"{hp.url} to register",
-            )
+            wait_for(lambda: hp.url in self.hosts_up(), what=f"{hp.url} to register")
         return hp
+
+    def hosts_up(self) -> set[str]:
+        return {h.address for h in self.client.call("ListHosts") or [] if h.state == "up"}
 
     def service_url(self, name: str) -> str:
         return f"{self.sp.url}/services/{name}"
 
     def stop(self) -> None:
         for actor in [*self.hps, self.sp]:
-            actor.stop()
+            if actor is not None:
+                actor.stop()
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "a condition") -> None:  # type: ignore[no-untyped-def]
@@ -65,8 +71,11 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "a condition") -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def make_package(tmp: Path, sample: str = "echo", name: str | None = None) -> Path:
-    """A copy of a sample package, optionally under another service name."""
+def make_package(
+    tmp: Path, sample: str = "echo", name: str | None = None, placement: str = ""
+) -> Path:
+    """A copy of a sample package, optionally under another service name and with a
+    ``[placement]`` table (its body given as TOML lines)."""
     target = tmp / f"pkg-{sample}-{name or 'orig'}"
     shutil.copytree(samples_dir() / sample, target, ignore=shutil.ignore_patterns("__pycache__"))
     if name is not None:
@@ -74,6 +83,9 @@ def make_package(tmp: Path, sample: str = "echo", name: str | None = None) -> Pa
         text = manifest.read_text()
         original = {"echo": "Echo", "counter": "Counter"}[sample]
         manifest.write_text(text.replace(f'name = "{original}"', f'name = "{name}"', 1))
+    if placement:
+        manifest = target / "dynasoar.toml"
+        manifest.write_text(manifest.read_text() + f"\n[placement]\n{placement}\n")
     return target
 
 
@@ -87,6 +99,24 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.add_hp()
         yield c
     finally:
+        c.stop()
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    """A factory: ``make_cluster(sp_args=[...], hps=[[hp args], ...])`` (HPs register)."""
+    made: list[Cluster] = []
+
+    def make(sp_args: Sequence[str] = (), hps: Sequence[Sequence[str]] = ((), ())) -> Cluster:
+        c = Cluster(tmp_path / f"cluster{len(made)}", None, sp_args=list(sp_args))  # type: ignore[arg-type]
+        made.append(c)
+        c.start_sp()
+        for args in hps:
+            c.add_hp(args=args)
+        return c
+
+    yield make
+    for c in made:
         c.stop()
 
 

@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dynasoar import ns
 from dynasoar.consumer.call import call
 from dynasoar.errors import RemoteFault
+from dynasoar.paths import samples_dir
 
 from .conftest import Cluster, make_package, wait_for
 
@@ -82,7 +82,7 @@ def test_hp_shutdown_stops_its_services(cluster: Cluster, echo: str) -> None:
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
-def test_a_vanished_deployment_is_redeployed_on_the_next_message(
+def test_a_vanished_host_fails_over_for_a_stateless_service(
     cluster: Cluster, echo: str, kill: bool
 ) -> None:
     first = call(echo + "?wsdl", "Echo", ["text=x"])
@@ -93,14 +93,32 @@ def test_a_vanished_deployment_is_redeployed_on_the_next_message(
         host.stop()
     (deployment,) = cluster.client.call("ListDeployments")
     wait_for(lambda: not _answers(deployment.endpoint), what="the service to go away")
-    # The message that finds the deployment gone is answered with dyn:HostLost; the next
-    # one deploys again elsewhere.
+    # The message that finds its deployment gone is sent once more, to a new deployment.
+    again = call(echo + "?wsdl", "Echo", ["text=y"])
+    assert again.value == "y"
+    assert again.headers["x-dynasoar-host"] != host.url
+    assert again.headers["x-dynasoar-cold"] == "1"
+    hosts = {h.address: h.state for h in cluster.client.call("ListHosts")}
+    assert hosts[host.url] == "down"
+
+
+def test_a_vanished_host_is_a_fault_for_a_stateful_service(cluster: Cluster) -> None:
+    cluster.client.publish(samples_dir() / "counter")
+    counter = cluster.service_url("Counter") + "?wsdl"
+    assert call(counter, "Increment", []).value == 1
+    (deployment,) = cluster.client.call("ListDeployments")
+    host = next(hp for hp in cluster.hps if hp.url == deployment.host)
+    host.kill()
+    wait_for(lambda: not _answers(deployment.endpoint), what="the service to go away")
     with pytest.raises(RemoteFault) as lost:
-        call(echo + "?wsdl", "Echo", ["text=y"])
-    assert (ns.DYN, "HostLost") in lost.value.fault.subcodes
-    assert not cluster.client.call("ListDeployments")
-    again = call(echo + "?wsdl", "Echo", ["text=z"])
-    assert again.value == "z"
+        call(counter, "Increment", [])
+    # zeep sends WS-Addressing, so the fault is wsa:EndpointUnavailable (SOAP 1.1: the
+    # faultcode; zeep reports it as prefixed text) saying why
+    assert lost.value.fault.code[1] == "wsa:EndpointUnavailable"
+    assert "HostLost" in lost.value.fault.reason
+    # its state is gone with its host: the next message starts a new counter elsewhere
+    again = call(counter, "Increment", [])
+    assert again.value == 1
     assert again.headers["x-dynasoar-host"] != host.url
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from zeep.helpers import serialize_object
@@ -24,14 +25,21 @@ def _plain(value: Any) -> list[dict[str, Any]]:
 
 
 def render_table(status: dict[str, list[dict[str, Any]]]) -> str:
+    hosts = [{**h, **_host_extras(h)} for h in status["hosts"]]
+    replicas = Counter(d["service"] for d in status["deployments"])
+    services = [{**s, "replicas": replicas.get(s["name"], 0)} for s in status["services"]]
     sections = [
+        ("SERVICES", ["name", "version", "kind", "stateless", "replicas", "size"], services),
         (
-            "SERVICES",
-            ["name", "version", "kind", "stateless", "deployments", "size"],
-            status["services"],
+            "DEPLOYMENTS",
+            ["service", "host", "id", "state", "outstanding", "endpoint"],
+            status["deployments"],
         ),
-        ("DEPLOYMENTS", ["service", "host", "id", "state", "endpoint"], status["deployments"]),
-        ("HOSTS", ["address", "state", "deployments", "capacity", "load"], status["hosts"]),
+        (
+            "HOSTS",
+            ["address", "state", "deployments", "capacity", "load", "price", "labels", "cache"],
+            hosts,
+        ),
     ]
     out = []
     for title, columns, rows in sections:
@@ -39,6 +47,23 @@ def render_table(status: dict[str, list[dict[str, Any]]]) -> str:
         out.append(_table(columns, [[_cell(r.get(c)) for c in columns] for r in rows]))
         out.append("")
     return "\n".join(out).rstrip()
+
+
+def _host_extras(host: dict[str, Any]) -> dict[str, Any]:
+    terms = host.get("terms") or {}
+    cache = host.get("cache") or {}
+    labels = ",".join(f"{lb['name']}={lb['value']}" for lb in terms.get("label") or [])
+    sites = ",".join(f"{st['name']}:{st['distance']}" for st in terms.get("site") or [])
+    return {
+        "price": terms.get("price"),
+        "labels": " ".join(x for x in (labels, sites and f"near {sites}") if x),
+        "cache": (
+            f"{cache['images']} images, {cache['bytes'] / (1 << 20):.0f} MiB of "
+            f"{cache['capacity'] / (1 << 30):.0f} GiB"
+            if cache
+            else ""
+        ),
+    }
 
 
 def _cell(value: Any) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from lxml import etree
 
@@ -27,6 +28,7 @@ from dynasoar.service.endpoint import (
     upload_limits,
 )
 from dynasoar.soap.client import SoapClient
+from dynasoar.terms import HostTerms
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,10 @@ class HostConfig:
     service_provider: str | None = None
     start_timeout: float = 60.0
     libvirt_uri: str = "qemu:///system"
-    accel: str = "tcg"
+    accel: Literal["tcg", "kvm", "auto"] = "tcg"
     image_cache_bytes: int = 20 << 30
+    terms: HostTerms = field(default_factory=HostTerms)
+    heartbeat: float = 2.0  # seconds between RegisterHost calls to the SP
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
 
 
@@ -64,6 +68,7 @@ class HostApp:
             config.capacity,
             ImageCache(config.data / "images", config.image_cache_bytes),
             config.start_timeout,
+            terms=config.terms,
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hp-port")
         from dynasoar.host.port import host_port  # spyne: imported with the port only
@@ -90,7 +95,8 @@ class HostApp:
         return self.handle
 
     async def _register(self, sp: str) -> None:
-        """Tell the SP we exist; it may still be starting, so retry for a while."""
+        """Register with the SP, then keep telling it we are alive (the heartbeat). The SP
+        may still be starting, or restart: failures are logged and retried, never fatal."""
         pool = ConnectionPool()
         client = SoapClient(pool)
         request = etree.Element(f"{{{ns.DYN_SP}}}RegisterHost", nsmap={"sp": ns.DYN_SP})
@@ -98,17 +104,19 @@ class HostApp:
         port = sp.rstrip("/")
         if not port.endswith("/dynasoar/ServiceProvider"):
             port += "/dynasoar/ServiceProvider"
+        registered = False
         delay = 0.2
         try:
-            for _ in range(20):
+            while True:
                 try:
                     await client.call(port, f"{ns.DYN_SP}/RegisterHost", request, timeout=10.0)
-                    log.info("registered with %s", sp)
-                    return
+                    if not registered:
+                        log.info("registered with %s", sp)
+                    registered, delay = True, self.config.heartbeat
                 except DynasoarError as exc:
                     log.warning("registering with %s: %s", sp, exc.reason)
+                    registered, delay = False, min(delay * 2, 5.0)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
         finally:
             await pool.close()
 

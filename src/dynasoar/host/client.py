@@ -20,6 +20,7 @@ from dynasoar.errors import (
 from dynasoar.images import CacheStats, ImageRef
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.mtom import OutgoingAttachment, xop_include
+from dynasoar.terms import HostTerms
 
 PATH = "/dynasoar/HostProvider"
 _T = f"{{{ns.DYN_HP}}}"
@@ -47,6 +48,7 @@ class HostStatus:
     load: float
     version: str
     cache: CacheStats | None = None
+    terms: HostTerms = HostTerms()
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class HostClient:
             load=float(status.findtext(f"{_D}load") or 0.0),
             version=status.findtext(f"{_D}version") or "",
             cache=read_cache_stats(status.find(f"{_D}cache")),
+            terms=read_terms(status.find(f"{_D}terms")),
         )
 
     async def list_deployments(self, host: str, timeout: float) -> list[dict[str, str]]:
@@ -166,6 +169,20 @@ def image_element(tag: str, ref: ImageRef) -> etree._Element:
     for name, value in (("name", ref.name), ("sha256", ref.sha256), ("size", str(ref.size))):
         etree.SubElement(element, f"{_D}{name}").text = value
     return element
+
+
+def read_terms(element: etree._Element | None) -> HostTerms:
+    if element is None:
+        return HostTerms()
+    sites = tuple(
+        (s.findtext(f"{_D}name") or "", int(s.findtext(f"{_D}distance") or 0))
+        for s in element.findall(f"{_D}site")
+    )
+    labels = tuple(
+        (lb.findtext(f"{_D}name") or "", lb.findtext(f"{_D}value") or "")
+        for lb in element.findall(f"{_D}label")
+    )
+    return HostTerms(float(element.findtext(f"{_D}price") or 0.0), sites, labels)
 
 
 def read_cache_stats(element: etree._Element | None) -> CacheStats | None:

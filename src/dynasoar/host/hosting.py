@@ -31,6 +31,7 @@ from dynasoar.host.backends import Backend
 from dynasoar.images import ImageCache, IncomingImage
 from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
 from dynasoar.soap.mtom import Attachment
+from dynasoar.terms import HostTerms
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,10 @@ class HostProvider:
         images: ImageCache,
         start_timeout: float = 60.0,
         unpack_limits: UnpackLimits = UnpackLimits(),
+        terms: HostTerms = HostTerms(),
     ) -> None:
         self.data = data
+        self.terms = terms
         self.backends = backends  # by package kind: "code", "vm"
         self.capacity = capacity
         self.images = images
@@ -232,6 +235,7 @@ class HostProvider:
             "load": self.load,
             "version": __version__,
             "cache": self.images.stats(),
+            "terms": self.terms,
         }
 
     def shutdown(self, grace: float = 5.0) -> None:

@@ -22,7 +22,7 @@ from dynasoar.errors import InvalidRequest
 from dynasoar.host.hosting import DeployRequest, HostProvider
 from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
-from dynasoar.service.types import ImageCache, image_cache
+from dynasoar.service.types import HostTermsModel, ImageCache, host_terms, image_cache
 
 Required = Unicode(min_occurs=1, nillable=False)
 
@@ -53,6 +53,7 @@ class HostStatus(ComplexModel):  # type: ignore[misc]
     load = Double
     version = Unicode
     cache = ImageCache
+    terms = HostTermsModel
 
 
 def _host(ctx: Any) -> HostProvider:
@@ -107,6 +108,7 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
     def Status(ctx):  # type: ignore[no-untyped-def]
         status = _host(ctx).status()
         status["cache"] = image_cache(status["cache"])  # type: ignore[arg-type]
+        status["terms"] = host_terms(status["terms"])  # type: ignore[arg-type]
         return HostStatus(**status)
 
     @rpc(

@@ -15,10 +15,13 @@ from urllib.parse import unquote
 from dynasoar.host.client import HostClient
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.paths import contracts_dir
+from dynasoar.provider.autoscaler import Autoscaler, Scaling
 from dynasoar.provider.chain import build_chain
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
+from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.registry import Registry
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.service_provider import ServiceProvider
@@ -47,6 +50,8 @@ class ProviderConfig:
     deploy_timeout: float = 120.0
     message_timeout: float = 150.0
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
+    placement: str = DEFAULT_POLICY
+    scaling: Scaling = field(default_factory=Scaling)
 
 
 class ProviderApp:
@@ -69,8 +74,13 @@ class ProviderApp:
             self.pool,
             config.deploy_timeout,
             repository.images,
+            LoadTracker(),
+            config.placement,
         )
         self.provider = ServiceProvider(data, self.registry, repository, self.hosts, self.deployer)
+        self.autoscaler = Autoscaler(self.provider, self.registry, self.deployer, config.scaling)
+        self.provider.on_heartbeat = self.autoscaler.heartbeat
+        self._control: asyncio.Task[None] | None = None
         self.chain, self.relay = build_chain(
             self.provider, self.deployer, self.pool, config.message_timeout
         )
@@ -103,9 +113,12 @@ class ProviderApp:
         await self.deployer.restore()
         if self.config.hosts:
             await self.hosts.survey()
+        self._control = asyncio.create_task(self.autoscaler.run())
         return self.handle
 
     async def stop(self) -> None:
+        if self._control is not None:
+            self._control.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
         self.registry.close()

@@ -4,8 +4,11 @@ whole path of a message to ``/services/NAME``:
     read-head   the envelope up to its Body: SOAP version, header blocks (no DOM of the body)
     resolve     which advertised service: by URL, else wsa:To, else wsa:Action
     addressing  WS-Addressing rules from the service's own WSDL (faults per the spec)
-    deploy      an existing deployment, or choose a host, ship, probe, record (single-flight)
-    relay       forward the bytes over a pooled connection; stream the reply back
+    preferences the consumer's dyn:PreferredHosts, if it sent any
+    deploy      the least busy replica, or choose a host by policy, ship, probe, record
+                (single-flight)
+    relay       forward the bytes over a pooled connection; stream the reply back; a
+                stateless message whose deployment vanished goes once more, elsewhere
 
 Each step is an interceptor with a ``phase`` name and ``async handle(ctx)``; when one raises,
 the ones that ran are unwound in reverse (``on_fault``), then the error becomes the SOAP fault
@@ -28,6 +31,7 @@ from dynasoar.provider.interceptors import (
     CheckAddressing,
     EnsureDeployment,
     ReadEnvelopeHead,
+    ReadPreferences,
     ResolveService,
 )
 from dynasoar.provider.relay import Relay
@@ -36,7 +40,7 @@ from dynasoar.soap.faults import fault_reply
 
 log = logging.getLogger(__name__)
 
-PHASES = ("read-head", "resolve", "addressing", "deploy", "relay")
+PHASES = ("read-head", "resolve", "addressing", "preferences", "deploy", "relay")
 
 
 class Interceptor(Protocol):
@@ -85,12 +89,13 @@ class Chain:
 def build_chain(
     provider: ServiceProvider, deployer: Deployer, pool: ConnectionPool, message_timeout: float
 ) -> tuple[Chain, Relay]:
-    relay = Relay(pool, deployer)
+    relay = Relay(pool, deployer, deployer.load)
     chain = Chain(
         [
             ReadEnvelopeHead(),
             ResolveService(provider),
             CheckAddressing(),
+            ReadPreferences(),
             EnsureDeployment(deployer),
             relay,
         ],

@@ -27,8 +27,12 @@ class MessageContext:
     addressing: AddressingHeaders | None = None
     soap_action: str | None = None
     service: Advertised | None = None
+    #: The consumer's dyn:PreferredHosts, when it sent them.
+    preferred: frozenset[str] | None = None
     deployment: DeploymentRecord | None = None
     cold: bool = False
+    #: The relay already sent this message again after losing a deployment.
+    retried: bool = False
     response: Response | None = None
 
     @property

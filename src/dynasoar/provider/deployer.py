@@ -23,7 +23,8 @@ from dynasoar.host.client import HostClient, PackageShipment, ShippedImage, norm
 from dynasoar.http import ConnectionPool
 from dynasoar.images import ImageCache
 from dynasoar.provider.hosts import HostDirectory
-from dynasoar.provider.placement import least_loaded
+from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.placement import DEFAULT_POLICY, HostView, Need, eligible, policies
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord, now
 from dynasoar.provider.singleflight import SingleFlight
 
@@ -39,28 +40,79 @@ class Deployer:
         pool: ConnectionPool,
         deploy_timeout: float,
         images: ImageCache,
+        load: LoadTracker,
+        default_policy: str = DEFAULT_POLICY,
     ) -> None:
         self._registry = registry
         self._hosts = hosts
         self._client = client
         self._pool = pool
         self._images = images
+        self.load = load
+        self._background: set[asyncio.Task[None]] = set()
+        self._policies = policies()
+        if default_policy not in self._policies:
+            raise ValueError(f"no placement policy {default_policy!r}")
+        self.default_policy = default_policy
         self.deploy_timeout = deploy_timeout
         self._flight: SingleFlight[DeploymentRecord] = SingleFlight()
 
-    async def ensure(self, service: ServiceRecord, timeout: float) -> tuple[DeploymentRecord, bool]:
-        """A deployment of ``service``: an existing one, or a new one (then ``cold`` is True)."""
-        existing = self._registry.deployments_of(service.name)
-        if existing:
-            return existing[0], False
-        try:
-            return await self._flight.do(
-                service.name, lambda: self._deploy_anywhere(service), timeout
+    async def ensure(
+        self, service: ServiceRecord, timeout: float, preferred: frozenset[str] | None = None
+    ) -> tuple[DeploymentRecord, bool]:
+        """A deployment for a message: the least busy usable replica, or a new deployment
+        (then ``cold`` is True). ``preferred`` is the consumer's PreferredHosts, if any."""
+        usable = [d for d in self._registry.deployments_of(service.name) if self._usable(d)]
+        chosen = [d for d in usable if preferred is None or d.host in preferred]
+        if chosen:
+            return self.load.least_busy(chosen), False
+        if usable and not service.stateless:
+            raise NoHostAvailable(
+                f"{service.name} is stateful: it runs once, on {usable[0].host}, which is not "
+                "among your preferred hosts"
             )
+        need = self._need(service, preferred, exclude=frozenset(d.host for d in usable))
+        key = service.name if preferred is None else f"{service.name}|{sorted(preferred)}"
+        try:
+            return await self._flight.do(key, lambda: self._deploy_anywhere(service, need), timeout)
         except TimeoutError as exc:
             raise DeploymentTimeout(
                 f"{service.name} is still being deployed after {timeout:.0f} s; retry shortly"
             ) from exc
+
+    def _usable(self, record: DeploymentRecord) -> bool:
+        """A deployment on a host known to be down is dropped: the next message redeploys."""
+        if self._registry.host_state(record.host) != "down":
+            return True
+        log.warning(
+            "dropping %s of %s: its host %s is down", record.id, record.service, record.host
+        )
+        self.drop(record)
+        return False
+
+    def _need(
+        self,
+        service: ServiceRecord,
+        preferred: frozenset[str] | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Need:
+        placement = service.placement
+        return Need(dict(placement.labels), placement.data_site, preferred, exclude)
+
+    async def scale_out(self, service: ServiceRecord) -> DeploymentRecord | None:
+        """One more replica of a stateless service, on a host not running it yet."""
+        running = frozenset(d.host for d in self._registry.deployments_of(service.name))
+        need = self._need(service, exclude=running)
+        try:
+            record, _ = await self._flight.do(
+                f"{service.name}#scale",
+                lambda: self._deploy_anywhere(service, need),
+                self.deploy_timeout,
+            )
+            return record
+        except (NoHostAvailable, TimeoutError) as exc:
+            log.info("no room to scale %s out: %s", service.name, exc)
+            return None
 
     async def deploy(self, service: ServiceRecord, host: str | None) -> DeploymentRecord:
         """An explicit deployment (management Deploy): on ``host``, or wherever placement says."""
@@ -80,15 +132,12 @@ class Deployer:
             await self._hosts.register(host)
         return await self._deploy_on(host, service)
 
-    async def _deploy_anywhere(self, service: ServiceRecord) -> DeploymentRecord:
+    async def _deploy_anywhere(self, service: ServiceRecord, need: Need) -> DeploymentRecord:
         views = await self._hosts.survey()
-        candidates = least_loaded(views)
+        policy = self._policies[service.placement.policy or self.default_policy]
+        candidates = policy.order(eligible(views, need), need)
         if not candidates:
-            known = len(self._registry.hosts())
-            raise NoHostAvailable(
-                f"no Host Provider can take {service.name}: {known} known, {len(views)} answering, "
-                "none with free capacity"
-            )
+            raise NoHostAvailable(_nowhere(service.name, views, need))
         reasons = []
         for view in candidates:
             try:
@@ -179,10 +228,30 @@ class Deployer:
             log.warning("undeploy of %s on %s: %s", record.id, record.host, exc.reason)
             return False
 
+    def host_lost(self, address: str, reason: str) -> None:
+        """A host stopped answering: mark it down and drop its deployments (the next message
+        for each of their services deploys elsewhere)."""
+        self._hosts.mark_down(address, reason)
+        for record in self._registry.deployments():
+            if record.host == address:
+                self.drop(record)
+
+    async def check_host(self, address: str) -> None:
+        """After a deployment vanished: is its host still there? Marked down if not."""
+        await self._hosts.survey([address])
+
     async def forget(self, record: DeploymentRecord) -> None:
         """Drop a deployment that stopped answering; tell its host if it still listens."""
+        self.drop(record)
+
+    def drop(self, record: DeploymentRecord) -> None:
+        """Forget a deployment now; ask its host to undeploy it in the background (a host
+        that hangs must not hold a consumer up; one that is alive must not keep an orphan)."""
+        self.load.forget(record.id)
         if self._registry.remove_deployment(record.id) is not None:
-            await self._undeploy_quietly(record.host, record.id)
+            task = asyncio.create_task(self._undeploy_quietly(record.host, record.id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _undeploy_quietly(self, host: str, deployment_id: str) -> None:
         try:
@@ -204,3 +273,22 @@ class Deployer:
                 log.info(
                     "reusing deployment %s of %s at %s", record.id, record.service, record.endpoint
                 )
+
+
+def _nowhere(name: str, views: list[HostView], need: Need) -> str:
+    """Why no host can take a deployment, in words a person can act on."""
+    if not views:
+        return f"no Host Provider is answering; none can take {name}"
+    if need.preferred is not None:
+        wanted = ", ".join(sorted(need.preferred))
+        if not any(v.address in need.preferred for v in views):
+            return f"none of your preferred hosts ({wanted}) is known here and answering"
+        return (
+            f"none of your preferred hosts ({wanted}) can take {name} now: full, or lacking "
+            f"the labels {dict(need.labels)}"
+        )
+    if need.labels:
+        return f"no answering host with room has the labels {dict(need.labels)} {name} requires"
+    if need.exclude:
+        return f"every answering host with room already runs {name}"
+    return f"no Host Provider can take {name}: {len(views)} answering, none with free capacity"

@@ -35,8 +35,9 @@ class HostDirectory:
         except DynasoarError as exc:
             raise TransportError(f"the host {address} did not answer Status: {exc.reason}") from exc
         record = _record(address, status)
+        if self._registry.host_state(address) != "up":
+            log.info("host %s is up (capacity %d)", address, status.capacity)
         self._registry.put_host(record)
-        log.info("host %s registered (capacity %d)", address, status.capacity)
         return record
 
     async def survey(self, addresses: list[str] | None = None) -> list[HostView]:
@@ -48,8 +49,14 @@ class HostDirectory:
         views = []
         for address, result in zip(hosts, results, strict=True):
             if isinstance(result, HostStatus):
+                if self._registry.host_state(address) == "down":
+                    log.info("host %s is back up", address)
                 self._registry.put_host(_record(address, result))
-                views.append(HostView(address, result.capacity, result.deployments, result.load))
+                views.append(
+                    HostView(
+                        address, result.capacity, result.deployments, result.load, result.terms
+                    )
+                )
             else:
                 self.mark_down(address, result)
         return views
@@ -67,5 +74,12 @@ class HostDirectory:
 
 def _record(address: str, status: HostStatus) -> HostRecord:
     return HostRecord(
-        address, "up", status.capacity, status.deployments, status.load, now(), status.cache
+        address,
+        "up",
+        status.capacity,
+        status.deployments,
+        status.load,
+        now(),
+        status.cache,
+        status.terms,
     )

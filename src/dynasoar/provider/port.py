@@ -6,6 +6,7 @@ goes through ``ctx.udc.run``, which waits for the coroutine on the loop with a d
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spyne import (
@@ -24,10 +25,11 @@ from spyne import (
 
 from dynasoar import ns
 from dynasoar.errors import InvalidRequest
+from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, ServiceRecord
 from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
-from dynasoar.service.types import ImageCache, image_cache
+from dynasoar.service.types import HostTermsModel, ImageCache, host_terms, image_cache
 
 Required = Unicode(min_occurs=1, nillable=False)
 
@@ -52,6 +54,8 @@ class DeploymentInfo(ComplexModel):  # type: ignore[misc]
     endpoint = AnyUri
     state = Unicode
     created = DateTime
+    outstanding = Integer
+    lastUsed = DateTime
 
 
 class HostInfo(ComplexModel):  # type: ignore[misc]
@@ -62,6 +66,7 @@ class HostInfo(ComplexModel):  # type: ignore[misc]
     deployments = Integer
     load = Double
     cache = ImageCache
+    terms = HostTermsModel
 
 
 def service_info(s: ServiceRecord, deployments: int) -> ServiceInfo:
@@ -77,7 +82,7 @@ def service_info(s: ServiceRecord, deployments: int) -> ServiceInfo:
     )
 
 
-def deployment_info(d: DeploymentRecord) -> DeploymentInfo:
+def deployment_info(d: DeploymentRecord, load: LoadTracker) -> DeploymentInfo:
     return DeploymentInfo(
         id=d.id,
         service=d.service,
@@ -85,6 +90,8 @@ def deployment_info(d: DeploymentRecord) -> DeploymentInfo:
         endpoint=d.endpoint,
         state=d.state,
         created=d.created,
+        outstanding=load.outstanding(d.id),
+        lastUsed=datetime.now(UTC) - timedelta(seconds=load.idle_for(d.id)),
     )
 
 
@@ -96,6 +103,7 @@ def host_info(h: HostRecord) -> HostInfo:
         deployments=h.deployments,
         load=h.load,
         cache=image_cache(h.cache),
+        terms=host_terms(h.terms),
     )
 
 
@@ -115,7 +123,7 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
     @rpc(Required, AnyUri(min_occurs=0), _returns=DeploymentInfo, _out_variable_name="deployment")
     def Deploy(ctx, name, host):  # type: ignore[no-untyped-def]
         record = ctx.udc.run(_sp(ctx).deploy(name, host or None))
-        return deployment_info(record)
+        return deployment_info(record, _sp(ctx).deployer.load)
 
     @rpc(Required, AnyUri(min_occurs=0), _returns=Integer, _out_variable_name="undeployed")
     def Undeploy(ctx, name, host):  # type: ignore[no-untyped-def]
@@ -133,7 +141,8 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
     )
     def ListDeployments(ctx, name):  # type: ignore[no-untyped-def]
         records = _sp(ctx).registry.deployments()
-        return [deployment_info(d) for d in records if not name or d.service == name]
+        load = _sp(ctx).deployer.load
+        return [deployment_info(d, load) for d in records if not name or d.service == name]
 
     @rpc(_returns=HostInfo.customize(max_occurs="unbounded"), _out_variable_name="host")
     def ListHosts(ctx):  # type: ignore[no-untyped-def]

@@ -17,19 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from dynasoar.images import CacheStats, ImageRef
+from dynasoar.package import Placement
+from dynasoar.terms import HostTerms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY, version TEXT NOT NULL, kind TEXT NOT NULL,
     stateless INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     published TEXT NOT NULL, package TEXT NOT NULL, wsdl BLOB NOT NULL,
-    images TEXT NOT NULL DEFAULT '[]'
+    images TEXT NOT NULL DEFAULT '[]', placement TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS hosts (
     address TEXT PRIMARY KEY, state TEXT NOT NULL, capacity INTEGER NOT NULL,
     deployments INTEGER NOT NULL, load REAL NOT NULL, last_seen TEXT NOT NULL,
     cache_images INTEGER NOT NULL DEFAULT 0, cache_bytes INTEGER NOT NULL DEFAULT 0,
-    cache_capacity INTEGER NOT NULL DEFAULT 0, cache_received INTEGER NOT NULL DEFAULT 0
+    cache_capacity INTEGER NOT NULL DEFAULT 0, cache_received INTEGER NOT NULL DEFAULT 0,
+    terms TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
@@ -38,10 +41,12 @@ CREATE TABLE IF NOT EXISTS deployments (
 """
 
 
-SERVICE_COLUMNS = "name, version, kind, stateless, sha256, size, published, package, wsdl, images"
+SERVICE_COLUMNS = (
+    "name, version, kind, stateless, sha256, size, published, package, wsdl, images, placement"
+)
 HOST_COLUMNS = (
     "address, state, capacity, deployments, load, last_seen, "
-    "cache_images, cache_bytes, cache_capacity, cache_received"
+    "cache_images, cache_bytes, cache_capacity, cache_received, terms"
 )
 #: Columns added after a table was first created: (table, column, declaration).
 MIGRATIONS = [
@@ -50,6 +55,8 @@ MIGRATIONS = [
     ("hosts", "cache_bytes", "INTEGER NOT NULL DEFAULT 0"),
     ("hosts", "cache_capacity", "INTEGER NOT NULL DEFAULT 0"),
     ("hosts", "cache_received", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "terms", "TEXT NOT NULL DEFAULT '{}'"),
+    ("services", "placement", "TEXT NOT NULL DEFAULT '{}'"),
 ]
 
 
@@ -69,6 +76,7 @@ class ServiceRecord:
     package: str  # path of the archive in the repository
     wsdl: bytes
     images: tuple[ImageRef, ...] = ()  # a VM package's images, kept in the repository by digest
+    placement: Placement = Placement()  # what its manifest asks of hosts
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class HostRecord:
     load: float
     last_seen: datetime
     cache: CacheStats | None = None  # its VM image cache, as last reported
+    terms: HostTerms = HostTerms()  # its price, sites and labels, as last reported
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,10 @@ class Registry:
         self._migrate()
         self._lock = threading.Lock()
         self._deployments: dict[str, list[DeploymentRecord]] = {}
+        #: Host states, read on the message path: kept in memory too.
+        self._host_states: dict[str, str] = {}
+        for host in self.hosts():
+            self._host_states[host.address] = host.state
         for record in self._load_deployments():
             self._deployments.setdefault(record.service, []).append(record)
 
@@ -132,7 +145,8 @@ class Registry:
     def put_service(self, s: ServiceRecord) -> None:
         with self._tx() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO services ({SERVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO services ({SERVICE_COLUMNS}) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     s.name,
                     s.version,
@@ -144,6 +158,7 @@ class Registry:
                     s.package,
                     s.wsdl,
                     json.dumps([[i.name, i.sha256, i.size] for i in s.images]),
+                    json.dumps(s.placement.to_json()),
                 ),
             )
 
@@ -163,10 +178,15 @@ class Registry:
 
     # -- hosts ----------------------------------------------------------------------------
 
+    def host_state(self, address: str) -> str | None:
+        """ "up", "down", "unknown", or None for a host never registered (from memory)."""
+        return self._host_states.get(address)
+
     def put_host(self, h: HostRecord) -> None:
         with self._tx() as db:
+            self._host_states[h.address] = h.state
             db.execute(
-                f"INSERT OR REPLACE INTO hosts ({HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO hosts ({HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     h.address,
                     h.state,
@@ -175,6 +195,7 @@ class Registry:
                     h.load,
                     h.last_seen.isoformat(),
                     *_cache_columns(h.cache),
+                    json.dumps(h.terms.to_json()),
                 ),
             )
 
@@ -192,6 +213,8 @@ class Registry:
 
     def set_host_state(self, address: str, state: str) -> None:
         with self._tx() as db:
+            if address in self._host_states:
+                self._host_states[address] = state
             if state == "up":
                 db.execute(
                     "UPDATE hosts SET state = ?, last_seen = ? WHERE address = ?",
@@ -252,6 +275,7 @@ def _service(r: Any) -> ServiceRecord:
         package=str(r[7]),
         wsdl=bytes(r[8]),
         images=tuple(ImageRef(str(n), str(d), int(z)) for n, d, z in json.loads(r[9])),
+        placement=Placement.from_json(json.loads(r[10])),
     )
 
 
@@ -264,6 +288,7 @@ def _host(r: Any) -> HostRecord:
         load=float(r[4]),
         last_seen=datetime.fromisoformat(str(r[5])),
         cache=CacheStats(int(r[6]), int(r[7]), int(r[8]), int(r[9])) if r[8] else None,
+        terms=HostTerms.from_json(json.loads(r[10])),
     )
 
 

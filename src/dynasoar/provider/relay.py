@@ -5,13 +5,13 @@ connection and streams the reply back, adding the X-Dynasoar-* headers. It never
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator
 
-from dynasoar.errors import DynasoarError, HostLost, TransportError
+from dynasoar.errors import DynasoarError, EndpointUnavailable, HostLost, TransportError
 from dynasoar.http import BodyReader, ClientResponse, ConnectionPool, Headers, Response
 from dynasoar.provider.context import MessageContext
 from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.registry import DeploymentRecord
 
 log = logging.getLogger(__name__)
@@ -26,31 +26,45 @@ NOT_FORWARDED = frozenset({b"host", b"expect", b"proxy-authorization", b"proxy-a
 class Relay:
     phase = "relay"
 
-    def __init__(self, pool: ConnectionPool, deployer: Deployer) -> None:
+    def __init__(self, pool: ConnectionPool, deployer: Deployer, load: LoadTracker) -> None:
         self._pool = pool
         self._deployer = deployer
-        #: Requests in flight per deployment (the basis for spreading over replicas).
-        self.outstanding: Counter[str] = Counter()
+        self._load = load
         self._tags: dict[tuple[str, bool], list[tuple[bytes, bytes]]] = {}
 
     async def handle(self, ctx: MessageContext) -> None:
-        deployment = ctx.deployment
-        assert deployment is not None
         request = ctx.request
         # Header fields travel as the bytes they arrived as: no decoding on the hot path.
         headers = Headers.from_raw(
             [f for f in request.headers.raw if f[0].lower() not in NOT_FORWARDED]
         )
-        body: bytes | AsyncIterator[bytes]
-        body = ctx.prefix if request.body.at_eof else _body_stream(ctx.prefix, request.body)
-        self.outstanding[deployment.id] += 1
-        try:
-            upstream = await self._pool.request(
-                deployment.endpoint, "POST", headers=headers, body=body, timeout=ctx.remaining
-            )
-        except TransportError as exc:
-            self._done(deployment.id)
-            raise await self._lost(ctx, exc) from exc
+        # A message that has fully arrived can be sent again if its deployment vanishes.
+        replayable = request.body.at_eof
+        while True:
+            deployment = ctx.deployment
+            assert deployment is not None and ctx.service is not None
+            body = ctx.prefix if replayable else _body_stream(ctx.prefix, request.body)
+            self._load.begin(deployment.id)
+            try:
+                upstream = await self._pool.request(
+                    deployment.endpoint, "POST", headers=headers, body=body, timeout=ctx.remaining
+                )
+                break
+            except TransportError as exc:
+                self._load.end(deployment.id)
+                error = await self._lost(ctx, exc)
+                if not (
+                    isinstance(error, HostLost)
+                    and replayable
+                    and not ctx.retried
+                    and ctx.service.record.stateless
+                ):
+                    raise _for_consumer(ctx, error) from exc
+                # Stateless, and it never reached a service: once more, on another deployment.
+                ctx.retried = True
+                ctx.deployment, ctx.cold = await self._deployer.ensure(
+                    ctx.service.record, ctx.remaining, ctx.preferred
+                )
         reply_body: bytes | AsyncIterator[bytes]
         length = upstream.body.content_length
         if upstream.body.complete or (length is not None and length <= SMALL_REPLY):
@@ -58,7 +72,7 @@ class Relay:
             try:
                 reply_body = await upstream.read_all(SMALL_REPLY)
             finally:
-                self._done(deployment.id)
+                self._load.end(deployment.id)
         else:
             reply_body = self._reply_stream(upstream, deployment.id)
         reply_headers = Headers.from_raw([*upstream.headers.raw, *self._tag(deployment, ctx.cold)])
@@ -86,13 +100,8 @@ class Relay:
             async for chunk in upstream.body:
                 yield chunk
         finally:
-            self._done(deployment_id)
+            self._load.end(deployment_id)
             await upstream.aclose()
-
-    def _done(self, deployment_id: str) -> None:
-        self.outstanding[deployment_id] -= 1
-        if self.outstanding[deployment_id] <= 0:
-            del self.outstanding[deployment_id]
 
     async def _lost(self, ctx: MessageContext, exc: TransportError) -> DynasoarError:
         """The deployment did not answer: if its endpoint is gone, forget it (the next message
@@ -110,11 +119,20 @@ class Relay:
                 exc.reason,
             )
             await self._deployer.forget(deployment)
+            await self._deployer.check_host(deployment.host)
             return HostLost(
                 f"the deployment of {deployment.service} on {deployment.host} stopped answering "
                 f"({exc.reason}); the next message deploys it again"
             )
         return exc
+
+
+def _for_consumer(ctx: MessageContext, error: DynasoarError) -> DynasoarError:
+    """A lost deployment, told the consumer's way: WS-Addressing's EndpointUnavailable (with
+    RetryAfter) when the message used addressing, dyn:HostLost otherwise."""
+    if isinstance(error, HostLost) and ctx.addressing is not None and ctx.addressing.present:
+        return EndpointUnavailable(f"dyn:HostLost: {error.reason}", retry_after_ms=1000)
+    return error
 
 
 async def _body_stream(prefix: bytes, rest: BodyReader) -> AsyncIterator[bytes]:

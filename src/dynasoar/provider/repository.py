@@ -123,6 +123,7 @@ class Repository:
             package=str(target),
             wsdl=wsdl,
             images=images,
+            placement=manifest.placement,
         )
         previous = self._registry.service(manifest.name)
         self._registry.put_service(record)

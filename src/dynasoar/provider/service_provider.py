@@ -4,7 +4,7 @@ interceptor: the catalog of advertised services, publishing, deploying and undep
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class ServiceProvider:
         self.hosts = hosts
         self.deployer = deployer
         self._catalog: dict[str, Advertised] = {}
+        self.on_heartbeat: Callable[[str], None] | None = None
         self._lock = threading.Lock()
         for record in registry.services():
             self._catalog[record.name] = Advertised(record, read_contract(record.wsdl))
@@ -84,7 +85,11 @@ class ServiceProvider:
         return count
 
     async def register_host(self, address: str) -> HostRecord:
-        return await self.hosts.register(address)
+        """A host's registration, and every heartbeat after it."""
+        record = await self.hosts.register(address)
+        if self.on_heartbeat is not None:
+            self.on_heartbeat(record.address)
+        return record
 
     async def refresh_hosts(self) -> list[HostRecord]:
         return await self.hosts.refresh()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from spyne import ComplexModel, Integer, Long
+from spyne import ComplexModel, Double, Integer, Long, Unicode
 
 from dynasoar import ns
 from dynasoar.images import CacheStats
+from dynasoar.terms import HostTerms
 
 
 class ImageCache(ComplexModel):  # type: ignore[misc]
@@ -14,6 +15,36 @@ class ImageCache(ComplexModel):  # type: ignore[misc]
     bytes = Long
     capacity = Long
     received = Long
+
+
+class Site(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    name = Unicode
+    distance = Integer
+
+
+class Label(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    name = Unicode
+    value = Unicode
+
+
+class HostTermsModel(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    __type_name__ = "HostTerms"
+    price = Double
+    site = Site.customize(max_occurs="unbounded")
+    label = Label.customize(max_occurs="unbounded")
+
+
+def host_terms(terms: HostTerms | None) -> HostTermsModel | None:
+    if terms is None:
+        return None
+    return HostTermsModel(
+        price=terms.price,
+        site=[Site(name=n, distance=d) for n, d in terms.sites],
+        label=[Label(name=n, value=v) for n, v in terms.labels],
+    )
 
 
 def image_cache(stats: CacheStats | None) -> ImageCache | None:

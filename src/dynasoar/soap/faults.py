@@ -59,20 +59,20 @@ def render_fault(
     if isinstance(error, VersionMismatch):
         return _version_mismatch(error)
     if version is SoapVersion.SOAP12:
-        fault = _fault12(error)
+        fault = _fault12(error, wsa)
     else:
         fault, detail_header = _fault11(error, wsa or ns.WSA)
         if detail_header is not None:
             headers.append(detail_header)
-    nsmap = _nsmap(error)
+    nsmap = _nsmap(error, wsa)
     if wsa is not None:
         nsmap.setdefault("wsa04" if wsa == ns.WSA_2004 else "wsa", wsa)
     return serialize(build_envelope(version, [fault], headers, nsmap=nsmap))
 
 
-def _nsmap(error: DynasoarError) -> dict[str | None, str]:
+def _nsmap(error: DynasoarError, wsa: str | None = None) -> dict[str | None, str]:
     """Prefixes for every namespace the fault names, in element names and in QName values."""
-    uris = {q[0] for q in (error.subcode, error_subsubcode(error)) if q}
+    uris = {q[0] for q in _codes(error, wsa) if q}
     uris |= {item.name[0] for item in error.detail}
     uris |= {
         item.text[1:].partition("}")[0]
@@ -85,6 +85,22 @@ def _nsmap(error: DynasoarError) -> dict[str | None, str]:
 
 def error_subsubcode(error: DynasoarError) -> QName | None:
     return error.subsubcode if isinstance(error, AddressingFault) else None
+
+
+#: WS-Addressing 1.0 subcodes under their 2004/08 member-submission names (its section 4.4);
+#: a request in 2004/08 is answered in 2004/08, which has no subsubcodes.
+_WSA_2004_SUBCODES = {
+    "InvalidAddressingHeader": "InvalidMessageInformationHeader",
+    "MessageAddressingHeaderRequired": "MessageInformationHeaderRequired",
+}
+
+
+def _codes(error: DynasoarError, wsa: str | None) -> tuple[QName | None, QName | None]:
+    """The fault's subcode and subsubcode, in the WS-Addressing namespace of the request."""
+    subcode = error.subcode
+    if wsa == ns.WSA_2004 and subcode is not None and subcode[0] == ns.WSA:
+        return (ns.WSA_2004, _WSA_2004_SUBCODES.get(subcode[1], subcode[1])), None
+    return subcode, error_subsubcode(error)
 
 
 def _qname_text(el: etree._Element, qname: QName) -> str:
@@ -108,15 +124,15 @@ def _detail_children(error: DynasoarError, parent: etree._Element) -> None:
             child.text = item.text
 
 
-def _fault12(error: DynasoarError) -> etree._Element:
+def _fault12(error: DynasoarError, wsa: str | None = None) -> etree._Element:
     env = ns.SOAP12_ENV
-    fault = etree.Element(f"{{{env}}}Fault", nsmap={"soap": env, **_nsmap(error)})
+    fault = etree.Element(f"{{{env}}}Fault", nsmap={"soap": env, **_nsmap(error, wsa)})
     code = etree.SubElement(fault, f"{{{env}}}Code")
     etree.SubElement(code, f"{{{env}}}Value").text = (
         "soap:Sender" if error.sender else "soap:Receiver"
     )
     parent = code
-    for sub in (error.subcode, error_subsubcode(error)):
+    for sub in _codes(error, wsa):
         if sub is None:
             break
         parent = etree.SubElement(parent, f"{{{env}}}Subcode")
@@ -136,11 +152,12 @@ def _fault12(error: DynasoarError) -> etree._Element:
 
 def _fault11(error: DynasoarError, wsa: str) -> tuple[etree._Element, etree._Element | None]:
     env = ns.SOAP11_ENV
-    fault = etree.Element(f"{{{env}}}Fault", nsmap={"soap": env, **_nsmap(error)})
+    fault = etree.Element(f"{{{env}}}Fault", nsmap={"soap": env, **_nsmap(error, wsa)})
     detail_header = None
     faultcode = etree.SubElement(fault, "faultcode")
-    if isinstance(error, AddressingFault) and error.subcode is not None:
-        faultcode.text = _qname_text(fault, error.subcode)
+    subcode = _codes(error, wsa)[0]
+    if isinstance(error, AddressingFault) and subcode is not None:
+        faultcode.text = _qname_text(fault, subcode)
         if error.detail:
             detail_header = etree.Element(f"{{{wsa}}}FaultDetail", nsmap=_nsmap(error))
             _detail_children(error, detail_header)

@@ -27,6 +27,7 @@ class Backend(Protocol):
         root: Path,
         manifest: Manifest,
         deadline: float,
+        *,
         base_image: Path | None = None,
     ) -> Started:
         """Run the package at ``root``; return once its endpoint answers a probe.

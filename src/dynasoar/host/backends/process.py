@@ -49,6 +49,7 @@ class ProcessBackend:
         root: Path,
         manifest: Manifest,
         deadline: float,
+        *,
         base_image: Path | None = None,
     ) -> Started:
         assert manifest.code is not None, "the process backend runs code packages"

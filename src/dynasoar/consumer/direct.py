@@ -1,0 +1,60 @@
+"""The consumer as its own Service Provider: ship a package from disk straight to a Host
+Provider and get the endpoint back (``dynasoar deploy PACKAGE --hp URL``), or undeploy it."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from dynasoar.consumer.publish import prepare
+from dynasoar.host.client import HostClient, PackageShipment, ShippedImage, normalize
+from dynasoar.http import ConnectionPool
+from dynasoar.images import sha256_file
+from dynasoar.soap.client import SoapClient
+
+T = TypeVar("T")
+
+
+def deploy(package: Path, host: str, timeout: float = 180.0) -> tuple[str, str]:
+    """(deployment id, endpoint) of ``package`` deployed on ``host``."""
+    with tempfile.TemporaryDirectory(prefix="dynasoar-deploy-") as tmp:
+        upload = prepare(package, Path(tmp))
+        assert upload.manifest is not None
+        manifest = upload.manifest
+
+        async def ship(client: HostClient) -> tuple[str, str]:
+            digests = [ref.sha256 for ref, _ in upload.images]
+            held = await client.query_images(host, digests, timeout) if digests else set()
+            shipment = PackageShipment(
+                service=manifest.name,
+                version=manifest.version,
+                kind=manifest.kind,
+                stateless=manifest.stateless,
+                path=upload.archive,
+                sha256=sha256_file(upload.archive),
+                images=tuple(
+                    ShippedImage(ref, None if ref.sha256 in held else path)
+                    for ref, path in upload.images
+                ),
+            )
+            return await client.deploy(host, shipment, timeout)
+
+        return asyncio.run(_with_client(ship))
+
+
+def undeploy(deployment_id: str, host: str, timeout: float = 60.0) -> bool:
+    async def stop(client: HostClient) -> bool:
+        return await client.undeploy(normalize(host), deployment_id, timeout)
+
+    return asyncio.run(_with_client(stop))
+
+
+async def _with_client(work: Callable[[HostClient], Awaitable[T]]) -> T:
+    pool = ConnectionPool()
+    try:
+        return await work(HostClient(SoapClient(pool)))
+    finally:
+        await pool.close()

@@ -1,0 +1,106 @@
+"""The Service Provider's control loop: scale stateless services out when their replicas cannot
+keep up (Dynasoar's rule: deploy again when the existing deployments cannot meet demand),
+undeploy deployments left idle (scale to zero; the next message deploys again), and mark hosts
+down when their heartbeats stop. Every decision reads only in-memory state."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from dataclasses import dataclass
+
+from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.registry import Registry
+from dynasoar.provider.service_provider import Advertised, ServiceProvider
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    interval: float = 0.5  # seconds between looks
+    scale_at: float = 4.0  # messages in flight per replica, sustained, that call for another
+    sustain: int = 4  # looks in a row over scale_at before acting
+    max_replicas: int = 4  # a stateless service's default limit
+    idle_timeout: float | None = None  # seconds without traffic before undeploying; None: never
+    host_timeout: float = 6.0  # seconds without a heartbeat before a host is marked down
+
+
+class Autoscaler:
+    def __init__(
+        self, provider: ServiceProvider, registry: Registry, deployer: Deployer, scaling: Scaling
+    ) -> None:
+        self._provider = provider
+        self._registry = registry
+        self._deployer = deployer
+        self.scaling = scaling
+        self._hot: dict[str, int] = {}  # looks in a row over the threshold, per service
+        self._scaling: dict[str, asyncio.Task[object]] = {}
+        self._heartbeats: dict[str, float] = {}  # host → monotonic time of its last one
+
+    def heartbeat(self, address: str) -> None:
+        self._heartbeats[address] = time.monotonic()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.scaling.interval)
+            try:
+                await self.tick()
+            except Exception:  # the loop must outlive any one bad look
+                log.exception("autoscaler tick failed")
+
+    async def tick(self) -> None:
+        self._check_heartbeats()
+        for advertised in self._provider.catalog():
+            await self._undeploy_idle(advertised)
+            if advertised.record.stateless:
+                self._scale(advertised)
+
+    def _scale(self, advertised: Advertised) -> None:
+        record = advertised.record
+        replicas = self._registry.deployments_of(record.name)
+        placement = record.placement
+        limit = placement.max_replicas or self.scaling.max_replicas
+        threshold = placement.scale_at or self.scaling.scale_at
+        if not replicas or len(replicas) >= limit or record.name in self._scaling:
+            self._hot.pop(record.name, None)
+            return
+        load = self._deployer.load
+        per_replica = sum(load.outstanding(d.id) for d in replicas) / len(replicas)
+        looks = self._hot.get(record.name, 0) + 1 if per_replica > threshold else 0
+        self._hot[record.name] = looks
+        if looks >= self.scaling.sustain:
+            self._hot.pop(record.name)
+            log.info(
+                "%s: %.1f messages in flight per replica (over %.1f): one more replica",
+                record.name,
+                per_replica,
+                threshold,
+            )
+            task = asyncio.create_task(self._deployer.scale_out(record))
+            self._scaling[record.name] = task
+            task.add_done_callback(functools.partial(self._scaled, record.name))
+
+    def _scaled(self, name: str, _task: asyncio.Task[object]) -> None:
+        self._scaling.pop(name, None)
+
+    async def _undeploy_idle(self, advertised: Advertised) -> None:
+        timeout = advertised.record.placement.idle_timeout or self.scaling.idle_timeout
+        if timeout is None:
+            return
+        for record in list(self._registry.deployments_of(advertised.record.name)):
+            if self._deployer.load.idle_for(record.id) >= timeout:
+                log.info(
+                    "%s on %s idle for %.0f s: undeploying", record.service, record.host, timeout
+                )
+                self._deployer.load.forget(record.id)
+                await self._deployer.undeploy(record)
+
+    def _check_heartbeats(self) -> None:
+        now = time.monotonic()
+        for address, last in list(self._heartbeats.items()):
+            if now - last > self.scaling.host_timeout:
+                del self._heartbeats[address]
+                self._deployer.host_lost(address, f"no heartbeat for {now - last:.1f} s")

@@ -1,0 +1,45 @@
+"""How busy each deployment is: messages in flight and when it last had one. The relay counts,
+the router spreads messages over replicas by it, the autoscaler scales out and undeploys idle
+deployments by it. Used from the event loop only, so it needs no lock."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from dynasoar.provider.registry import DeploymentRecord
+
+
+class LoadTracker:
+    def __init__(self) -> None:
+        self._outstanding: Counter[str] = Counter()
+        self._last_used: dict[str, float] = {}
+
+    def begin(self, deployment_id: str) -> None:
+        self._outstanding[deployment_id] += 1
+        self._last_used[deployment_id] = time.monotonic()
+
+    def end(self, deployment_id: str) -> None:
+        self._outstanding[deployment_id] -= 1
+        if self._outstanding[deployment_id] <= 0:
+            del self._outstanding[deployment_id]
+        self._last_used[deployment_id] = time.monotonic()
+
+    def outstanding(self, deployment_id: str) -> int:
+        return self._outstanding[deployment_id]
+
+    def idle_for(self, deployment_id: str) -> float:
+        """Seconds since the deployment last had a message (since first seen, if never)."""
+        now = time.monotonic()
+        if self._outstanding[deployment_id] > 0:
+            return 0.0
+        return now - self._last_used.setdefault(deployment_id, now)
+
+    def least_busy(self, records: Sequence[DeploymentRecord]) -> DeploymentRecord:
+        """The replica with the fewest messages in flight (the oldest among equals)."""
+        return min(records, key=lambda d: (self._outstanding[d.id], d.created))
+
+    def forget(self, deployment_id: str) -> None:
+        self._outstanding.pop(deployment_id, None)
+        self._last_used.pop(deployment_id, None)
