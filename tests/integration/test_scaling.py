@@ -135,3 +135,32 @@ def test_sigkill_of_a_host_mid_stream_fails_no_call(cluster: Cluster, echo: str)
     assert [d["host"] for d in status["deployments"]] == [
         next(hp.url for hp in cluster.hps if hp is not victim)
     ]
+
+
+def test_a_host_that_misses_heartbeats_is_marked_down(make_cluster: MakeCluster) -> None:
+    import os
+    import signal
+
+    from dynasoar.consumer.call import call
+    from dynasoar.paths import samples_dir
+
+    cluster = make_cluster(sp_args=["--host-timeout", "2"], hps=[])
+    for _ in range(2):
+        cluster.add_hp(args=["--heartbeat", "0.5"])
+    cluster.client.publish(samples_dir() / "echo")
+    wsdl = cluster.service_url("Echo") + "?wsdl"
+    first = call(wsdl, "Echo", ["text=a"])
+    silent = next(hp for hp in cluster.hps if hp.url == first.headers["x-dynasoar-host"])
+    os.kill(silent.process.pid, signal.SIGSTOP)  # alive but mute: no heartbeats, no answers
+    try:
+        wait_for(
+            lambda: silent.url not in cluster.hosts_up(),
+            timeout=15,
+            what="the mute host to be marked down",
+        )
+        moved = call(wsdl, "Echo", ["text=b"])
+        assert moved.headers["x-dynasoar-host"] != silent.url
+    finally:
+        os.kill(silent.process.pid, signal.SIGCONT)
+    # once it speaks again it is back up
+    wait_for(lambda: silent.url in cluster.hosts_up(), timeout=15, what="the host to come back")
