@@ -159,3 +159,17 @@ def test_publishing_a_directory_without_manifest_fails_locally(
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidPackage):
         cluster.client.publish(tmp_path / "empty")
+
+
+def test_a_package_that_cannot_start_says_why_without_leaking_the_host(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    package = make_package(tmp_path, "echo", "Broken")
+    (package / "echo_service.py").write_text("import no_such_module_here\n")
+    cluster.client.publish(package)
+    url = cluster.service_url("Broken")
+    reply = post(url, envelope(echo_body()), soap_action=ECHO_ACTION)
+    assert DYN + "DeploymentFailed" in reply.fault_codes()
+    assert b"ModuleNotFoundError: No module named 'no_such_module_here'" in reply.body
+    assert b"Traceback" not in reply.body and str(cluster.work).encode() not in reply.body
+    assert not cluster.client.call("ListDeployments")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import select
 import signal
 import subprocess
@@ -88,7 +89,7 @@ class ProcessBackend:
                     running.process.wait(timeout=5)
                     raise DeploymentFailed(
                         f"the service process exited with status {running.process.returncode}: "
-                        f"{_tail(running.log_path)}"
+                        f"{_last_error(running.log_path)}"
                     )
                 buffered += chunk
         line = buffered.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
@@ -144,9 +145,18 @@ def _probe(endpoint: str, deadline: float) -> None:
     raise DeploymentTimeout(f"{endpoint} did not answer its readiness probe in time: {last}")
 
 
-def _tail(path: Path, limit: int = 600) -> str:
+def _last_error(path: Path, limit: int = 8192) -> str:
+    """What went wrong, for the fault: the last ``SomeError: message`` line of the service's
+    log. Not the whole log: the fault travels to consumers, and tracebacks name the host's
+    files; the log stays on the host for its operator."""
     try:
-        text = path.read_bytes()[-limit:].decode("utf-8", "replace")
+        lines = path.read_bytes()[-limit:].decode("utf-8", "replace").splitlines()
     except OSError:
         return "(no log)"
-    return text.strip().replace("\n", " | ") or "(no output)"
+    errors = [ln.strip() for ln in lines if _ERROR_LINE.match(ln.strip())]
+    if errors:
+        return errors[-1][:300]
+    return "see the service's log on the host" if lines else "(no output)"
+
+
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
