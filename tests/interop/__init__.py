@@ -1,0 +1,1 @@
+"""Interop suite: clients of other SOAP stacks, generated from the WSDLs a real SP serves."""
