@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def base_url_of(host_header: str | None, fallback: str) -> str:
     """The server's URL as the client addressed it (for addresses written into WSDLs)."""
     if host_header and all(c not in host_header for c in "/\\@ \t"):
-        return f"http://{host_header}"
+        return f"{fallback.partition('://')[0]}://{host_header}"
     return fallback
 
 
@@ -38,6 +39,7 @@ async def serve(
     make_handler: Callable[[str], Awaitable[Handler]],
     on_stop: Callable[[], Awaitable[None]],
     limits: ServerLimits | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Start, announce, serve until a stop signal, then stop in order: listener, hooks."""
     stop = asyncio.Event()
@@ -50,8 +52,8 @@ async def serve(
         return await handler_box[0](request)
 
     server = HttpServer(dispatch, limits=limits or ServerLimits())
-    bound_host, bound_port = await server.start(host, port)
-    url = f"http://{bound_host}:{bound_port}"
+    bound_host, bound_port = await server.start(host, port, ssl=tls)
+    url = f"{'https' if tls is not None else 'http'}://{bound_host}:{bound_port}"
     try:
         handler_box.append(await make_handler(url))
     except BaseException:

@@ -14,6 +14,7 @@ from dynasoar.host.client import HostClient, PackageShipment, ShippedImage, norm
 from dynasoar.http import ConnectionPool
 from dynasoar.images import sha256_file
 from dynasoar.soap.client import SoapClient
+from dynasoar.tls import client_context
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ def undeploy(deployment_id: str, host: str, timeout: float = 60.0) -> bool:
 
 
 async def _with_client(work: Callable[[HostClient], Awaitable[T]]) -> T:
-    pool = ConnectionPool()
+    pool = ConnectionPool(ssl_context=client_context(None))
     try:
         return await work(HostClient(SoapClient(pool)))
     finally:

@@ -19,6 +19,7 @@ from dynasoar.host.client import image_element
 from dynasoar.http import ConnectionPool
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.mtom import OutgoingAttachment, xop_include
+from dynasoar.tls import client_context
 
 PORT_PATH = "/dynasoar/ServiceProvider"
 
@@ -71,7 +72,7 @@ class ProviderClient:
     async def _publish(
         self, upload: Upload, on_progress: Callable[[int, int], None] | None
     ) -> PublishedService:
-        pool = ConnectionPool()
+        pool = ConnectionPool(ssl_context=client_context(None))
         try:
             soap = SoapClient(pool)
             held = await self._held(soap, [ref.sha256 for ref, _ in upload.images])

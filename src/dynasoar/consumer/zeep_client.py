@@ -13,6 +13,7 @@ from zeep.transports import Transport
 
 from dynasoar import ns
 from dynasoar.errors import FaultInfo, RemoteFault, TransportError
+from dynasoar.tls import default_ca
 
 
 def new_client(
@@ -20,6 +21,8 @@ def new_client(
 ) -> zeep.Client:
     session = requests.Session()
     session.trust_env = False  # loopback peers: never route through an environment proxy
+    ca = default_ca()
+    session.verify = str(ca) if ca is not None else True
     transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
     try:
         client = zeep.Client(

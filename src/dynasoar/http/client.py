@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import urllib.parse
 from collections.abc import AsyncIterable
 from typing import NamedTuple
@@ -22,6 +23,7 @@ class _Target(NamedTuple):
     origin: tuple[str, int]
     host_field: bytes
     request_target: bytes
+    tls: bool
 
 
 class ConnectionPool:
@@ -38,11 +40,14 @@ class ConnectionPool:
         connect_timeout: float = 5.0,
         read_timeout: float | None = 60.0,
         idle_timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` verifies https:// peers (default: the system's trusted CAs)."""
         self.max_idle_per_origin = max_idle_per_origin
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
+        self._ssl_context = ssl_context
         #: Connections opened so far (to see reuse at work).
         self.connections_opened = 0
         self._idle: dict[tuple[str, int], list[ClientConnection]] = {}
@@ -111,14 +116,17 @@ class ConnectionPool:
 
     def _parse(self, url: str) -> _Target:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"not an http:// URL: {url!r}")
-        port = parts.port or 80
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http:// or https:// URL: {url!r}")
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
         path = urllib.parse.quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
         if parts.query:
             path += "?" + urllib.parse.quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
         host_field = parts.netloc.rpartition("@")[2]
-        target = _Target((parts.hostname, port), host_field.encode("idna"), path.encode("ascii"))
+        target = _Target(
+            (parts.hostname, port), host_field.encode("idna"), path.encode("ascii"), tls
+        )
         if len(self._targets) >= 1024:
             self._targets.clear()
         self._targets[url] = target
@@ -146,8 +154,13 @@ class ConnectionPool:
         host, port = target.origin
         try:
             async with asyncio.timeout_at(min(deadline, loop.time() + self.connect_timeout)):
+                tls = self._tls(target)
                 _, conn = await loop.create_connection(
-                    lambda: ClientConnection(self, target.origin, loop), host, port
+                    lambda: ClientConnection(self, target.origin, loop),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
                 )
         except TimeoutError as exc:
             raise TransportError(f"connecting to {host}:{port} timed out") from exc
@@ -155,6 +168,13 @@ class ConnectionPool:
             raise TransportError(f"connecting to {host}:{port} failed: {exc}") from exc
         self.connections_opened += 1
         return conn
+
+    def _tls(self, target: _Target) -> ssl.SSLContext | None:
+        if not target.tls:
+            return None
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
 
     def _release(self, conn: ClientConnection) -> None:
         if self._closed or conn.dead:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_module
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -109,14 +110,23 @@ class HttpServer:
     def connection_count(self) -> int:
         return len(self._connections)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Listen on ``host:port`` (port 0 picks a free one); returns the bound address."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl: ssl_module.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """Listen on ``host:port`` (port 0 picks a free one), over TLS when ``ssl`` is given;
+        returns the bound address."""
         # Imported here: the connection module builds the types defined above.
         from dynasoar.http.connection import ServerConnection
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: ServerConnection(self, loop), host, port, backlog=1024, reuse_address=True
+            lambda: ServerConnection(self, loop),
+            host,
+            port,
+            backlog=1024,
+            reuse_address=True,
+            ssl=ssl,
+            ssl_handshake_timeout=self.limits.head_timeout if ssl is not None else None,
         )
         name = self._server.sockets[0].getsockname()
         self._address = (name[0], name[1])
