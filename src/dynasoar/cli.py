@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     command: Callable[[argparse.Namespace], int] = args.func
+    if getattr(args, "ca", None) is not None and args.command not in ("sp", "hp"):
+        os.environ["DYNASOAR_CA"] = str(args.ca)  # every client library reads it from there
     try:
         return command(args)
     except DynasoarError as exc:
@@ -137,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run_hp)
 
     p = sub.add_parser("publish", help="upload a service package to an SP's repository")
+    _ca_arg(p)
     p.add_argument("package", type=Path, help="a package directory, .zip or .tar.gz")
     p.add_argument("--sp", default=sp_default, metavar="URL")
     p.set_defaults(func=_publish)
@@ -156,17 +160,20 @@ def _parser() -> argparse.ArgumentParser:
         ),
     ):
         p = sub.add_parser(name, help=help_text)
+        _ca_arg(p)
         p.add_argument("name", help=what)
         p.add_argument("--sp", metavar="URL", help=f"the Service Provider (default {sp_default})")
         p.add_argument("--hp", metavar="URL", help="on this Host Provider")
         p.set_defaults(func=_deploy if name == "deploy" else _undeploy, sp_default=sp_default)
 
     p = sub.add_parser("status", help="services, deployments and hosts of an SP")
+    _ca_arg(p)
     p.add_argument("--sp", default=sp_default, metavar="URL")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
 
     p = sub.add_parser("call", help="call an operation through its WSDL (zeep, WS-Addressing)")
+    _ca_arg(p)
     p.add_argument("wsdl")
     p.add_argument("operation")
     p.add_argument("arguments", nargs="*", metavar="NAME=VALUE")
@@ -212,6 +219,25 @@ def _label(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _ca_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ca",
+        type=Path,
+        metavar="PEM",
+        help="verify https:// servers against this CA (default: $DYNASOAR_CA)",
+    )
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SystemExit("dynasoar: --tls-cert and --tls-key go together")
+    if args.tls_cert is None:
+        return None
+    from dynasoar.tls import server_context
+
+    return server_context(args.tls_cert, args.tls_key)
+
+
 def _upload_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-upload",
@@ -223,6 +249,9 @@ def _upload_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _server_args(p: argparse.ArgumentParser, port: int) -> None:
+    p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate")
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="... and this private key")
+    p.add_argument("--ca", type=Path, metavar="PEM", help="verify https:// peers against this CA")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=port)
     p.add_argument("--data", type=Path, help="state directory")
@@ -242,6 +271,7 @@ def _run_sp(args: argparse.Namespace) -> int:
         or Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "dynasoar/sp"
     )
     config = ProviderConfig(
+        ca=args.ca,
         data=data,
         hosts=args.hp,
         deploy_timeout=args.deploy_timeout,
@@ -257,7 +287,9 @@ def _run_sp(args: argparse.Namespace) -> int:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     app = ProviderApp(config, loop)
-    loop.run_until_complete(serve("sp", args.host, args.port, app.start, app.stop))
+    loop.run_until_complete(
+        serve("sp", args.host, args.port, app.start, app.stop, tls=_tls_context(args))
+    )
     loop.close()
     return 0
 
@@ -277,6 +309,7 @@ def _run_hp(args: argparse.Namespace) -> int:
     try:
         app = HostApp(
             HostConfig(
+                ca=args.ca,
                 data=data,
                 backend=args.backend,
                 capacity=args.capacity,
@@ -291,7 +324,9 @@ def _run_hp(args: argparse.Namespace) -> int:
         )
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve("hp", args.host, args.port, app.start, app.stop))
+        loop.run_until_complete(
+            serve("hp", args.host, args.port, app.start, app.stop, tls=_tls_context(args))
+        )
         loop.close()
     finally:
         if scratch is not None:

@@ -29,6 +29,7 @@ from dynasoar.service.endpoint import (
 )
 from dynasoar.soap.client import SoapClient
 from dynasoar.terms import HostTerms
+from dynasoar.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class HostConfig:
     image_cache_bytes: int = 20 << 30
     terms: HostTerms = field(default_factory=HostTerms)
     heartbeat: float = 2.0  # seconds between RegisterHost calls to the SP
+    ca: Path | None = None  # verifies an https:// Service Provider
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
 
 
@@ -52,9 +54,11 @@ def _backends(config: HostConfig) -> dict[str, Backend]:
     """Code packages always run as processes; VM images need ``--backend libvirt``."""
     backends: dict[str, Backend] = {"code": ProcessBackend()}
     if config.backend == "libvirt":
-        from dynasoar.host.backends.libvirt import LibvirtBackend  # libvirt: only when asked
+        from dynasoar.host.backends.libvirt import LibvirtBackend, scope_for  # only when asked
 
-        backends["vm"] = LibvirtBackend(uri=config.libvirt_uri, accel=config.accel)
+        backends["vm"] = LibvirtBackend(
+            uri=config.libvirt_uri, accel=config.accel, scope=scope_for(config.data)
+        )
     return backends
 
 
@@ -97,7 +101,7 @@ class HostApp:
     async def _register(self, sp: str) -> None:
         """Register with the SP, then keep telling it we are alive (the heartbeat). The SP
         may still be starting, or restart: failures are logged and retried, never fatal."""
-        pool = ConnectionPool()
+        pool = ConnectionPool(ssl_context=client_context(self.config.ca))
         client = SoapClient(pool)
         request = etree.Element(f"{{{ns.DYN_SP}}}RegisterHost", nsmap={"sp": ns.DYN_SP})
         etree.SubElement(request, f"{{{ns.DYN_SP}}}address").text = self.url

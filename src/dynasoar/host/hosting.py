@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -27,6 +28,7 @@ from dynasoar.errors import (
     InvalidRequest,
     MalformedMessage,
 )
+from dynasoar.host import sandbox
 from dynasoar.host.backends import Backend
 from dynasoar.images import ImageCache, IncomingImage
 from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
@@ -82,8 +84,7 @@ class HostProvider:
         self.start_timeout = start_timeout
         self.address = ""
         self._limits = unpack_limits
-        self._deployments_dir = data / "deployments"
-        self._deployments_dir.mkdir(parents=True, exist_ok=True)
+        self._deployments_dir, self._scratch = _deployments_root(data)
         self._hosted: dict[str, Hosted] = {}
         self._starting = 0
         self._lock = threading.Lock()
@@ -95,7 +96,12 @@ class HostProvider:
         return vm.name if vm is not None else self.backends["code"].name
 
     def _clear_leftovers(self) -> None:
-        """Directories of deployments from a previous run whose processes died with it."""
+        """What a previous run left: domains of its VMs, directories of its deployments
+        (its code services died with it)."""
+        for backend in self.backends.values():
+            clear = getattr(backend, "clear_leftovers", None)
+            if clear is not None:
+                clear()
         for entry in self._deployments_dir.iterdir():
             shutil.rmtree(entry, ignore_errors=True)
 
@@ -241,3 +247,22 @@ class HostProvider:
     def shutdown(self, grace: float = 5.0) -> None:
         for deployment_id in list(self._hosted):
             self.undeploy(deployment_id, grace)
+        if self._scratch:
+            shutil.rmtree(self._deployments_dir, ignore_errors=True)
+
+
+def _deployments_root(data: Path) -> tuple[Path, bool]:
+    """Where deployments live: ``DATA/deployments`` when sandboxed services can reach it
+    (every directory above it searchable by others; it lists nothing), else a scratch
+    directory of its own under the system's temporary directory. (Returns it and whether
+    it is scratch.)"""
+    directory = data / "deployments"
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in (data, directory):
+        path.chmod(0o711)
+    if sandbox.unreachable(directory) is None:
+        return directory, False
+    scratch = Path(tempfile.mkdtemp(prefix="dynasoar-deployments-"))
+    scratch.chmod(0o711)
+    log.info("deployments live in %s: sandboxed services cannot reach %s", scratch, directory)
+    return scratch, True

@@ -34,6 +34,7 @@ from dynasoar.service.endpoint import (
 )
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion
+from dynasoar.tls import client_context
 from dynasoar.wsdl import rewrite_addresses
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class ProviderConfig:
     message_timeout: float = 150.0
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
     placement: str = DEFAULT_POLICY
+    ca: Path | None = None  # verifies https:// Host Providers
     scaling: Scaling = field(default_factory=Scaling)
 
 
@@ -62,7 +64,7 @@ class ProviderApp:
         self.loop = loop
         data = config.data
         fresh_spool(data / "spool")
-        self.pool = ConnectionPool()
+        self.pool = ConnectionPool(ssl_context=client_context(config.ca))
         self.registry = Registry(data / "registry.sqlite")
         host_client = HostClient(SoapClient(self.pool, SoapVersion.SOAP12))
         self.hosts = HostDirectory(self.registry, host_client)

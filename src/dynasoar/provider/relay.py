@@ -46,12 +46,9 @@ class Relay:
             body = ctx.prefix if replayable else _body_stream(ctx.prefix, request.body)
             self._load.begin(deployment.id)
             try:
-                upstream = await self._pool.request(
-                    deployment.endpoint, "POST", headers=headers, body=body, timeout=ctx.remaining
-                )
+                upstream, reply_body = await self._exchange(ctx, deployment, headers, body)
                 break
             except TransportError as exc:
-                self._load.end(deployment.id)
                 error = await self._lost(ctx, exc)
                 if not (
                     isinstance(error, HostLost)
@@ -60,23 +57,38 @@ class Relay:
                     and ctx.service.record.stateless
                 ):
                     raise _for_consumer(ctx, error) from exc
-                # Stateless, and it never reached a service: once more, on another deployment.
+                # Stateless, and nothing of a reply has gone to the consumer yet: once more,
+                # on another deployment.
                 ctx.retried = True
                 ctx.deployment, ctx.cold = await self._deployer.ensure(
                     ctx.service.record, ctx.remaining, ctx.preferred
                 )
-        reply_body: bytes | AsyncIterator[bytes]
-        length = upstream.body.content_length
-        if upstream.body.complete or (length is not None and length <= SMALL_REPLY):
-            # A small reply is sent on in one piece; a large or open-ended one is streamed.
-            try:
-                reply_body = await upstream.read_all(SMALL_REPLY)
-            finally:
-                self._load.end(deployment.id)
-        else:
-            reply_body = self._reply_stream(upstream, deployment.id)
         reply_headers = Headers.from_raw([*upstream.headers.raw, *self._tag(deployment, ctx.cold)])
         ctx.response = Response(upstream.status, reply_headers, reply_body)
+
+    async def _exchange(
+        self,
+        ctx: MessageContext,
+        deployment: DeploymentRecord,
+        headers: Headers,
+        body: bytes | AsyncIterator[bytes],
+    ) -> tuple[ClientResponse, bytes | AsyncIterator[bytes]]:
+        """Send the message; a small reply is read whole (sent on in one piece), a large or
+        open-ended one is streamed. Every way out ends the deployment's count but a stream,
+        which ends it when done."""
+        try:
+            upstream = await self._pool.request(
+                deployment.endpoint, "POST", headers=headers, body=body, timeout=ctx.remaining
+            )
+            length = upstream.body.content_length
+            if upstream.body.complete or (length is not None and length <= SMALL_REPLY):
+                reply = await upstream.read_all(SMALL_REPLY)
+                self._load.end(deployment.id)
+                return upstream, reply
+        except BaseException:
+            self._load.end(deployment.id)
+            raise
+        return upstream, self._reply_stream(upstream, deployment.id)
 
     def _tag(self, deployment: DeploymentRecord, cold: bool) -> list[tuple[bytes, bytes]]:
         """The X-Dynasoar-* fields of a reply from ``deployment`` (made once per deployment)."""

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import re
+import secrets
 import select
 import signal
 import subprocess
@@ -16,8 +18,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dynasoar.errors import DeploymentFailed, DeploymentTimeout
+from dynasoar.host import sandbox
 from dynasoar.host.backends import Started
 from dynasoar.package import Manifest
+
+log = logging.getLogger(__name__)
 
 LISTENING = "listening on "
 
@@ -26,6 +31,7 @@ LISTENING = "listening on "
 class ServiceProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
+    deployment_id: str
 
 
 def runner_command(root: Path, manifest: Manifest, host: str = "127.0.0.1") -> list[str]:
@@ -41,8 +47,21 @@ def runner_command(root: Path, manifest: Manifest, host: str = "127.0.0.1") -> l
 class ProcessBackend:
     name = "process"
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", limits: sandbox.Limits | None = None) -> None:
         self._host = host
+        self._limits = limits or sandbox.Limits()
+        #: As root, every deployment runs as a user of its own; otherwise only under limits.
+        self.isolated = os.geteuid() == 0
+        if not self.isolated:
+            log.warning("not running as root: code services run as this user, only under limits")
+        else:
+            blocked = sandbox.unreachable(Path(sys.executable).resolve(), Path(__file__))
+            if blocked is not None:
+                raise SystemExit(
+                    f"dynasoar hp: sandboxed services could not reach Python through {blocked}; "
+                    "run scripts/sandbox-access.sh (make install does) or run the HP unprivileged"
+                )
+        self._uids: dict[str, int] = {}
 
     def start(
         self,
@@ -55,17 +74,20 @@ class ProcessBackend:
     ) -> Started:
         assert manifest.code is not None, "the process backend runs code packages"
         log_path = root.parent / "service.log"
-        with log_path.open("ab") as log:
+        log_path.touch(mode=0o600)
+        uid = self._sandbox_user(deployment_id, root.parent)
+        inner = [*runner_command(root, manifest, self._host), "--parent-pid", str(os.getpid())]
+        with log_path.open("ab") as service_log:
             process = subprocess.Popen(
-                [*runner_command(root, manifest, self._host), "--parent-pid", str(os.getpid())],
+                sandbox.command(inner, self._limits, uid),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=log,
+                stderr=service_log,
                 cwd=root,
                 start_new_session=True,
-                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"},
+                env=_service_environment(),
             )
-        running = ServiceProcess(process, log_path)
+        running = ServiceProcess(process, log_path, deployment_id)
         try:
             endpoint = self._await_listening(running, deadline)
             _probe(endpoint, deadline)
@@ -97,8 +119,21 @@ class ProcessBackend:
             raise DeploymentFailed(f"the service process said {line[:200]!r} instead of listening")
         return line[len(LISTENING) :]
 
+    def _sandbox_user(self, deployment_id: str, directory: Path) -> int | None:
+        """A user id no other deployment here has; its directory becomes that user's."""
+        if not self.isolated:
+            return None
+        taken = set(self._uids.values())
+        uid = sandbox.FIRST_UID + secrets.randbelow(100_000)
+        while uid in taken:
+            uid += 1
+        self._uids[deployment_id] = uid
+        sandbox.hand_over(directory, uid)
+        return uid
+
     def stop(self, handle: object, grace: float) -> None:
         assert isinstance(handle, ServiceProcess)
+        self._uids.pop(handle.deployment_id, None)
         process = handle.process
         if process.poll() is None:
             _signal_group(process, signal.SIGTERM)
@@ -120,6 +155,13 @@ def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(process.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _service_environment() -> dict[str, str]:
+    """What a service sees of the host's environment: nothing that could carry its secrets."""
+    keep = ("PATH", "LANG", "LC_ALL", "TZ")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    return env | {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "HOME": "/nonexistent"}
 
 
 def _probe(endpoint: str, deadline: float) -> None:
