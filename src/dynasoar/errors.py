@@ -13,6 +13,10 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── UnknownService                a name no one has published (management ports)
     │   ├── InvalidRequest                a well-formed request we cannot act on
     │   ├── ImageNotHeld                  a Deploy left out an image the host does not hold
+    │   ├── SecurityFault                 WS-Security 1.1 faults (wsse: codes)
+    │   │   ├── InvalidSecurity           no / malformed wsse:Security, not covering what it must
+    │   │   ├── FailedAuthentication      untrusted signer, bad signature, replayed message
+    │   │   └── MessageExpired            the wsu:Timestamp is outside its window
     │   └── AddressingFault               WS-Addressing 1.0 faults (their own codes)
     │       ├── InvalidAddressingHeader   (with a subcode such as ActionMismatch)
     │       ├── MessageAddressingHeaderRequired
@@ -38,6 +42,9 @@ from dynasoar import ns
 
 #: A qualified name as (namespace, local name).
 QName = tuple[str, str]
+
+#: WS-Security 1.0 secext: the namespace of its fault codes (SOAP Message Security 1.1 §12).
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,32 @@ class ImageNotHeld(SenderError):
     """A Deploy left out an image's content, but the host does not hold that image."""
 
     subcode = (ns.DYN, "ImageNotHeld")
+
+
+class SecurityFault(SenderError):
+    """A WS-Security fault (SOAP Message Security 1.1 §12): its subcode is the fault code.
+
+    The reason says what is wrong and what to do about it; the spec's stock fault strings
+    ("The security token could not be authenticated or authorized") help no operator.
+    """
+
+
+class InvalidSecurity(SecurityFault):
+    """The wsse:Security header is missing, malformed, or does not cover what it must."""
+
+    subcode = (WSSE, "InvalidSecurity")
+
+
+class FailedAuthentication(SecurityFault):
+    """The signer is not trusted, the signature does not verify, or the message is a replay."""
+
+    subcode = (WSSE, "FailedAuthentication")
+
+
+class MessageExpired(SecurityFault):
+    """The message's wsu:Timestamp is outside its validity window (allowing for clock skew)."""
+
+    subcode = (WSSE, "MessageExpired")
 
 
 class AddressingFault(SenderError):

@@ -19,19 +19,23 @@ from dynasoar.errors import (
     DestinationUnreachable,
     DynasoarError,
     EndpointUnavailable,
+    FailedAuthentication,
     FaultInfo,
     HostLost,
     ImageNotHeld,
     InvalidAddressingHeader,
     InvalidPackage,
     InvalidRequest,
+    InvalidSecurity,
     MalformedMessage,
     MessageAddressingHeaderRequired,
+    MessageExpired,
     NoHostAvailable,
     PayloadTooLarge,
     QName,
     ReceiverError,
     RemoteFault,
+    SecurityFault,
     SenderError,
     TransportError,
     UnknownService,
@@ -42,6 +46,7 @@ from dynasoar.soap.envelope import Envelope, SoapVersion, parse_envelope
 from dynasoar.soap.faults import fault_reply, http_status, read_fault, render_fault
 
 S11, S12, WSA, WSA04, DYN = ns.SOAP11_ENV, ns.SOAP12_ENV, ns.WSA, ns.WSA_2004, ns.DYN
+WSSE = errors.WSSE
 VERSIONS = pytest.mark.parametrize("version", list(SoapVersion), ids=["soap11", "soap12"])
 #: Non-ASCII, markup characters and a CDATA terminator: all must survive as text.
 REASON = "Grüße, 日本語 — <tag attr=\"x\"> & 'quotes' ]]> done"
@@ -56,8 +61,8 @@ class Case:
 
     @property
     def wsa_code(self) -> bool:
-        """A WS-Addressing fault with its own code (SOAP 1.1: the code is the faultcode)."""
-        return self.subcode is not None and self.subcode[0] == WSA
+        """A WS-Addressing or WS-Security fault with its own code (SOAP 1.1: the faultcode)."""
+        return self.subcode is not None and self.subcode[0] in (WSA, WSSE)
 
 
 CASES: dict[str, Case] = {
@@ -102,6 +107,12 @@ CASES: dict[str, Case] = {
     "EndpointUnavailable": Case(
         EndpointUnavailable(REASON, retry_after_ms=5000), False, (WSA, "EndpointUnavailable")
     ),
+    "SecurityFault": Case(SecurityFault(REASON), sender=True),
+    "InvalidSecurity": Case(InvalidSecurity(REASON), True, (WSSE, "InvalidSecurity")),
+    "FailedAuthentication": Case(
+        FailedAuthentication(REASON), True, (WSSE, "FailedAuthentication")
+    ),
+    "MessageExpired": Case(MessageExpired(REASON), True, (WSSE, "MessageExpired")),
     "ReceiverError": Case(ReceiverError(REASON), sender=False),
     "NoHostAvailable": Case(NoHostAvailable(REASON), False, (DYN, "NoHostAvailable")),
     "DeploymentFailed": Case(DeploymentFailed(REASON), False, (DYN, "DeploymentFailed")),

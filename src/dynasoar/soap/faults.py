@@ -3,7 +3,8 @@
 SOAP 1.2: Code/Value env:Sender|Receiver, Subcode/Value = the error's subcode (a qualified
 name), a nested Subcode for WS-Addressing's refinement (e.g. wsa:ActionMismatch), Reason/Text,
 Detail. SOAP 1.1: WS-Addressing faults put their subcode in faultcode and their detail in a
-wsa:FaultDetail header (WS-Addressing 1.0 SOAP Binding §6); dynasoar's own faults use
+wsa:FaultDetail header (WS-Addressing 1.0 SOAP Binding §6); WS-Security faults put theirs in
+faultcode too, with no detail (SOAP Message Security 1.1 §12); dynasoar's own faults use
 faultcode Client|Server and a detail element named by the subcode (CONTRACT.md).
 HTTP status: SOAP 1.1 faults are 500 (WS-I BP R1126); SOAP 1.2 Sender faults 400, others 500.
 """
@@ -14,10 +15,12 @@ from lxml import etree
 
 from dynasoar import ns
 from dynasoar.errors import (
+    WSSE,
     AddressingFault,
     DynasoarError,
     FaultInfo,
     QName,
+    SecurityFault,
     VersionMismatch,
 )
 from dynasoar.soap import addressing
@@ -79,8 +82,13 @@ def _nsmap(error: DynasoarError, wsa: str | None = None) -> dict[str | None, str
         for item in error.detail
         if item.name[1] == "ProblemHeaderQName" and item.text.startswith("{")
     }
-    prefixes = {ns.WSA: "wsa", ns.DYN: "dyn", ns.WSA_2004: "wsa04"}
+    prefixes = {ns.WSA: "wsa", ns.DYN: "dyn", ns.WSA_2004: "wsa04", WSSE: "wsse"}
     return {prefixes.get(uri, f"ns{i}"): uri for i, uri in enumerate(sorted(uris))}
+
+
+def _code_is_faultcode(error: DynasoarError) -> bool:
+    """Faults of standards that name their own SOAP 1.1 faultcode (WS-A, WS-Security)."""
+    return isinstance(error, AddressingFault | SecurityFault)
 
 
 def error_subsubcode(error: DynasoarError) -> QName | None:
@@ -141,7 +149,7 @@ def _fault12(error: DynasoarError, wsa: str | None = None) -> etree._Element:
     text = etree.SubElement(reason, f"{{{env}}}Text")
     text.set(f"{{{ns.XML}}}lang", "en")
     text.text = error.reason
-    if isinstance(error, AddressingFault):
+    if _code_is_faultcode(error):
         if error.detail:
             _detail_children(error, etree.SubElement(fault, f"{{{env}}}Detail"))
     elif error.subcode is not None:
@@ -156,15 +164,15 @@ def _fault11(error: DynasoarError, wsa: str) -> tuple[etree._Element, etree._Ele
     detail_header = None
     faultcode = etree.SubElement(fault, "faultcode")
     subcode = _codes(error, wsa)[0]
-    if isinstance(error, AddressingFault) and subcode is not None:
+    if _code_is_faultcode(error) and subcode is not None:
         faultcode.text = _qname_text(fault, subcode)
-        if error.detail:
+        if isinstance(error, AddressingFault) and error.detail:
             detail_header = etree.Element(f"{{{wsa}}}FaultDetail", nsmap=_nsmap(error))
             _detail_children(error, detail_header)
     else:
         faultcode.text = "soap:Client" if error.sender else "soap:Server"
     etree.SubElement(fault, "faultstring").text = error.reason
-    if not isinstance(error, AddressingFault) and error.subcode is not None:
+    if not _code_is_faultcode(error) and error.subcode is not None:
         detail = etree.SubElement(fault, "detail")
         etree.SubElement(detail, "{%s}%s" % error.subcode).text = error.reason
     return fault, detail_header

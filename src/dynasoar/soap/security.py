@@ -1,0 +1,230 @@
+"""WS-Security X.509 signatures on SOAP envelopes: sign one, verify one. The one xmlsec user.
+
+OASIS WS-Security 1.0/1.1 with the X.509 Token Profile, SOAP 1.1 and 1.2. :func:`sign` adds a
+``wsse:Security`` header block (``mustUnderstand="1"``) holding, in this order:
+
+- ``wsu:Timestamp`` (Created, Expires);
+- ``wsse:BinarySecurityToken``: the signer's X.509v3 certificate, Base64Binary;
+- ``ds:Signature``: exclusive c14n, RSA-SHA256, one SHA-256 Reference (exclusive c14n
+  transform) per signed element, found by ``wsu:Id``: the ``soap:Body``, the ``wsu:Timestamp``
+  and every WS-Addressing header block (both WS-A namespaces, and blocks marked
+  ``wsa:IsReferenceParameter``). KeyInfo is a SecurityTokenReference to the token.
+
+:func:`verify` requires that coverage, refuses signature wrapping (:mod:`dynasoar.soap.wsse`),
+checks the token is trusted (:mod:`dynasoar.soap.trust`), has xmlsec verify the signature with
+the token's key, then checks the Timestamp window and that the message is not a replay. It
+remembers a message only once all of that has passed, so forgeries cannot fill the cache.
+
+Attachments (MTOM): the signature covers the Body's ``xop:Include`` elements, not the MIME
+parts. Our Deploy/Publish bodies carry each attachment's SHA-256, which the receiver checks
+against the bytes it spooled, so attachments are bound to the signature through the signed
+Body; no SwA attachment transform is needed.
+
+Exclusive c14n signs the namespace declarations that element and attribute names use, not those
+that QName-valued *text* relies on: a signed element whose content holds QNames (``xsi:type``
+values, fault codes) must declare those prefixes inside itself to be protected.
+
+Sign last: :func:`sign` works on the tree, and ``serialize()`` of that tree is what the digests
+describe; any change afterwards (``cleanup_namespaces`` included) is a tampering.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import xmlsec
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lxml import etree
+
+from dynasoar.errors import WSSE, FailedAuthentication, ReceiverError
+from dynasoar.soap import addressing, wsse
+from dynasoar.soap.envelope import ensure_header
+from dynasoar.soap.trust import ReplayCache, TrustStore, check_timestamp, describe, fingerprint
+
+_C = xmlsec.constants
+#: What xmlsec may run while verifying (enforced by xmlsec too, after wsse vetted the XML).
+_REFERENCE_TRANSFORMS = (
+    _C.TransformExclC14N,
+    _C.TransformSha256,
+    _C.TransformSha384,
+    _C.TransformSha512,
+)
+_SIGNATURE_TRANSFORMS = (
+    _C.TransformExclC14N,
+    _C.TransformRsaSha256,
+    _C.TransformRsaSha384,
+    _C.TransformRsaSha512,
+)
+
+PemSource = bytes | str | os.PathLike[str]
+
+__all__ = ["Credentials", "ReplayCache", "TrustStore", "Verified", "sign", "verify"]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A signing key and its certificate, loaded and checked once, shared by every signing."""
+
+    certificate_der: bytes = field(repr=False)
+    subject: str
+    _key: Any = field(repr=False)  # xmlsec.Key; a context copies it, so sharing it is safe
+
+    @classmethod
+    def load(cls, key: PemSource, cert: PemSource, password: bytes | None = None) -> Credentials:
+        """From PEM bytes or PEM file paths; the key must be RSA (2048 bits or more)."""
+        key_pem, cert_pem = _pem(key), _pem(cert)
+        try:
+            private = serialization.load_pem_private_key(key_pem, password)
+            certificate = x509.load_pem_x509_certificate(cert_pem)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"cannot load the signing key or certificate: {exc}") from exc
+        if not isinstance(private, rsa.RSAPrivateKey) or private.key_size < 2048:
+            raise ValueError("the signing key must be an RSA key of at least 2048 bits")
+        public = certificate.public_key()
+        if not isinstance(public, rsa.RSAPublicKey) or (
+            public.public_numbers() != private.public_key().public_numbers()
+        ):
+            raise ValueError(
+                f"the key does not belong to the certificate of {describe(certificate)}"
+            )
+        # xmlsec gets the key unencrypted and in memory only: no password callback needed.
+        plain = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        xmlsec_key = xmlsec.Key.from_memory(plain, _C.KeyDataFormatPem, None)
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        return cls(der, describe(certificate), xmlsec_key)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Who signed a verified message, and its MessageID (signed, and not seen before)."""
+
+    subject: str
+    certificate_der: bytes = field(repr=False)
+    message_id: str | None = None
+
+
+def sign(
+    envelope_root: etree._Element,
+    credentials: Credentials,
+    *,
+    timestamp_ttl: float = 300,
+    now: datetime.datetime | None = None,
+) -> None:
+    """Sign the envelope in place; call it last (see the module docstring)."""
+    version = wsse.version_of(envelope_root)
+    header = ensure_header(envelope_root, version)
+    if header.find(wsse.SECURITY) is not None:
+        raise ValueError("the envelope already has a wsse:Security header")
+    body = envelope_root.find(f"{{{version.envelope_ns}}}Body")
+    if body is None:
+        raise ValueError("the envelope has no Body")
+    security = etree.Element(wsse.SECURITY, nsmap={"wsse": WSSE, "wsu": wsse.WSU})
+    header.insert(0, security)
+    # Set once inserted, so the attribute takes the envelope's own prefix.
+    security.set(f"{{{version.envelope_ns}}}mustUnderstand", "1")
+    timestamp = wsse.add_timestamp(security, now or _utcnow(), timestamp_ttl)
+    token_id = wsse.add_token(security, credentials.certificate_der)
+    targets = [body, timestamp, *wsse.addressing_blocks(header)]
+    ids = [wsse.ensure_id(target) for target in targets]
+    signature = wsse.add_signature_template(security, ids, token_id)
+    ctx = xmlsec.SignatureContext()
+    for target in targets:
+        ctx.register_id(target, "Id", wsse.WSU)
+    ctx.key = credentials._key
+    try:
+        ctx.sign(signature)
+    except xmlsec.Error as exc:
+        raise ReceiverError(
+            f"xmlsec could not sign the message ({exc}): is there a relative namespace URI, "
+            "which canonical XML refuses, in the Body or an addressing header?"
+        ) from exc
+
+
+def verify(
+    envelope_root: etree._Element,
+    trust: TrustStore,
+    *,
+    replay: ReplayCache | None,
+    max_skew: float = 300,
+    max_ttl: float = 3600,
+    now: datetime.datetime | None = None,
+) -> Verified:
+    """Check the envelope's signature and freshness; raise a SecurityFault if they fail.
+
+    ``replay`` is required so that skipping the replay check (None) is a visible choice.
+    A Timestamp valid for longer than ``max_ttl`` seconds is refused: the replay cache then
+    never has to remember a message for longer than ``max_ttl + 2 * max_skew``.
+    """
+    now = now or _utcnow()
+    parts = wsse.SignedParts.read(envelope_root)
+    certificate = parts.certificate()
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    subject = describe(certificate)
+    trust.check(certificate, now)
+    _check_signature(parts, der, subject)
+    expires = check_timestamp(parts.timestamp, now, max_skew=max_skew, max_ttl=max_ttl)
+    message_id = addressing.read_headers(parts.header).message_id
+    if replay is not None:
+        # Without a MessageID the signature value names the message: a replay repeats it.
+        value = parts.signature.findtext(f"{{{wsse.DS}}}SignatureValue") or ""
+        key = message_id or "sig:" + "".join(value.split())
+        if not replay.add(f"{fingerprint(certificate)} {key}", expires + max_skew, now):
+            what = f"message {message_id}" if message_id else "this signed message"
+            raise FailedAuthentication(
+                f"{what} from {subject} was received before: a replayed message is refused"
+            )
+    return Verified(subject, der, message_id)
+
+
+def _check_signature(parts: wsse.SignedParts, der: bytes, subject: str) -> None:
+    ctx = xmlsec.SignatureContext()
+    ctx.key = _verification_key(der)
+    for transform in _REFERENCE_TRANSFORMS:
+        ctx.enable_reference_transform(transform)
+    for transform in _SIGNATURE_TRANSFORMS:
+        ctx.enable_signature_transform(transform)
+    try:
+        # Only the elements wsse resolved get an id xmlsec can find (our parser collects none).
+        for element in {id(e): e for e in parts.targets.values()}.values():
+            ctx.register_id(element, "Id", wsse.WSU)
+        ctx.verify(parts.signature)
+    except xmlsec.Error as exc:
+        changed = parts.changed()
+        if changed:
+            reason = (
+                f"the signature by {subject} does not match the message: "
+                f"{', '.join(changed)} changed after it was signed"
+            )
+        else:
+            reason = (
+                f"the signature value does not verify with the certificate of {subject}: the "
+                "message was not signed with that certificate's key, or its SignedInfo changed"
+            )
+        raise FailedAuthentication(reason) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _verification_key(der: bytes) -> Any:
+    """The certificate's public key for xmlsec, parsed once per signer (ctx.key copies it)."""
+    return xmlsec.Key.from_memory(der, _C.KeyDataFormatCertDer, None)
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _pem(source: PemSource) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    with open(source, "rb") as handle:
+        return handle.read()
