@@ -12,9 +12,13 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dynasoar import __version__
 from dynasoar.errors import DynasoarError
+
+if TYPE_CHECKING:
+    from dynasoar.soap.security import Policy
 
 DEFAULT_SP = "http://127.0.0.1:8080"
 
@@ -91,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         help="mark a host down after this long without its heartbeat (default 6)",
     )
     _upload_arg(p)
+    _security_args(p, "Host Providers")
     p.set_defaults(func=_run_sp)
 
     p = sub.add_parser("hp", help="run a Host Provider")
@@ -137,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         help="evict least-recently-used VM images above this size (default 20G)",
     )
     _upload_arg(p)
+    _security_args(p, "Service Providers")
     p.set_defaults(func=_run_hp)
 
     p = sub.add_parser("publish", help="upload a service package to an SP's repository")
@@ -179,6 +185,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("arguments", nargs="*", metavar="NAME=VALUE")
     p.add_argument("--soap12", action="store_true", help="use the WSDL's SOAP 1.2 port")
     p.set_defaults(func=_call)
+
+    p = sub.add_parser("keys", help="make a key pair and certificate (signing, TLS)")
+    p.add_argument("directory", type=Path, help="where to write NAME.key and NAME.crt")
+    p.add_argument("--name", required=True, help="the certificate's common name (CN)")
+    p.add_argument("--days", type=int, default=365, help="validity (default 365)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a host name or address it serves TLS for (repeatable; default "
+        "localhost and 127.0.0.1)",
+    )
+    p.set_defaults(func=_keys)
 
     p = sub.add_parser("demo", help="the whole story on loopback: 1 SP, 2 HPs, narrated")
     p.set_defaults(func=_demo)
@@ -248,6 +269,40 @@ def _upload_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _security_args(p: argparse.ArgumentParser, peers: str) -> None:
+    p.add_argument("--key", type=Path, metavar="PEM", help="sign messages with this key")
+    p.add_argument("--cert", type=Path, metavar="PEM", help="... whose certificate this is")
+    p.add_argument(
+        "--trust",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help=f"certificates (files or directories) of the {peers} to believe; "
+        "with any, unsigned or untrusted messages are refused (repeatable)",
+    )
+    p.add_argument(
+        "--max-skew",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how far a signed message's timestamp may be off (default 300)",
+    )
+
+
+def _security(args: argparse.Namespace) -> Policy:
+    from dynasoar.soap.security import Credentials, Policy, TrustStore
+
+    if (args.key is None) != (args.cert is None):
+        raise SystemExit("dynasoar: --key and --cert go together")
+    try:
+        credentials = Credentials.load(args.key, args.cert) if args.key else None
+        trust = TrustStore.from_paths(args.trust) if args.trust else None
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"dynasoar: {exc}") from None
+    return Policy(credentials=credentials, trust=trust, max_skew=args.max_skew)
+
+
 def _server_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="... and this private key")
@@ -272,6 +327,7 @@ def _run_sp(args: argparse.Namespace) -> int:
     )
     config = ProviderConfig(
         ca=args.ca,
+        security=_security(args),
         data=data,
         hosts=args.hp,
         deploy_timeout=args.deploy_timeout,
@@ -310,6 +366,7 @@ def _run_hp(args: argparse.Namespace) -> int:
         app = HostApp(
             HostConfig(
                 ca=args.ca,
+                security=_security(args),
                 data=data,
                 backend=args.backend,
                 capacity=args.capacity,
@@ -409,6 +466,16 @@ def _call(args: argparse.Namespace) -> int:
         )
     print(result.render())
     return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from dynasoar import keys
+
+    argv = [str(args.directory), "--name", args.name, "--days", str(args.days)]
+    argv += ["--force"] if args.force else []
+    for host in args.host or []:
+        argv += ["--host", host]
+    return keys.main(argv)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ the package and relay the call; the second call is relayed warm; status; undeplo
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from dynasoar.consumer.call import call
 from dynasoar.consumer.provider_client import ProviderClient
 from dynasoar.consumer.status import fetch_status, render_table
+from dynasoar.keys import make_keypair
 from dynasoar.paths import samples_dir
 from dynasoar.procs import Actor, start_actor
 
@@ -34,9 +36,38 @@ def run_demo() -> int:
                 actor.stop()
 
 
+def _keys(work: Path) -> dict[str, list[str]]:
+    """A key pair each; the SP believes the hosts' certificates, the hosts the SP's."""
+    made = {name: make_keypair(work / "keys", name) for name in ("sp", "hp1", "hp2")}
+    for name, (_, cert) in made.items():
+        trusted_by = work / ("trusted-by-hosts" if name == "sp" else "trusted-by-sp")
+        trusted_by.mkdir(exist_ok=True)
+        shutil.copy(cert, trusted_by / cert.name)
+    return {
+        name: [
+            "--key",
+            str(key),
+            "--cert",
+            str(cert),
+            "--trust",
+            str(work / ("trusted-by-sp" if name == "sp" else "trusted-by-hosts")),
+        ]
+        for name, (key, cert) in made.items()
+    }
+
+
 def _story(work: Path, actors: list[Actor]) -> int:
+    say(
+        "0. Keys",
+        "each actor gets an X.509 key pair; SP -> HP control messages and the "
+        "hosts' replies are signed (WS-Security) and checked against the peers' certificates",
+    )
+    signing = _keys(work)
+
     say("1. A Service Provider starts", "it advertises services; it hosts none itself")
-    sp = start_actor("sp", ["--port", "0", "--data", str(work / "sp")], work / "sp.log")
+    sp = start_actor(
+        "sp", ["--port", "0", "--data", str(work / "sp"), *signing["sp"]], work / "sp.log"
+    )
     actors.append(sp)
     print(f"   SP at {sp.url}")
 
@@ -44,7 +75,17 @@ def _story(work: Path, actors: list[Actor]) -> int:
     for i in (1, 2):
         hp = start_actor(
             "hp",
-            ["--port", "0", "--data", str(work / f"hp{i}"), "--capacity", "4", "--sp", sp.url],
+            [
+                "--port",
+                "0",
+                "--data",
+                str(work / f"hp{i}"),
+                "--capacity",
+                "4",
+                "--sp",
+                sp.url,
+                *signing[f"hp{i}"],
+            ],
             work / f"hp{i}.log",
         )
         actors.append(hp)

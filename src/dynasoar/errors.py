@@ -8,6 +8,7 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     ├── SenderError                       the message or request is at fault (env:Sender / Client)
     │   ├── MalformedMessage              not XML, a DTD, not a SOAP envelope
     │   ├── VersionMismatch               not a SOAP 1.1 / 1.2 envelope (env:VersionMismatch)
+    │   ├── MustUnderstand                a mustUnderstand header we do not process
     │   ├── PayloadTooLarge               over a size limit
     │   ├── InvalidPackage                a service package we refuse
     │   ├── UnknownService                a name no one has published (management ports)
@@ -82,6 +83,15 @@ class MalformedMessage(SenderError):
 
 class VersionMismatch(SenderError):
     """The envelope is not in a SOAP namespace we speak (rendered as env:VersionMismatch)."""
+
+
+class MustUnderstand(SenderError):
+    """Header blocks marked mustUnderstand that this endpoint does not process (rendered as
+    env:MustUnderstand, with SOAP 1.2 env:NotUnderstood header blocks naming them)."""
+
+    def __init__(self, reason: str, *, not_understood: tuple[QName, ...]) -> None:
+        super().__init__(reason)
+        self.not_understood = not_understood
 
 
 class PayloadTooLarge(SenderError):

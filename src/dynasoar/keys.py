@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import ipaddress
 import os
 import re
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ def make_keypair(
     days: int = 365,
     *,
     overwrite: bool = False,
+    hosts: Sequence[str] = ("localhost", "127.0.0.1"),
 ) -> tuple[Path, Path]:
     """Write ``NAME.key`` (mode 0600) and ``NAME.crt`` into ``directory``; return their paths.
 
@@ -49,12 +51,15 @@ def make_keypair(
                 raise FileExistsError(f"{path} exists already; pass overwrite to replace it")
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
     _write_private(key_path, _key_pem(key))
-    cert_path.write_bytes(self_signed_certificate(key, common_name.strip(), days))
+    cert_path.write_bytes(self_signed_certificate(key, common_name.strip(), days, hosts))
     return key_path, cert_path
 
 
-def self_signed_certificate(key: rsa.RSAPrivateKey, common_name: str, days: int) -> bytes:
-    """A PEM leaf certificate for ``key``, valid for digital signatures only."""
+def self_signed_certificate(
+    key: rsa.RSAPrivateKey, common_name: str, days: int, hosts: Sequence[str] = ()
+) -> bytes:
+    """A PEM leaf certificate for ``key``, valid for digital signatures: SOAP message
+    signatures and, for the ``hosts`` it names (DNS names or IP addresses), TLS servers."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     builder = (
@@ -69,7 +74,18 @@ def self_signed_certificate(key: rsa.RSAPrivateKey, common_name: str, days: int)
         .add_extension(_signing_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
+    if hosts:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False
+        )
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def _signing_key_usage() -> x509.KeyUsage:
@@ -119,10 +135,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="the certificate's common name (CN)")
     parser.add_argument("--days", type=int, default=365, help="validity (default 365)")
     parser.add_argument("--force", action="store_true", help="replace existing files")
+    parser.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a host name or address the certificate serves TLS for (repeatable; "
+        "default localhost and 127.0.0.1)",
+    )
     args = parser.parse_args(argv)
     try:
         key_path, cert_path = make_keypair(
-            args.directory, args.name, args.days, overwrite=args.force
+            args.directory,
+            args.name,
+            args.days,
+            overwrite=args.force,
+            hosts=args.host or ("localhost", "127.0.0.1"),
         )
     except (OSError, ValueError) as exc:
         parser.exit(1, f"dynasoar keys: {exc}\n")

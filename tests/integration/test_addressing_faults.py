@@ -134,3 +134,26 @@ def test_management_port_unknown_action(cluster: Cluster, version: str) -> None:
     )
     assert reply.fault_codes() == _codes(version, WSA + "ActionNotSupported")
     assert reply.text(".//wsa:ProblemAction/wsa:Action") == action
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_a_header_that_must_be_understood_and_is_not(cluster: Cluster, version: str) -> None:
+    port = cluster.sp.url + "/dynasoar/ServiceProvider"
+    env = ns.SOAP11_ENV if version == "1.1" else ns.SOAP12_ENV
+    must = "1" if version == "1.1" else "true"
+    headers, _ = wsa_headers(to=port, action=SP_LIST_ACTION)
+    headers += (
+        f'<x:Transaction xmlns:x="urn:example:tx" xmlns:e="{env}" '
+        f'e:mustUnderstand="{must}">42</x:Transaction>'
+    )
+    reply = post(port, envelope(SP_LIST, headers, version), version, soap_action=SP_LIST_ACTION)
+    assert reply.status == 500
+    assert reply.fault_codes()[0] == "{%s}MustUnderstand" % env
+    if version == "1.2":
+        (not_understood,) = reply.xml.findall(".//s12:NotUnderstood", {"s12": env})
+        prefix, _, local = not_understood.get("qname").partition(":")
+        assert (not_understood.nsmap[prefix], local) == ("urn:example:tx", "Transaction")
+    # the same header without mustUnderstand is simply ignored
+    optional = headers.replace(f'e:mustUnderstand="{must}"', "")
+    ok = post(port, envelope(SP_LIST, optional, version), version, soap_action=SP_LIST_ACTION)
+    assert ok.status == 200

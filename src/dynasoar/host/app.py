@@ -28,6 +28,7 @@ from dynasoar.service.endpoint import (
     upload_limits,
 )
 from dynasoar.soap.client import SoapClient
+from dynasoar.soap.security import Policy
 from dynasoar.terms import HostTerms
 from dynasoar.tls import client_context
 
@@ -47,6 +48,7 @@ class HostConfig:
     terms: HostTerms = field(default_factory=HostTerms)
     heartbeat: float = 2.0  # seconds between RegisterHost calls to the SP
     ca: Path | None = None  # verifies an https:// Service Provider
+    security: Policy = field(default_factory=Policy)  # signs replies, believes trusted SPs
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
 
 
@@ -84,6 +86,8 @@ class HostApp:
                 wsdl_file=contracts_dir() / "HostProvider.wsdl",
                 spool_dir=config.data / "spool",
                 mtom_limits=upload_limits(config.max_upload_bytes),
+                # with a trust store, only signed requests from trusted SPs are acted on
+                security=config.security,
             ),
             self.executor,
             lambda: {"host": self.host},

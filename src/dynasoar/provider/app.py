@@ -34,6 +34,7 @@ from dynasoar.service.endpoint import (
 )
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion
+from dynasoar.soap.security import Policy
 from dynasoar.tls import client_context
 from dynasoar.wsdl import rewrite_addresses
 
@@ -53,6 +54,7 @@ class ProviderConfig:
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
     placement: str = DEFAULT_POLICY
     ca: Path | None = None  # verifies https:// Host Providers
+    security: Policy = field(default_factory=Policy)  # signs for hosts, believes their replies
     scaling: Scaling = field(default_factory=Scaling)
 
 
@@ -66,7 +68,9 @@ class ProviderApp:
         fresh_spool(data / "spool")
         self.pool = ConnectionPool(ssl_context=client_context(config.ca))
         self.registry = Registry(data / "registry.sqlite")
-        host_client = HostClient(SoapClient(self.pool, SoapVersion.SOAP12))
+        # Requests to hosts are signed with the SP's key; their replies must verify against
+        # the hosts the SP trusts (config.security).
+        host_client = HostClient(SoapClient(self.pool, SoapVersion.SOAP12, config.security))
         self.hosts = HostDirectory(self.registry, host_client)
         repository = Repository(data / "repository", self.registry)
         self.deployer = Deployer(
@@ -96,6 +100,8 @@ class ProviderApp:
                 wsdl_file=contracts_dir() / "ServiceProvider.wsdl",
                 spool_dir=data / "spool",
                 mtom_limits=upload_limits(config.max_upload_bytes),
+                # consumers need not sign management calls; the SP signs what it answers
+                security=Policy(credentials=config.security.credentials),
             ),
             self.executor,
             lambda: {"provider": self.provider, "run": self._run_on_loop},

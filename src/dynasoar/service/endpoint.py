@@ -14,14 +14,30 @@ from typing import Any
 
 from lxml import etree
 
-from dynasoar.errors import Busy, DynasoarError, InvalidRequest, MalformedMessage
+from dynasoar import ns
+from dynasoar.errors import (
+    WSSE,
+    Busy,
+    DynasoarError,
+    InvalidRequest,
+    MalformedMessage,
+    MustUnderstand,
+)
 from dynasoar.http import Request, Response
 from dynasoar.service.spyne_port import CallState, SpynePort
 from dynasoar.soap import addressing
 from dynasoar.soap.addressing_rules import EndpointRules, check_request, soap_action_of
-from dynasoar.soap.envelope import SoapVersion, ensure_header, parse_envelope, serialize
+from dynasoar.soap.envelope import (
+    Envelope,
+    SoapVersion,
+    ensure_header,
+    not_understood,
+    parse_envelope,
+    serialize,
+)
 from dynasoar.soap.faults import fault_reply
 from dynasoar.soap.mtom import Attachment, MtomLimits, MtomMessage, read_mtom
+from dynasoar.soap.security import Policy
 from dynasoar.wsdl import ServiceContract, read_contract, rewrite_addresses
 
 log = logging.getLogger(__name__)
@@ -34,6 +50,8 @@ class EndpointConfig:
     spool_dir: Path
     max_envelope_bytes: int = 4 << 20
     mtom_limits: MtomLimits = field(default_factory=MtomLimits)
+    #: Signing replies, requiring signed requests (when it has a trust store).
+    security: Policy = field(default_factory=Policy)
     #: Calls being read or run at once; more are refused with dyn:Busy, not queued unbounded.
     max_concurrent_calls: int = 32
 
@@ -61,6 +79,18 @@ class ManagementEndpoint:
             expects_reply=self.contract.expects_reply,
             is_destination=self._is_destination,
         )
+
+    def _check_must_understand(self, envelope: Envelope) -> None:
+        understood = [ns.WSA, ns.WSA_2004, ns.DYN]
+        if self.config.security.verifies:
+            understood.append(WSSE)
+        missed = not_understood(envelope, understood)
+        if missed:
+            names = ", ".join("{%s}%s" % q for q in missed)
+            raise MustUnderstand(
+                f"{names} must be understood, and this endpoint does not process it",
+                not_understood=tuple(missed),
+            )
 
     def _is_destination(self, to: str) -> bool:
         path = to.split("://", 1)[-1].partition("/")[2]
@@ -120,6 +150,8 @@ class ManagementEndpoint:
             envelope = parse_envelope(envelope_bytes)
             version = envelope.version
             wsa = addressing.read_headers(envelope.header_blocks)
+            self._check_must_understand(envelope)
+            verified = self.config.security.check(envelope.root)
             soap_action = soap_action_of(None, request.headers.get("soapaction")) or action_hint
             check_request(wsa, soap_action, self._rules)
             assert wsa.action is not None
@@ -135,6 +167,7 @@ class ManagementEndpoint:
                 request=request,
                 spool_dir=self.config.spool_dir,
                 inline_spooled=inline,
+                signer=verified.subject if verified is not None else None,
                 **self._state(),
             )
             loop = asyncio.get_running_loop()
@@ -142,13 +175,17 @@ class ManagementEndpoint:
                 self._executor, self._port.dispatch, envelope_bytes, version, state
             )
             reply = _address_reply(reply, version, wsa, operation.output_action or "")
+            reply = self.config.security.sign_envelope(reply)  # last: nothing may change after
             return Response(
                 200, [("Content-Type", version.content_type(operation.output_action))], reply
             )
         except DynasoarError as exc:
             if not exc.sender:
                 log.warning("%s %s: %s", self.config.path, type(exc).__name__, exc.reason)
-            return fault_response(exc, version, wsa)
+            status, content_type, body = fault_reply(exc, version, wsa)
+            return Response(
+                status, [("Content-Type", content_type)], self.config.security.sign_envelope(body)
+            )
         finally:
             if message is not None:
                 message.close()

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from dynasoar.errors import MalformedMessage, RemoteFault, TransportError
+from dynasoar.errors import DynasoarError, MalformedMessage, RemoteFault, TransportError
 from dynasoar.http import ConnectionPool
 from dynasoar.soap import addressing
 from dynasoar.soap.envelope import SoapVersion, build_envelope, parse_envelope, serialize
 from dynasoar.soap.faults import read_fault
 from dynasoar.soap.mtom import MtomWriter, OutgoingAttachment
+from dynasoar.soap.security import Policy, sign
 
 MAX_REPLY_BYTES = 16 << 20
 
@@ -29,9 +30,16 @@ class Reply:
 
 
 class SoapClient:
-    def __init__(self, pool: ConnectionPool, version: SoapVersion = SoapVersion.SOAP11) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        version: SoapVersion = SoapVersion.SOAP11,
+        security: Policy | None = None,
+    ) -> None:
         self._pool = pool
         self.version = version
+        #: Signs requests (with credentials); requires signed replies (with a trust store).
+        self.security = security or Policy()
 
     async def call(
         self,
@@ -48,7 +56,10 @@ class SoapClient:
             to=url, action=action, message_id=addressing.new_message_id(), present=True
         )
         blocks = [*addressing.write_headers(request), *headers]
-        envelope = serialize(build_envelope(self.version, [payload], blocks))
+        root = build_envelope(self.version, [payload], blocks)
+        if self.security.credentials is not None:
+            sign(root, self.security.credentials)  # last: what is signed is what is sent
+        envelope = serialize(root)
         http_headers = [("Accept", f"{self.version.media_type}, multipart/related")]
         if self.version is SoapVersion.SOAP11:
             http_headers.append(("SOAPAction", f'"{action}"'))
@@ -71,10 +82,12 @@ class SoapClient:
                 url, "POST", headers=http_headers, body=envelope, timeout=timeout
             )
         data = await response.read_all(MAX_REPLY_BYTES)
-        return _reply(data, response.status, request, url)
+        return _reply(data, response.status, request, url, self.security)
 
 
-def _reply(data: bytes, status: int, request: addressing.AddressingHeaders, url: str) -> Reply:
+def _reply(
+    data: bytes, status: int, request: addressing.AddressingHeaders, url: str, security: Policy
+) -> Reply:
     try:
         envelope = parse_envelope(data)
     except MalformedMessage as exc:
@@ -83,6 +96,11 @@ def _reply(data: bytes, status: int, request: addressing.AddressingHeaders, url:
         ) from exc
     assert envelope.body is not None
     fault = read_fault(envelope.body, envelope.version)
+    try:
+        security.check(envelope.root)
+    except DynasoarError as exc:
+        said = f" (its fault said: {fault.reason})" if fault is not None else ""
+        raise TransportError(f"{url} answered unverifiably: {exc.reason}{said}") from exc
     if fault is not None:
         raise RemoteFault(fault, status=status)
     reply_addressing = addressing.read_headers(envelope.header_blocks)

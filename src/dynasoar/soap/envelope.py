@@ -260,3 +260,30 @@ def ensure_header(root: etree._Element, version: SoapVersion) -> etree._Element:
         header = etree.Element(f"{{{env}}}Header")
         root.insert(0, header)
     return header
+
+
+_TARGETS_US = {
+    SoapVersion.SOAP11: {None, "http://schemas.xmlsoap.org/soap/actor/next"},
+    SoapVersion.SOAP12: {
+        None,
+        ns.SOAP12_ENV + "/role/next",
+        ns.SOAP12_ENV + "/role/ultimateReceiver",
+    },
+}
+
+
+def not_understood(envelope: Envelope, understood: Iterable[str]) -> list[tuple[str, str]]:
+    """Header blocks for us marked mustUnderstand whose namespace is not in ``understood``."""
+    env = envelope.version.envelope_ns
+    role_attr = "role" if envelope.version is SoapVersion.SOAP12 else "actor"
+    known = set(understood)
+    missed = []
+    for block in envelope.header_blocks:
+        if block.get(f"{{{env}}}mustUnderstand", "0").strip() not in ("1", "true"):
+            continue
+        if block.get(f"{{{env}}}{role_attr}") not in _TARGETS_US[envelope.version]:
+            continue
+        qname = etree.QName(block)
+        if qname.namespace not in known:
+            missed.append((qname.namespace or "", qname.localname))
+    return missed

@@ -19,6 +19,7 @@ from dynasoar.errors import (
     AddressingFault,
     DynasoarError,
     FaultInfo,
+    MustUnderstand,
     QName,
     SecurityFault,
     VersionMismatch,
@@ -28,7 +29,12 @@ from dynasoar.soap.envelope import SoapVersion, build_envelope, serialize
 
 
 def http_status(error: DynasoarError, version: SoapVersion) -> int:
-    if version is SoapVersion.SOAP12 and error.sender and not isinstance(error, VersionMismatch):
+    """SOAP 1.2 HTTP binding: Sender faults 400, all others 500; SOAP 1.1: 500 (BP R1126)."""
+    if (
+        version is SoapVersion.SOAP12
+        and error.sender
+        and not isinstance(error, VersionMismatch | MustUnderstand)
+    ):
         return 400
     return 500
 
@@ -61,6 +67,8 @@ def render_fault(
         headers += addressing.write_headers(reply)
     if isinstance(error, VersionMismatch):
         return _version_mismatch(error)
+    if isinstance(error, MustUnderstand):
+        return _must_understand(error, version, headers)
     if version is SoapVersion.SOAP12:
         fault = _fault12(error, wsa)
     else:
@@ -176,6 +184,28 @@ def _fault11(error: DynasoarError, wsa: str) -> tuple[etree._Element, etree._Ele
         detail = etree.SubElement(fault, "detail")
         etree.SubElement(detail, "{%s}%s" % error.subcode).text = error.reason
     return fault, detail_header
+
+
+def _must_understand(
+    error: MustUnderstand, version: SoapVersion, headers: list[etree._Element]
+) -> bytes:
+    """SOAP 1.2 §5.4.8 (env:MustUnderstand, one env:NotUnderstood per block) / SOAP 1.1 §4.4."""
+    env = version.envelope_ns
+    fault = etree.Element(f"{{{env}}}Fault", nsmap={"soap": env})
+    if version is SoapVersion.SOAP12:
+        for i, (uri, local) in enumerate(error.not_understood):
+            block = etree.Element(f"{{{env}}}NotUnderstood", nsmap={"soap": env, f"n{i}": uri})
+            block.set("qname", f"n{i}:{local}")
+            headers.append(block)
+        code = etree.SubElement(fault, f"{{{env}}}Code")
+        etree.SubElement(code, f"{{{env}}}Value").text = "soap:MustUnderstand"
+        reason = etree.SubElement(etree.SubElement(fault, f"{{{env}}}Reason"), f"{{{env}}}Text")
+        reason.set(f"{{{ns.XML}}}lang", "en")
+        reason.text = error.reason
+    else:
+        etree.SubElement(fault, "faultcode").text = "soap:MustUnderstand"
+        etree.SubElement(fault, "faultstring").text = error.reason
+    return serialize(build_envelope(version, [fault], headers))
 
 
 def _version_mismatch(error: VersionMismatch) -> bytes:

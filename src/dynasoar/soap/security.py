@@ -44,7 +44,7 @@ from lxml import etree
 
 from dynasoar.errors import WSSE, FailedAuthentication, ReceiverError
 from dynasoar.soap import addressing, wsse
-from dynasoar.soap.envelope import ensure_header
+from dynasoar.soap.envelope import ensure_header, parse_envelope, serialize
 from dynasoar.soap.trust import ReplayCache, TrustStore, check_timestamp, describe, fingerprint
 
 _C = xmlsec.constants
@@ -64,7 +64,7 @@ _SIGNATURE_TRANSFORMS = (
 
 PemSource = bytes | str | os.PathLike[str]
 
-__all__ = ["Credentials", "ReplayCache", "TrustStore", "Verified", "sign", "verify"]
+__all__ = ["Credentials", "Policy", "ReplayCache", "TrustStore", "Verified", "sign", "verify"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,39 @@ class Verified:
     subject: str
     certificate_der: bytes = field(repr=False)
     message_id: str | None = None
+
+
+@dataclass
+class Policy:
+    """One actor's stance: who it signs as (``credentials``), whom it believes (``trust``:
+    when set, what it receives must be signed by one of them), and its replay memory."""
+
+    credentials: Credentials | None = None
+    trust: TrustStore | None = None
+    max_skew: float = 300
+    replay: ReplayCache = field(default_factory=ReplayCache)
+
+    @property
+    def signs(self) -> bool:
+        return self.credentials is not None
+
+    @property
+    def verifies(self) -> bool:
+        return self.trust is not None
+
+    def sign_envelope(self, data: bytes) -> bytes:
+        """``data`` signed (last step before sending), or as it is without credentials."""
+        if self.credentials is None:
+            return data
+        root = parse_envelope(data).root
+        sign(root, self.credentials)
+        return serialize(root)
+
+    def check(self, envelope_root: etree._Element) -> Verified | None:
+        """Verify what came in when this actor requires signatures; None when it does not."""
+        if self.trust is None:
+            return None
+        return verify(envelope_root, self.trust, replay=self.replay, max_skew=self.max_skew)
 
 
 def sign(
