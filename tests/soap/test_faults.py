@@ -30,6 +30,7 @@ from dynasoar.errors import (
     MalformedMessage,
     MessageAddressingHeaderRequired,
     MessageExpired,
+    MustUnderstand,
     NoHostAvailable,
     PayloadTooLarge,
     QName,
@@ -41,6 +42,7 @@ from dynasoar.errors import (
     UnknownService,
     VersionMismatch,
 )
+from dynasoar.soap import addressing
 from dynasoar.soap.addressing import REPLY_RELATIONSHIP, AddressingHeaders
 from dynasoar.soap.envelope import Envelope, SoapVersion, parse_envelope
 from dynasoar.soap.faults import fault_reply, http_status, read_fault, render_fault
@@ -219,7 +221,7 @@ def test_every_error_class_is_in_the_table() -> None:
         for _, obj in inspect.getmembers(errors, inspect.isclass)
         if issubclass(obj, DynasoarError) and obj.__module__ == errors.__name__
     }
-    covered = {type(case.error) for case in CASES.values()} | {VersionMismatch}
+    covered = {type(case.error) for case in CASES.values()} | {VersionMismatch, MustUnderstand}
     assert classes == covered
 
 
@@ -468,3 +470,31 @@ def test_version_mismatch_is_a_soap12_fault_with_an_upgrade_header(
         (S12, "Envelope"),
         (S11, "Envelope"),
     ]
+
+
+# -- MustUnderstand ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("req", [None, request()], ids=["unaddressed", "addressed"])
+@VERSIONS
+def test_must_understand_names_what_was_not_understood(
+    version: SoapVersion, req: AddressingHeaders | None
+) -> None:
+    missed = (("urn:example:tx", "Transaction"), ("urn:example:other", "Hint"))
+    error = MustUnderstand(REASON, not_understood=missed)
+    status, _, env = rendered(error, version, req)
+    assert status == 500  # a MustUnderstand fault is not a Sender fault: 500 in both
+    assert env.body is not None
+    fault = read_fault(env.body, version)
+    assert fault is not None
+    assert fault.code == (env.version.envelope_ns, "MustUnderstand")
+    assert fault.reason == REASON
+    blocks = [b for b in env.header_blocks if b.tag == f"{{{S12}}}NotUnderstood"]
+    if version is SoapVersion.SOAP12:
+        assert [resolve(b, b.get("qname")) for b in blocks] == list(missed)
+    else:
+        assert blocks == []  # SOAP 1.1 has no NotUnderstood header
+    if req is not None:
+        assert req.message_id in [
+            rel for rel, _ in addressing.read_headers(env.header_blocks).relates_to
+        ]
