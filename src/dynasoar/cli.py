@@ -105,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", type=int, default=8, help="deployments this host takes")
     p.add_argument("--sp", metavar="URL", help="register with this Service Provider")
     p.add_argument(
+        "--service-host",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="where deployed services listen; the SP must reach it (default 127.0.0.1)",
+    )
+    p.add_argument(
         "--heartbeat",
         type=float,
         default=2.0,
@@ -377,6 +383,7 @@ def _run_hp(args: argparse.Namespace) -> int:
                 max_upload_bytes=args.max_upload,
                 terms=HostTerms(args.price, tuple(args.site), tuple(args.label)),
                 heartbeat=args.heartbeat,
+                service_host=args.service_host,
             )
         )
         loop = new_event_loop()

@@ -47,6 +47,7 @@ class HostConfig:
     image_cache_bytes: int = 20 << 30
     terms: HostTerms = field(default_factory=HostTerms)
     heartbeat: float = 2.0  # seconds between RegisterHost calls to the SP
+    service_host: str = "127.0.0.1"  # where deployed services listen (the SP must reach it)
     ca: Path | None = None  # verifies an https:// Service Provider
     security: Policy = field(default_factory=Policy)  # signs replies, believes trusted SPs
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
@@ -54,12 +55,15 @@ class HostConfig:
 
 def _backends(config: HostConfig) -> dict[str, Backend]:
     """Code packages always run as processes; VM images need ``--backend libvirt``."""
-    backends: dict[str, Backend] = {"code": ProcessBackend()}
+    backends: dict[str, Backend] = {"code": ProcessBackend(host=config.service_host)}
     if config.backend == "libvirt":
         from dynasoar.host.backends.libvirt import LibvirtBackend, scope_for  # only when asked
 
         backends["vm"] = LibvirtBackend(
-            uri=config.libvirt_uri, accel=config.accel, scope=scope_for(config.data)
+            uri=config.libvirt_uri,
+            accel=config.accel,
+            scope=scope_for(config.data),
+            listen=config.service_host,
         )
     return backends
 

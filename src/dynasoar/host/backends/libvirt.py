@@ -100,6 +100,7 @@ class LibvirtBackend:
         template: Path | None = None,
         kvm_verdicts: KvmVerdicts | None = None,
         kvm_probe_seconds: float = KVM_PROBE_SECONDS,
+        listen: str = "127.0.0.1",
     ) -> None:
         if accel not in ("tcg", "kvm", "auto"):
             raise ValueError(f"accel must be tcg, kvm or auto, not {accel!r}")
@@ -113,6 +114,7 @@ class LibvirtBackend:
         self._template = template or default_template()
         self._kvm = kvm_verdicts or KvmVerdicts()
         self._kvm_probe_seconds = kvm_probe_seconds
+        self._listen = listen  # where guests' ports are forwarded from
         self._conn: libvirt.virConnect | None = None
         self._lock = threading.Lock()
 
@@ -263,7 +265,7 @@ class LibvirtBackend:
     def _create(self, boot: _Boot, accel: Accel) -> VmDeployment:
         conn = self._connection()
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            port = free_port()
+            port = free_port(self._listen)
             try:
                 conn.createXML(render(self._spec(boot, accel, port), self._template), 0)
             except libvirt.libvirtError as exc:
@@ -273,7 +275,7 @@ class LibvirtBackend:
                 raise DeploymentFailed(
                     f"libvirt could not start the VM {_ACCEL_NOTES[accel]}: {exc}"
                 ) from exc
-            endpoint = f"http://127.0.0.1:{port}{boot.vm.path}"
+            endpoint = f"http://{self._listen}:{port}{boot.vm.path}"
             return VmDeployment(boot.name, boot.chain[0], boot.console, endpoint, accel)
         raise AssertionError("unreachable")
 
@@ -295,6 +297,7 @@ class LibvirtBackend:
             guest_port=vm.port,
             uid=os.getuid(),
             gid=os.getgid(),
+            listen=self._listen,
         )
 
     def _remove_quietly(self, name: str) -> None:

@@ -46,6 +46,8 @@ class DomainSpec:
     guest_port: int
     uid: int
     gid: int
+    #: the host address the guest's port is forwarded from (where the SP reaches it)
+    listen: str = "127.0.0.1"
 
 
 def render(spec: DomainSpec, template: Path) -> str:
@@ -86,7 +88,7 @@ def _fill(root: etree._Element, spec: DomainSpec) -> None:
     netdev = next(a for a in args if a.get("value", "").startswith("user,"))
     netdev.set(
         "value",
-        f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{spec.host_port:d}-:{spec.guest_port:d}",
+        f"user,id=n0,restrict=on,hostfwd=tcp:{spec.listen}:{spec.host_port:d}-:{spec.guest_port:d}",
     )
 
 
