@@ -42,14 +42,22 @@ class BenchCluster:
     hps: list[Actor] = field(default_factory=list)
 
     @classmethod
-    def start(cls, work: Path, hosts: int = 1) -> BenchCluster:
+    def start(cls, work: Path, hosts: int = 1, hp_args: list[str] | None = None) -> BenchCluster:
         work.mkdir(parents=True, exist_ok=True)
         sp = start_actor("sp", ["--port", "0", "--data", str(work / "sp")], work / "sp.log")
         cluster = cls(work, sp)
         for i in range(hosts):
             hp = start_actor(
                 "hp",
-                ["--port", "0", "--data", str(work / f"hp{i}"), "--capacity", "16"],
+                [
+                    "--port",
+                    "0",
+                    "--data",
+                    str(work / f"hp{i}"),
+                    "--capacity",
+                    "16",
+                    *(hp_args or []),
+                ],
                 work / f"hp{i}.log",
             )
             cluster.hps.append(hp)

@@ -1,0 +1,128 @@
+"""Benchmarks (d) and (e): whole VMs. (d) a big image deployed through the SP to an HP running
+libvirt: the peak RSS of SP and HP against their idle size (memory must not grow with the
+image). (e) the vm-echo guest: the cold first call through the SP with its images shipped,
+and again with them cached at the host (boot only), against a warm call."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from dynasoar.bench.cluster import BenchCluster
+from dynasoar.bench.mtom import rss_kib
+from dynasoar.consumer.call import call
+from dynasoar.paths import SOURCE_ROOT
+
+BUILD = SOURCE_ROOT / "deploy" / "services" / "vm-echo" / "build"
+MiB = 1 << 20
+
+
+def vm_available() -> str | None:
+    """Why VM benchmarks cannot run here, or None when they can."""
+    if not (BUILD / "vm-echo" / "dynasoar.toml").is_file():
+        return "the vm-echo image is not built (make vm-image)"
+    if shutil.which("libvirtd") is None:
+        return "libvirt is not installed (scripts/install-vm.sh)"
+    return None
+
+
+def _start_libvirt() -> None:
+    subprocess.run(
+        ["bash", str(SOURCE_ROOT / "scripts" / "start-libvirt.sh")], check=True, timeout=60
+    )
+
+
+def big_vm_package(directory: Path, size: int) -> Path:
+    """vm-echo with ``size`` more bytes of data on its disk, beyond what the guest reads."""
+    shutil.copytree(BUILD / "vm-echo", directory)
+    disk = directory / "disk.qcow2"
+    disk.chmod(0o644)
+    subprocess.run(
+        ["qemu-img", "resize", str(disk), f"{64 * MiB + size}"], check=True, capture_output=True
+    )
+    subprocess.run(
+        ["qemu-io", "-c", f"write -P 0xa5 {64 * MiB} {size}", str(disk)],
+        check=True,
+        capture_output=True,
+    )
+    manifest = directory / "dynasoar.toml"
+    manifest.write_text(manifest.read_text().replace('name = "VmEcho"', 'name = "BigVm"'))
+    return directory
+
+
+def image_deploy(work: Path, size: int) -> None:
+    why = vm_available()
+    if why is not None:
+        print(f"\n(d) deploying a big VM image: skipped ({why})")
+        return
+    _start_libvirt()
+    print(
+        f"\n(d) deploying a {size / (1 << 30):.2f} GiB VM image through the SP to a libvirt HP",
+        flush=True,
+    )
+    package = big_vm_package(work / "big", size)
+    cluster = BenchCluster.start(work / "cluster", hp_args=["--backend", "libvirt"])
+    try:
+        sp, hp = cluster.sp.process.pid, cluster.hps[0].process.pid
+        cluster.client.publish(package)
+        idle = {"SP": rss_kib(sp), "HP": rss_kib(hp)}
+        started = time.perf_counter()
+        cluster.client.call("Deploy", name="BigVm")
+        seconds = time.perf_counter() - started
+        growth = {"SP": rss_kib(sp, "VmHWM") - idle["SP"], "HP": rss_kib(hp, "VmHWM") - idle["HP"]}
+        cluster.client.call("Undeploy", name="BigVm")
+    finally:
+        cluster.stop()
+    shipped = (package / "disk.qcow2").stat().st_size
+    print(
+        f"    shipped {shipped / (1 << 30):.2f} GiB and booted in {seconds:.1f} s "
+        f"({shipped / seconds / MiB:.0f} MiB/s incl. boot)"
+    )
+    print(
+        f"    peak RSS over idle: SP {growth['SP'] / 1024:5.1f} MiB, HP {growth['HP'] / 1024:5.1f}"
+        " MiB   (target <= 64 MiB each)",
+        flush=True,
+    )
+
+
+def vm_boot(work: Path, rounds: int = 3) -> None:
+    why = vm_available()
+    if why is not None:
+        print(f"\n(e) a whole VM as a service: skipped ({why})")
+        return
+    _start_libvirt()
+    print(
+        f"\n(e) vm-echo through the SP (TCG): cold with images shipped, cold with images "
+        f"cached, warm; {rounds} rounds",
+        flush=True,
+    )
+    cluster = BenchCluster.start(work / "cluster", hp_args=["--backend", "libvirt"])
+    try:
+        cluster.client.publish(BUILD / "vm-echo")
+        wsdl = f"{cluster.sp.url}/services/VmEcho?wsdl"
+        shipped = _timed(lambda: call(wsdl, "Echo", ["text=first"]))
+        cached, warm = [], []
+        for _ in range(rounds):
+            warm.append(_timed(lambda: call(wsdl, "Echo", ["text=warm"])))
+            cluster.client.call("Undeploy", name="VmEcho")
+            cached.append(_timed(lambda: call(wsdl, "Echo", ["text=boot"])))
+    finally:
+        cluster.stop()
+    cached.sort()
+    warm.sort()
+    print(f"    cold, images shipped (~70 MiB)     {shipped:6.2f} s")
+    print(
+        f"    cold, images cached (boot only)    {cached[len(cached) // 2]:6.2f} s   "
+        "(PERFORMANCE.md: ~5.7 s to a serving guest)"
+    )
+    print(
+        f"    warm                               {warm[len(warm) // 2] * 1000:6.0f} ms", flush=True
+    )
+
+
+def _timed(action) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
