@@ -18,7 +18,8 @@ from dynasoar.consumer.zeep_client import invoke, new_client
 from dynasoar.host.client import image_element
 from dynasoar.http import ConnectionPool
 from dynasoar.soap.client import SoapClient
-from dynasoar.soap.mtom import OutgoingAttachment, xop_include
+from dynasoar.soap.mtom_writer import OutgoingAttachment
+from dynasoar.soap.xop import xop_include
 from dynasoar.tls import client_context
 
 PORT_PATH = "/dynasoar/ServiceProvider"

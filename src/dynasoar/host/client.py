@@ -19,7 +19,8 @@ from dynasoar.errors import (
 )
 from dynasoar.images import CacheStats, ImageRef
 from dynasoar.soap.client import SoapClient
-from dynasoar.soap.mtom import OutgoingAttachment, xop_include
+from dynasoar.soap.mtom_writer import OutgoingAttachment
+from dynasoar.soap.xop import xop_include
 from dynasoar.terms import HostTerms
 
 PATH = "/dynasoar/HostProvider"

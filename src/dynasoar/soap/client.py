@@ -16,7 +16,7 @@ from dynasoar.http import ConnectionPool
 from dynasoar.soap import addressing
 from dynasoar.soap.envelope import SoapVersion, build_envelope, parse_envelope, serialize
 from dynasoar.soap.faults import read_fault
-from dynasoar.soap.mtom import MtomWriter, OutgoingAttachment
+from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
 from dynasoar.soap.security import Policy, sign
 
 MAX_REPLY_BYTES = 16 << 20
