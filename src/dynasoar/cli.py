@@ -18,7 +18,7 @@ from dynasoar import __version__
 from dynasoar.errors import DynasoarError
 
 if TYPE_CHECKING:
-    from dynasoar.soap.security import Policy
+    from dynasoar.soap.security import Policy, TrustStore
 
 DEFAULT_SP = "http://127.0.0.1:8080"
 
@@ -96,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     _upload_arg(p)
     _security_args(p, "Host Providers")
+    p.add_argument(
+        "--consumer-trust",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="certificates of consumers whose signed messages services requiring "
+        "signatures accept (repeatable)",
+    )
     p.set_defaults(func=_run_sp)
 
     p = sub.add_parser("hp", help="run a Host Provider")
@@ -190,6 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("operation")
     p.add_argument("arguments", nargs="*", metavar="NAME=VALUE")
     p.add_argument("--soap12", action="store_true", help="use the WSDL's SOAP 1.2 port")
+    p.add_argument("--key", type=Path, metavar="PEM", help="sign the message with this key")
+    p.add_argument("--cert", type=Path, metavar="PEM", help="... whose certificate this is")
     p.set_defaults(func=_call)
 
     p = sub.add_parser("keys", help="make a key pair and certificate (signing, TLS)")
@@ -309,6 +320,17 @@ def _security(args: argparse.Namespace) -> Policy:
     return Policy(credentials=credentials, trust=trust, max_skew=args.max_skew)
 
 
+def _consumer_trust(args: argparse.Namespace) -> TrustStore | None:
+    if not args.consumer_trust:
+        return None
+    from dynasoar.soap.security import TrustStore
+
+    try:
+        return TrustStore.from_paths(args.consumer_trust)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"dynasoar: {exc}") from None
+
+
 def _server_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="... and this private key")
@@ -334,6 +356,7 @@ def _run_sp(args: argparse.Namespace) -> int:
     config = ProviderConfig(
         ca=args.ca,
         security=_security(args),
+        consumer_trust=_consumer_trust(args),
         data=data,
         hosts=args.hp,
         deploy_timeout=args.deploy_timeout,
@@ -463,7 +486,16 @@ def _status(args: argparse.Namespace) -> int:
 def _call(args: argparse.Namespace) -> int:
     from dynasoar.consumer.call import call
 
-    result = call(args.wsdl, args.operation, args.arguments, soap12=args.soap12)
+    credentials = None
+    if args.key or args.cert:
+        from dynasoar.soap.security import Credentials
+
+        if not (args.key and args.cert):
+            raise SystemExit("dynasoar call: --key and --cert go together")
+        credentials = Credentials.load(args.key, args.cert)
+    result = call(
+        args.wsdl, args.operation, args.arguments, soap12=args.soap12, credentials=credentials
+    )
     host = result.headers.get("x-dynasoar-host")
     if host:
         cold = "cold" if result.headers.get("x-dynasoar-cold") == "1" else "warm"

@@ -93,6 +93,8 @@ class Manifest:
     code: CodeSection | None = None
     vm: VmSection | None = None
     placement: Placement = Placement()
+    #: ``[security] require_signed_messages``: consumers' messages must be signed (WS-Security)
+    require_signed: bool = False
 
     @property
     def image_files(self) -> list[str]:
@@ -158,6 +160,7 @@ def parse_manifest(data: dict[str, object]) -> Manifest:
     placement = _placement(data.get("placement"), stateless)
     return Manifest(
         placement=placement,
+        require_signed=_require_signed(data.get("security")),
         name=name,
         version=_str(service, "version", "service"),
         kind=kind,
@@ -202,6 +205,17 @@ def _optional_file(table: dict[str, object], key: str) -> str | None:
     if not isinstance(value, str) or not value:
         raise InvalidPackage(f"[vm] {key} must be a path inside the package")
     return _relative(value, f"[vm] {key}")
+
+
+def _require_signed(table: object) -> bool:
+    if table is None:
+        return False
+    if not isinstance(table, dict) or set(table) - {"require_signed_messages"}:
+        raise InvalidPackage("[security] takes one key: require_signed_messages = true|false")
+    value = table.get("require_signed_messages", False)
+    if not isinstance(value, bool):
+        raise InvalidPackage("[security] require_signed_messages must be true or false")
+    return value
 
 
 def _placement(table: object, stateless: bool) -> Placement:

@@ -163,3 +163,32 @@ def test_the_story_over_https(
     reply = call(cluster.service_url("Echo") + "?wsdl", "Echo", ["text=private"])
     assert reply.value == "private"
     wait_for(lambda: cluster.hps[0].url in cluster.hosts_up(), what="the https HP")
+
+
+def test_a_service_that_requires_signed_messages(
+    make_cluster: MakeCluster, keys: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    from .conftest import make_package
+
+    alice = make_keypair(tmp_path / "consumers", "alice")
+    cluster = make_cluster(sp_args=["--consumer-trust", str(alice[1])])
+    package = make_package(tmp_path, "echo", "Private")
+    manifest = package / "dynasoar.toml"
+    manifest.write_text(manifest.read_text() + "\n[security]\nrequire_signed_messages = true\n")
+    cluster.client.publish(package)
+    wsdl = cluster.service_url("Private") + "?wsdl"
+
+    with pytest.raises(RemoteFault) as unsigned:
+        call(wsdl, "Echo", ["text=who am I"])
+    assert "InvalidSecurity" in str(unsigned.value)
+    with pytest.raises(RemoteFault) as stranger:
+        call(wsdl, "Echo", ["text=let me in"], credentials=Credentials.load(*keys["rogue"]))
+    assert "FailedAuthentication" in str(stranger.value) and "CN=rogue" in str(stranger.value)
+    assert cluster.client.call("ListDeployments") == []  # nothing deployed for either
+
+    for i in range(3):
+        reply = call(wsdl, "Echo", [f"text=hello {i}"], credentials=Credentials.load(*alice))
+        assert reply.value == f"hello {i}"
+    (deployment,) = cluster.client.call("ListDeployments")
+    assert deployment.deployedFor == "CN=alice"
+    assert [(c.subject, c.messages) for c in deployment.consumer] == [("CN=alice", 3)]

@@ -12,6 +12,7 @@ from zeep.plugins import Plugin
 
 from dynasoar.consumer.zeep_client import invoke, new_client, soap12_service
 from dynasoar.errors import InvalidRequest
+from dynasoar.soap.security import Credentials, sign
 
 
 class ReplyHeaders(Plugin):
@@ -22,6 +23,20 @@ class ReplyHeaders(Plugin):
 
     def ingress(self, envelope: Any, http_headers: Any, operation: Any) -> tuple[Any, Any]:
         self.headers = {k.lower(): v for k, v in dict(http_headers).items()}
+        return envelope, http_headers
+
+
+class Signer(Plugin):
+    """Signs each outgoing message (WS-Security, X.509): zeep has added WS-Addressing by
+    then, so the signature covers it too."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+
+    def egress(
+        self, envelope: Any, http_headers: Any, operation: Any, binding_options: Any
+    ) -> tuple[Any, Any]:
+        sign(envelope, self.credentials)
         return envelope, http_headers
 
 
@@ -43,9 +58,15 @@ def call(
     assignments: list[str],
     soap12: bool = False,
     timeout: float = 180.0,
+    credentials: Credentials | None = None,
 ) -> CallResult:
+    """Call ``operation``; with ``credentials`` the message is signed (services whose manifest
+    requires signed messages accept nothing else)."""
     headers = ReplyHeaders()
-    client = new_client(wsdl_url, timeout, plugins=[headers])
+    plugins: list[Any] = [headers]
+    if credentials is not None:
+        plugins.append(Signer(credentials))
+    client = new_client(wsdl_url, timeout, plugins=plugins)
     service = soap12_service(client) if soap12 else client.service
     kwargs = _arguments(service, operation, assignments)
     return CallResult(invoke(service, operation, **kwargs), headers.headers)

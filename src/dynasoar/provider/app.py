@@ -34,7 +34,7 @@ from dynasoar.service.endpoint import (
 )
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion
-from dynasoar.soap.security import Policy
+from dynasoar.soap.security import Policy, TrustStore
 from dynasoar.tls import client_context
 from dynasoar.wsdl import rewrite_addresses
 
@@ -55,6 +55,7 @@ class ProviderConfig:
     placement: str = DEFAULT_POLICY
     ca: Path | None = None  # verifies https:// Host Providers
     security: Policy = field(default_factory=Policy)  # signs for hosts, believes their replies
+    consumer_trust: TrustStore | None = None  # consumers whose signed messages it believes
     scaling: Scaling = field(default_factory=Scaling)
 
 
@@ -88,7 +89,11 @@ class ProviderApp:
         self.provider.on_heartbeat = self.autoscaler.heartbeat
         self._control: asyncio.Task[None] | None = None
         self.chain, self.relay = build_chain(
-            self.provider, self.deployer, self.pool, config.message_timeout
+            self.provider,
+            self.deployer,
+            self.pool,
+            config.message_timeout,
+            Policy(trust=config.consumer_trust, max_skew=config.security.max_skew),
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sp-port")
         from dynasoar.provider.port import provider_port  # spyne: imported with the port only

@@ -4,6 +4,7 @@ whole path of a message to ``/services/NAME``:
     read-head   the envelope up to its Body: SOAP version, header blocks (no DOM of the body)
     resolve     which advertised service: by URL, else wsa:To, else wsa:Action
     addressing  WS-Addressing rules from the service's own WSDL (faults per the spec)
+    security    a signed consumer, for services whose manifest requires it (WS-Security)
     preferences the consumer's dyn:PreferredHosts, if it sent any
     deploy      the least busy replica, or choose a host by policy, ship, probe, record
                 (single-flight)
@@ -33,14 +34,16 @@ from dynasoar.provider.interceptors import (
     ReadEnvelopeHead,
     ReadPreferences,
     ResolveService,
+    VerifyConsumer,
 )
 from dynasoar.provider.relay import Relay
 from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.soap.faults import fault_reply
+from dynasoar.soap.security import Policy
 
 log = logging.getLogger(__name__)
 
-PHASES = ("read-head", "resolve", "addressing", "preferences", "deploy", "relay")
+PHASES = ("read-head", "resolve", "addressing", "security", "preferences", "deploy", "relay")
 
 
 class Interceptor(Protocol):
@@ -87,7 +90,11 @@ class Chain:
 
 
 def build_chain(
-    provider: ServiceProvider, deployer: Deployer, pool: ConnectionPool, message_timeout: float
+    provider: ServiceProvider,
+    deployer: Deployer,
+    pool: ConnectionPool,
+    message_timeout: float,
+    consumers: Policy,
 ) -> tuple[Chain, Relay]:
     relay = Relay(pool, deployer, deployer.load)
     chain = Chain(
@@ -95,6 +102,7 @@ def build_chain(
             ReadEnvelopeHead(),
             ResolveService(provider),
             CheckAddressing(),
+            VerifyConsumer(consumers),
             ReadPreferences(),
             EnsureDeployment(deployer),
             relay,

@@ -27,6 +27,8 @@ class MessageContext:
     addressing: AddressingHeaders | None = None
     soap_action: str | None = None
     service: Advertised | None = None
+    #: Who signed the message (certificate subject), for services requiring signatures.
+    consumer: str | None = None
     #: The consumer's dyn:PreferredHosts, when it sent them.
     preferred: frozenset[str] | None = None
     deployment: DeploymentRecord | None = None

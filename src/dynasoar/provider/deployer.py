@@ -58,7 +58,11 @@ class Deployer:
         self._flight: SingleFlight[DeploymentRecord] = SingleFlight()
 
     async def ensure(
-        self, service: ServiceRecord, timeout: float, preferred: frozenset[str] | None = None
+        self,
+        service: ServiceRecord,
+        timeout: float,
+        preferred: frozenset[str] | None = None,
+        consumer: str | None = None,
     ) -> tuple[DeploymentRecord, bool]:
         """A deployment for a message: the least busy usable replica, or a new deployment
         (then ``cold`` is True). ``preferred`` is the consumer's PreferredHosts, if any."""
@@ -74,7 +78,9 @@ class Deployer:
         need = self._need(service, preferred, exclude=frozenset(d.host for d in usable))
         key = service.name if preferred is None else f"{service.name}|{sorted(preferred)}"
         try:
-            return await self._flight.do(key, lambda: self._deploy_anywhere(service, need), timeout)
+            return await self._flight.do(
+                key, lambda: self._deploy_anywhere(service, need, consumer), timeout
+            )
         except TimeoutError as exc:
             raise DeploymentTimeout(
                 f"{service.name} is still being deployed after {timeout:.0f} s; retry shortly"
@@ -132,7 +138,9 @@ class Deployer:
             await self._hosts.register(host)
         return await self._deploy_on(host, service)
 
-    async def _deploy_anywhere(self, service: ServiceRecord, need: Need) -> DeploymentRecord:
+    async def _deploy_anywhere(
+        self, service: ServiceRecord, need: Need, consumer: str | None = None
+    ) -> DeploymentRecord:
         views = await self._hosts.survey()
         policy = self._policies[service.placement.policy or self.default_policy]
         candidates = policy.order(eligible(views, need), need)
@@ -141,14 +149,16 @@ class Deployer:
         reasons = []
         for view in candidates:
             try:
-                return await self._deploy_on(view.address, service)
+                return await self._deploy_on(view.address, service, consumer)
             except (Busy, TransportError) as exc:
                 reasons.append(f"{view.address}: {exc.reason}")
                 if isinstance(exc, TransportError):
                     self._hosts.mark_down(view.address, exc.reason)
         raise NoHostAvailable(f"no Host Provider took {service.name}: " + "; ".join(reasons))
 
-    async def _deploy_on(self, host: str, service: ServiceRecord) -> DeploymentRecord:
+    async def _deploy_on(
+        self, host: str, service: ServiceRecord, consumer: str | None = None
+    ) -> DeploymentRecord:
         started = time.monotonic()
         held = await self._held_by(host, service)
         try:
@@ -173,6 +183,7 @@ class Deployer:
             endpoint=endpoint,
             state="ready",
             created=now(),
+            deployed_for=consumer,
         )
         self._registry.add_deployment(record)
         log.info(

@@ -15,6 +15,14 @@ class LoadTracker:
     def __init__(self) -> None:
         self._outstanding: Counter[str] = Counter()
         self._last_used: dict[str, float] = {}
+        #: Messages per (deployment, signed consumer's subject): who uses what, and how much.
+        self._by_consumer: Counter[tuple[str, str]] = Counter()
+
+    def count(self, deployment_id: str, consumer: str) -> None:
+        self._by_consumer[(deployment_id, consumer)] += 1
+
+    def consumers(self, deployment_id: str) -> list[tuple[str, int]]:
+        return sorted((c, n) for (d, c), n in self._by_consumer.items() if d == deployment_id)
 
     def begin(self, deployment_id: str) -> None:
         self._outstanding[deployment_id] += 1
@@ -43,3 +51,5 @@ class LoadTracker:
     def forget(self, deployment_id: str) -> None:
         self._outstanding.pop(deployment_id, None)
         self._last_used.pop(deployment_id, None)
+        for key in [k for k in self._by_consumer if k[0] == deployment_id]:
+            del self._by_consumer[key]

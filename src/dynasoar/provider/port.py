@@ -46,6 +46,12 @@ class ServiceInfo(ComplexModel):  # type: ignore[misc]
     deployments = Integer
 
 
+class ConsumerCount(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    subject = Unicode
+    messages = Long
+
+
 class DeploymentInfo(ComplexModel):  # type: ignore[misc]
     __namespace__ = ns.DYN
     id = Unicode
@@ -56,6 +62,8 @@ class DeploymentInfo(ComplexModel):  # type: ignore[misc]
     created = DateTime
     outstanding = Integer
     lastUsed = DateTime
+    deployedFor = Unicode
+    consumer = ConsumerCount.customize(max_occurs="unbounded")
 
 
 class HostInfo(ComplexModel):  # type: ignore[misc]
@@ -92,6 +100,8 @@ def deployment_info(d: DeploymentRecord, load: LoadTracker) -> DeploymentInfo:
         created=d.created,
         outstanding=load.outstanding(d.id),
         lastUsed=datetime.now(UTC) - timedelta(seconds=load.idle_for(d.id)),
+        deployedFor=d.deployed_for,
+        consumer=[ConsumerCount(subject=s, messages=n) for s, n in load.consumers(d.id)],
     )
 
 

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY, version TEXT NOT NULL, kind TEXT NOT NULL,
     stateless INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     published TEXT NOT NULL, package TEXT NOT NULL, wsdl BLOB NOT NULL,
-    images TEXT NOT NULL DEFAULT '[]', placement TEXT NOT NULL DEFAULT '{}'
+    images TEXT NOT NULL DEFAULT '[]', placement TEXT NOT NULL DEFAULT '{}',
+    require_signed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS hosts (
     address TEXT PRIMARY KEY, state TEXT NOT NULL, capacity INTEGER NOT NULL,
@@ -36,13 +37,14 @@ CREATE TABLE IF NOT EXISTS hosts (
 );
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
-    endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL
+    endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL, deployed_for TEXT
 );
 """
 
 
 SERVICE_COLUMNS = (
-    "name, version, kind, stateless, sha256, size, published, package, wsdl, images, placement"
+    "name, version, kind, stateless, sha256, size, published, package, wsdl, images, placement, "
+    "require_signed"
 )
 HOST_COLUMNS = (
     "address, state, capacity, deployments, load, last_seen, "
@@ -57,7 +59,10 @@ MIGRATIONS = [
     ("hosts", "cache_received", "INTEGER NOT NULL DEFAULT 0"),
     ("hosts", "terms", "TEXT NOT NULL DEFAULT '{}'"),
     ("services", "placement", "TEXT NOT NULL DEFAULT '{}'"),
+    ("services", "require_signed", "INTEGER NOT NULL DEFAULT 0"),
+    ("deployments", "deployed_for", "TEXT"),
 ]
+DEPLOYMENT_COLUMNS = "id, service, version, host, endpoint, state, created, deployed_for"
 
 
 def now() -> datetime:
@@ -77,6 +82,7 @@ class ServiceRecord:
     wsdl: bytes
     images: tuple[ImageRef, ...] = ()  # a VM package's images, kept in the repository by digest
     placement: Placement = Placement()  # what its manifest asks of hosts
+    require_signed: bool = False  # consumers' messages must be signed
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,8 @@ class DeploymentRecord:
     endpoint: str
     state: str  # "ready"
     created: datetime
+    #: who its first message came from (a signed consumer's certificate subject), if known
+    deployed_for: str | None = None
 
 
 class Registry:
@@ -146,7 +154,7 @@ class Registry:
         with self._tx() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO services ({SERVICE_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     s.name,
                     s.version,
@@ -159,6 +167,7 @@ class Registry:
                     s.wsdl,
                     json.dumps([[i.name, i.sha256, i.size] for i in s.images]),
                     json.dumps(s.placement.to_json()),
+                    int(s.require_signed),
                 ),
             )
 
@@ -228,8 +237,18 @@ class Registry:
     def add_deployment(self, d: DeploymentRecord) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO deployments VALUES (?,?,?,?,?,?,?)",
-                (d.id, d.service, d.version, d.host, d.endpoint, d.state, d.created.isoformat()),
+                f"INSERT OR REPLACE INTO deployments ({DEPLOYMENT_COLUMNS}) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    d.id,
+                    d.service,
+                    d.version,
+                    d.host,
+                    d.endpoint,
+                    d.state,
+                    d.created.isoformat(),
+                    d.deployed_for,
+                ),
             )
             current = [x for x in self._deployments.get(d.service, []) if x.id != d.id]
             self._deployments[d.service] = [*current, d]
@@ -256,9 +275,11 @@ class Registry:
             )
 
     def _load_deployments(self) -> list[DeploymentRecord]:
-        rows = self._db.execute("SELECT * FROM deployments ORDER BY created").fetchall()
+        rows = self._db.execute(
+            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY created"
+        ).fetchall()
         return [
-            DeploymentRecord(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]))
+            DeploymentRecord(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]), r[7])
             for r in rows
         ]
 
@@ -276,6 +297,7 @@ def _service(r: Any) -> ServiceRecord:
         wsdl=bytes(r[8]),
         images=tuple(ImageRef(str(n), str(d), int(z)) for n, d, z in json.loads(r[9])),
         placement=Placement.from_json(json.loads(r[10])),
+        require_signed=bool(r[11]),
     )
 
 

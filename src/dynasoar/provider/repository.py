@@ -124,6 +124,7 @@ class Repository:
             wsdl=wsdl,
             images=images,
             placement=manifest.placement,
+            require_signed=manifest.require_signed,
         )
         previous = self._registry.service(manifest.name)
         self._registry.put_service(record)
