@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=6.0,
         metavar="SECONDS",
-        help="mark a host down after this long without its heartbeat (default 6)",
+        help="mark a heartbeating host down after this long without a beat (or 3 of its "
+        "beats, if longer; default 6)",
     )
     _upload_arg(p)
     _security_args(p, "Host Providers")

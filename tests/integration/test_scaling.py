@@ -164,3 +164,19 @@ def test_a_host_that_misses_heartbeats_is_marked_down(make_cluster: MakeCluster)
         os.kill(silent.process.pid, signal.SIGCONT)
     # once it speaks again it is back up
     wait_for(lambda: silent.url in cluster.hosts_up(), timeout=15, what="the host to come back")
+
+
+def test_a_host_registered_once_is_not_expected_to_heartbeat(make_cluster: MakeCluster) -> None:
+    from dynasoar.consumer.call import call
+    from dynasoar.paths import samples_dir
+
+    cluster = make_cluster(sp_args=["--host-timeout", "1"], hps=[])
+    hp = cluster.add_hp(register=False)
+    cluster.client.call("RegisterHost", address=hp.url)  # an administrator's, once
+    cluster.client.publish(samples_dir() / "echo")
+    wsdl = cluster.service_url("Echo") + "?wsdl"
+    first = call(wsdl, "Echo", ["text=a"])
+    time.sleep(3)  # well past --host-timeout
+    again = call(wsdl, "Echo", ["text=b"])
+    assert again.headers["x-dynasoar-cold"] == "0"
+    assert again.headers["x-dynasoar-deployment"] == first.headers["x-dynasoar-deployment"]

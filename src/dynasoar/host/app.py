@@ -113,6 +113,7 @@ class HostApp:
         client = SoapClient(pool)
         request = etree.Element(f"{{{ns.DYN_SP}}}RegisterHost", nsmap={"sp": ns.DYN_SP})
         etree.SubElement(request, f"{{{ns.DYN_SP}}}address").text = self.url
+        etree.SubElement(request, f"{{{ns.DYN_SP}}}heartbeat").text = str(self.config.heartbeat)
         port = sp.rstrip("/")
         if not port.endswith("/dynasoar/ServiceProvider"):
             port += "/dynasoar/ServiceProvider"

@@ -251,6 +251,21 @@ class HostProvider:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
 
 
+SCRATCH_PREFIX = "dynasoar-deployments-"
+
+
+def _clear_orphaned_scratch() -> None:
+    """Scratch directories of HPs that died without cleaning up (SIGKILL, a crash)."""
+    for directory in Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
+        try:
+            owner = int((directory / ".owner").read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # not ours to judge: unreadable, or its owner is alive
+
+
 def _deployments_root(data: Path) -> tuple[Path, bool]:
     """Where deployments live: ``DATA/deployments`` when sandboxed services can reach it
     (every directory above it searchable by others; it lists nothing), else a scratch
@@ -262,7 +277,9 @@ def _deployments_root(data: Path) -> tuple[Path, bool]:
         path.chmod(0o711)
     if sandbox.unreachable(directory) is None:
         return directory, False
-    scratch = Path(tempfile.mkdtemp(prefix="dynasoar-deployments-"))
+    _clear_orphaned_scratch()
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     scratch.chmod(0o711)
+    (scratch / ".owner").write_text(str(os.getpid()))
     log.info("deployments live in %s: sandboxed services cannot reach %s", scratch, directory)
     return scratch, True

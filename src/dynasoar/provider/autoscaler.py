@@ -38,10 +38,14 @@ class Autoscaler:
         self.scaling = scaling
         self._hot: dict[str, int] = {}  # looks in a row over the threshold, per service
         self._scaling: dict[str, asyncio.Task[object]] = {}
-        self._heartbeats: dict[str, float] = {}  # host → monotonic time of its last one
+        #: host → (monotonic time of its last heartbeat, how long it may stay silent)
+        self._heartbeats: dict[str, tuple[float, float]] = {}
 
-    def heartbeat(self, address: str) -> None:
-        self._heartbeats[address] = time.monotonic()
+    def heartbeat(self, address: str, every: float) -> None:
+        """``address`` said it is alive, and will say so again within ``every`` seconds."""
+        # Missing a beat or two is weather; three, or the SP's own limit if longer, is not.
+        allowed = max(self.scaling.host_timeout, 3 * every)
+        self._heartbeats[address] = (time.monotonic(), allowed)
 
     async def run(self) -> None:
         while True:
@@ -100,7 +104,7 @@ class Autoscaler:
 
     def _check_heartbeats(self) -> None:
         now = time.monotonic()
-        for address, last in list(self._heartbeats.items()):
-            if now - last > self.scaling.host_timeout:
+        for address, (last, allowed) in list(self._heartbeats.items()):
+            if now - last > allowed:
                 del self._heartbeats[address]
                 self._deployer.host_lost(address, f"no heartbeat for {now - last:.1f} s")

@@ -158,9 +158,14 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
     def ListHosts(ctx):  # type: ignore[no-untyped-def]
         return [host_info(h) for h in ctx.udc.run(_sp(ctx).refresh_hosts())]
 
-    @rpc(AnyUri(min_occurs=1, nillable=False), _returns=HostInfo, _out_variable_name="host")
-    def RegisterHost(ctx, address):  # type: ignore[no-untyped-def]
-        return host_info(ctx.udc.run(_sp(ctx).register_host(address)))
+    @rpc(
+        AnyUri(min_occurs=1, nillable=False),
+        Double(min_occurs=0),
+        _returns=HostInfo,
+        _out_variable_name="host",
+    )
+    def RegisterHost(ctx, address, heartbeat):  # type: ignore[no-untyped-def]
+        return host_info(ctx.udc.run(_sp(ctx).register_host(address, heartbeat)))
 
     @rpc(
         Unicode(max_occurs="unbounded"),

@@ -42,7 +42,7 @@ class ServiceProvider:
         self.hosts = hosts
         self.deployer = deployer
         self._catalog: dict[str, Advertised] = {}
-        self.on_heartbeat: Callable[[str], None] | None = None
+        self.on_heartbeat: Callable[[str, float], None] | None = None
         self._lock = threading.Lock()
         for record in registry.services():
             self._catalog[record.name] = Advertised(record, read_contract(record.wsdl))
@@ -84,11 +84,11 @@ class ServiceProvider:
             count += 1
         return count
 
-    async def register_host(self, address: str) -> HostRecord:
-        """A host's registration, and every heartbeat after it."""
+    async def register_host(self, address: str, heartbeat: float | None = None) -> HostRecord:
+        """A host's registration; a host that says it will heartbeat is watched for it."""
         record = await self.hosts.register(address)
-        if self.on_heartbeat is not None:
-            self.on_heartbeat(record.address)
+        if heartbeat is not None and heartbeat > 0 and self.on_heartbeat is not None:
+            self.on_heartbeat(record.address, heartbeat)
         return record
 
     async def refresh_hosts(self) -> list[HostRecord]:
