@@ -128,6 +128,13 @@ class ImageCache:
             self._pins.subtract(digests)
             self._pins = +self._pins  # drop zero counts
 
+    def discard(self, digests: list[str]) -> None:
+        """Remove these images now, unless something pins them (a refused Deploy's)."""
+        with self._lock:
+            for digest in digests:
+                if self._pins[digest] <= 0:
+                    self.path(digest).unlink(missing_ok=True)
+
     def evict(self) -> list[str]:
         """Remove least-recently-used unpinned images until the cache fits its capacity."""
         with self._lock:

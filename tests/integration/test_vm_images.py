@@ -125,3 +125,31 @@ def test_an_overlay_on_a_held_base_ships_only_the_overlay(
     shipped = received(vm_cluster) - before
     assert shipped == (second / "disk.qcow2").stat().st_size  # the overlay, nothing else
     assert shipped < (BUILD / "base.qcow2").stat().st_size
+
+
+def test_a_malformed_image_is_refused_and_leaves_nothing(
+    vm_cluster: Cluster, tmp_path: Path
+) -> None:
+    import os
+
+    from dynasoar.consumer.direct import deploy
+    from dynasoar.errors import DynasoarError, RemoteFault
+
+    bad = tmp_path / "bad"
+    shutil.copytree(FULL, bad)
+    (bad / "disk.qcow2").unlink()
+    (bad / "disk.qcow2").write_bytes(os.urandom(1 << 20))  # not a qcow2 image at all
+    manifest = bad / "dynasoar.toml"
+    manifest.write_text(manifest.read_text().replace('name = "VmEcho"', 'name = "BadVm"'))
+    with pytest.raises(RemoteFault) as at_sp:  # the SP refuses to publish it
+        vm_cluster.client.publish(bad)
+    assert "not a qcow2 image" in at_sp.value.fault.reason
+    hp = vm_cluster.hps[0].url
+    before = received(vm_cluster)
+    with pytest.raises(DynasoarError) as at_hp:  # and so does the HP, sent it directly
+        deploy(bad, hp)
+    assert "qcow2" in str(at_hp.value)
+    status = zeep.Client(hp + "/dynasoar/HostProvider?wsdl").service.Status()
+    assert (status.deployments, status.cache.images) == (0, 0)
+    assert received(vm_cluster) >= before  # it arrived, and was not kept
+    assert "BadVm" not in domains()

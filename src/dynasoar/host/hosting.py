@@ -32,6 +32,7 @@ from dynasoar.host import sandbox
 from dynasoar.host.backends import Backend
 from dynasoar.images import ImageCache, IncomingImage
 from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
+from dynasoar.qcow2 import is_qcow2
 from dynasoar.soap.mtom import Attachment
 from dynasoar.terms import HostTerms
 
@@ -118,6 +119,7 @@ class HostProvider:
         deployment_id = uuid.uuid4().hex
         directory = self._deployments_dir / deployment_id
         pinned: list[str] = []
+        received: list[str] = []  # images this Deploy brought into the cache
         try:
             root = unpack(package.path, directory / "pkg", self._limits)
             names = frozenset(image.name for image in request.images)
@@ -127,12 +129,14 @@ class HostProvider:
                     f"the package is {manifest.kind} service {manifest.name!r}, not "
                     f"{request.kind} service {request.service!r} as declared"
                 )
-            pinned, base = self._place_images(root, manifest, request.images)
+            pinned, base = self._place_images(root, manifest, request.images, received)
             deadline = time.monotonic() + self.start_timeout
             started = backend.start(deployment_id, root, manifest, deadline, base_image=base)
         except BaseException:
             self._release()
             self.images.unpin(pinned)
+            # A refused deployment leaves nothing behind: not even the images it brought.
+            self.images.discard(received)
             shutil.rmtree(directory, ignore_errors=True)
             raise
         hosted = Hosted(
@@ -156,7 +160,11 @@ class HostProvider:
         return hosted
 
     def _place_images(
-        self, root: Path, manifest: Manifest, images: tuple[IncomingImage, ...]
+        self,
+        root: Path,
+        manifest: Manifest,
+        images: tuple[IncomingImage, ...],
+        received: list[str],
     ) -> tuple[list[str], Path | None]:
         """Put a VM package's images in place: received ones into the cache, then links from
         the package directory into the cache. Returns the pinned digests and the base image."""
@@ -169,8 +177,11 @@ class HostProvider:
         base: Path | None = None
         pinned: list[str] = []
         try:
+            disks = {manifest.vm.disk if manifest.vm else None, "base"}
             for image in images:
-                path = self._cached(image)
+                if image.attachment is not None and image.name in disks:
+                    _check_qcow2(image)
+                path = self._cached(image, received)
                 self.images.pin([image.sha256])
                 pinned.append(image.sha256)
                 if image.name == "base":
@@ -184,8 +195,10 @@ class HostProvider:
             raise
         return pinned, base
 
-    def _cached(self, image: IncomingImage) -> Path:
+    def _cached(self, image: IncomingImage, received: list[str]) -> Path:
         if image.attachment is not None:
+            if not self.images.holds(image.sha256):
+                received.append(image.sha256)
             return self.images.store(image.attachment, image.sha256)
         if self.images.holds(image.sha256):
             return self.images.path(image.sha256)
@@ -249,6 +262,13 @@ class HostProvider:
             self.undeploy(deployment_id, grace)
         if self._scratch:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
+
+
+def _check_qcow2(image: IncomingImage) -> None:
+    """A disk must be a qcow2 image: refused before it enters the cache if it is not."""
+    assert image.attachment is not None
+    if not is_qcow2(image.attachment.path):
+        raise InvalidPackage(f"the image {image.name!r} is not a qcow2 disk image")
 
 
 SCRATCH_PREFIX = "dynasoar-deployments-"

@@ -19,6 +19,7 @@ from dynasoar.errors import InvalidPackage
 from dynasoar.images import ImageCache, ImageRef, IncomingImage, sha256_file
 from dynasoar.package import Manifest, UnpackLimits, load_manifest, pack, unpack
 from dynasoar.provider.registry import Registry, ServiceRecord, now
+from dynasoar.qcow2 import is_qcow2
 from dynasoar.wsdl import read_contract
 
 
@@ -64,6 +65,12 @@ class Repository:
         unknown = set(given) - {*manifest.image_files, "base"}
         if unknown:
             raise InvalidPackage(f"images {sorted(unknown)} are not named in the manifest")
+        assert manifest.vm is not None
+        for name, sent in given.items():
+            if name in (manifest.vm.disk, "base") and sent.attachment is not None:
+                _require_qcow2(sent.attachment.path, name)
+        if manifest.vm.disk not in given:
+            _require_qcow2(root / manifest.vm.disk, manifest.vm.disk)
         refs = []
         for name in manifest.image_files:
             image = given.get(name)
@@ -132,6 +139,11 @@ class Repository:
         if previous is not None and previous.package != record.package:
             Path(previous.package).unlink(missing_ok=True)
         return record
+
+
+def _require_qcow2(path: Path, name: str) -> None:
+    if not is_qcow2(path):
+        raise InvalidPackage(f"the VM disk {name!r} is not a qcow2 image")
 
 
 def _safe(version: str) -> str:
