@@ -391,6 +391,12 @@ class _Budget:
         if self.bytes > self.limits.max_bytes:
             raise PayloadTooLarge(f"the package expands to more than {self.limits.max_bytes} bytes")
 
+    def expect(self, n: int) -> None:
+        """Refuse up front what an archive declares it will expand to (a bomb is refused
+        before a byte of it is written; the copy still counts what really comes)."""
+        if self.bytes + n > self.limits.max_bytes:
+            raise PayloadTooLarge(f"the package expands to more than {self.limits.max_bytes} bytes")
+
 
 def _copy_limited(src: IO[bytes], target: Path, budget: _Budget, mode: int) -> None:
     read = src.read
@@ -410,7 +416,7 @@ def _unpack_tar(archive: Path, dest: Path, limits: UnpackLimits) -> None:
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
             elif member.isfile():
-                budget.add(0)
+                budget.expect(member.size)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(member)
                 assert src is not None
@@ -423,15 +429,27 @@ def _unpack_tar(archive: Path, dest: Path, limits: UnpackLimits) -> None:
         _drain(tar, budget)
 
 
+#: What a compressed tar may hold after its end-of-archive blocks: tar pads to its record
+#: size (10 KiB by default); more is a decompression bomb, not padding.
+MAX_TRAILER_BYTES = 8 << 20
+
+
 def _drain(tar: tarfile.TarFile, budget: _Budget) -> None:
     """Read a compressed archive to its end: only then does gzip check its CRC and length,
     so a corrupted member is refused instead of unpacked wrong. The padding read counts
-    against the size budget, so trailing zeros cannot make this a bomb."""
+    against the size budget and is bounded itself, so trailing zeros cannot make this a
+    bomb (a GiB of them would cost seconds of CPU to decompress)."""
     stream = tar.fileobj
     if stream is None or not isinstance(stream, gzip.GzipFile):
         return
+    trailer = 0
     while chunk := stream.read(1 << 20):
         budget.add(len(chunk))
+        trailer += len(chunk)
+        if trailer > MAX_TRAILER_BYTES:
+            raise PayloadTooLarge(
+                f"the package archive goes on for more than {MAX_TRAILER_BYTES} bytes after its end"
+            )
 
 
 def _iter_tar(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
@@ -442,7 +460,13 @@ def _iter_tar(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 def _unpack_zip(archive: Path, dest: Path, limits: UnpackLimits) -> None:
     budget = _Budget(limits)
     with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
+        # A zip lists its members up front, and zipfile reads no more than a member's declared
+        # size: a bomb is refused before anything is written.
+        members = zf.infolist()
+        if len(members) > limits.max_files:
+            raise PayloadTooLarge(f"the package holds more than {limits.max_files} files")
+        budget.expect(sum(info.file_size for info in members))
+        for info in members:
             target = _safe_target(dest, info.filename, limits)
             budget.file()
             unix_mode = info.external_attr >> 16

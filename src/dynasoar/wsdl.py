@@ -13,6 +13,7 @@ from dynasoar.soap.envelope import SoapVersion, new_parser, serialize
 
 _W = f"{{{ns.WSDL}}}"
 _ADDRESS_TAGS = (f"{{{ns.WSDL_SOAP11}}}address", f"{{{ns.WSDL_SOAP12}}}address")
+_HEADER_TAGS = (f"{{{ns.WSDL_SOAP11}}}header", f"{{{ns.WSDL_SOAP12}}}header")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ServiceContract:
     by_element: dict[str, Operation] = field(default_factory=dict)
     versions: set[SoapVersion] = field(default_factory=set)
     addressing_required: bool = False
+    #: Header blocks ("{ns}local") the bindings' inputs declare: the ones the service processes.
+    header_elements: set[str] = field(default_factory=set)
 
     def operation_for(self, action: str | None, body_qname: str | None) -> Operation | None:
         if action and action in self.operations:
@@ -66,6 +69,7 @@ def read_contract(data: bytes, origin: str = "WSDL") -> ServiceContract:
     port_types = {pt.get("name"): pt for pt in root.iter(f"{_W}portType")}
     for binding in root.iter(f"{_W}binding"):
         _read_binding(contract, binding, port_types, messages, tns)
+    contract.header_elements = _input_headers(root)
     if not contract.operations:
         raise InvalidPackage(f"{origin} declares no SOAP binding with operations")
     return contract
@@ -80,6 +84,24 @@ def _message_elements(root: etree._Element) -> dict[str, str | None]:
             _resolve(part, element) if element and part is not None else None
         )
     return out
+
+
+def _input_headers(root: etree._Element) -> set[str]:
+    """The elements of the soap:header / soap12:header parts of every binding input."""
+    parts = {
+        (message.get("name", ""), part.get("name", "")): _resolve(part, part.get("element", ""))
+        for message in root.iter(f"{_W}message")
+        for part in message.iter(f"{_W}part")
+        if part.get("element")
+    }
+    headers = set()
+    for op_input in root.iterfind(f"{_W}binding/{_W}operation/{_W}input"):
+        for header in op_input:
+            if header.tag in _HEADER_TAGS:
+                element = parts.get((_local(header.get("message", "")), header.get("part", "")))
+                if element:
+                    headers.add(element)
+    return headers
 
 
 def _read_binding(

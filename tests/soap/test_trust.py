@@ -82,9 +82,10 @@ def test_a_pinned_certificate_is_trusted_and_others_are_not(tmp_path: Path) -> N
     _, trusted = make_keypair(tmp_path, "sp-1")
     _, other = make_keypair(tmp_path / "elsewhere", "rogue")
     store = TrustStore.from_paths([trusted])
-    store.check(x509.load_pem_x509_certificate(trusted.read_bytes()), NOW)
+    now = datetime.datetime.now(datetime.UTC)  # these certificates are made now, not at import
+    store.check(x509.load_pem_x509_certificate(trusted.read_bytes()), now)
     with pytest.raises(FailedAuthentication, match=r"signed by CN=rogue \(certificate SHA-256"):
-        store.check(x509.load_pem_x509_certificate(other.read_bytes()), NOW)
+        store.check(x509.load_pem_x509_certificate(other.read_bytes()), now)
 
 
 def test_a_directory_of_certificates_skips_keys(tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
-"""The WSGI container around a deployed code package: serves its WSDL at ``?wsdl`` and answers
-WS-Addressing requests with RelatesTo + Action when the package's own code does not.
+"""The WSGI container around a deployed code package: serves its WSDL at ``?wsdl``, answers
+WS-Addressing requests with RelatesTo + Action when the package's own code does not, and
+faults (env:MustUnderstand) a message with a mandatory header block that neither it nor the
+service's WSDL (its bindings' soap:header parts) says anything processes.
 
 The deployed service is any WSGI SOAP application; addressing is the platform's job, as a
 container's, so every package gets it."""
 
 from __future__ import annotations
 
+import http
 import io
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,9 +16,16 @@ from typing import Any
 from lxml import etree
 
 from dynasoar import ns
-from dynasoar.errors import DynasoarError
+from dynasoar.errors import WSSE, DynasoarError, MustUnderstand
 from dynasoar.soap import addressing
-from dynasoar.soap.envelope import ensure_header, parse_envelope, serialize
+from dynasoar.soap.envelope import (
+    Envelope,
+    ensure_header,
+    not_understood,
+    parse_envelope,
+    serialize,
+)
+from dynasoar.soap.faults import fault_reply
 from dynasoar.wsdl import ServiceContract, read_contract, rewrite_addresses
 
 StartResponse = Callable[..., Any]
@@ -29,6 +39,9 @@ class ServiceContainer:
         self.app = app
         self.wsdl = wsdl
         self.contract: ServiceContract = read_contract(wsdl)
+        # Addressing is ours; dyn: headers (PreferredHosts) and wsse:Security (the consumer
+        # signatures a service may require) are the Service Provider's.
+        self.understood = {ns.WSA, ns.WSA_2004, ns.DYN, WSSE, *self.contract.header_elements}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -41,8 +54,15 @@ class ServiceContainer:
             return self.app(environ, start_response)
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)
-        request = _addressing_of(body)
-        if request is None or not request.present:
+        try:
+            envelope = parse_envelope(body)
+        except DynasoarError:
+            return self.app(environ, start_response)  # not ours to judge: the service answers
+        request = addressing.read_headers(envelope.header_blocks)
+        missed = not_understood(envelope, self.understood)
+        if missed:
+            return _must_understand(start_response, envelope, request, missed)
+        if not request.present:
             return self.app(environ, start_response)
         return self._addressed(environ, start_response, request)
 
@@ -111,8 +131,20 @@ class ServiceContainer:
         return serialize(envelope.root)
 
 
-def _addressing_of(body: bytes) -> addressing.AddressingHeaders | None:
-    try:
-        return addressing.read_headers(parse_envelope(body).header_blocks)
-    except DynasoarError:
-        return None
+def _must_understand(
+    start_response: StartResponse,
+    envelope: Envelope,
+    request: addressing.AddressingHeaders,
+    missed: list[tuple[str, str]],
+) -> list[bytes]:
+    names = ", ".join("{%s}%s" % q for q in missed)
+    error = MustUnderstand(
+        f"{names} must be understood, and this service does not process it",
+        not_understood=tuple(missed),
+    )
+    status, content_type, body = fault_reply(error, envelope.version, request)
+    start_response(
+        f"{status} {http.HTTPStatus(status).phrase}",
+        [("Content-Type", content_type), ("Content-Length", str(len(body)))],
+    )
+    return [body]

@@ -166,7 +166,10 @@ def encode_fields(headers: HeadersLike) -> tuple[bytes, int | None, int]:
             key = field.lower()
             if key in _OWNED:
                 if key == b"content-length":
-                    declared = int(value)
+                    # Only a plain non-negative number frames a body; anything else is dropped
+                    # and the body framed by what it really is.
+                    value = value.strip()
+                    declared = int(value) if value.isdigit() else declared
                 elif key == b"connection" and b"close" in value.lower():
                     flags |= WANTS_CLOSE
                 continue

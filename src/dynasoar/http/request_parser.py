@@ -66,6 +66,7 @@ class RequestParser:
         self._fields: RawFields = []
         self._length: int | None = 0
         self._expect: bytes | None = None
+        self._coding: bytes | None = None  # Transfer-Encoding, as sent
         self._refusal: tuple[int, str] | None = None
         # An upgrade request's body follows a synthetic head (see _resume_after_upgrade).
         self._resync = False
@@ -130,6 +131,7 @@ class RequestParser:
         self._fields = []
         self._length = 0
         self._expect = None
+        self._coding = None
         if not self._resync:
             self._conn.request_begins()
 
@@ -143,7 +145,8 @@ class RequestParser:
         if size == 14 and name.lower() == b"content-length":
             self._length = int(value)
         elif size == 17 and name.lower() == b"transfer-encoding":
-            self._length = None  # the parser accepts only a final "chunked" in a request
+            self._length = None
+            self._coding = value
         elif size == 6 and name.lower() == b"expect":
             self._expect = value.lower()
         if len(fields) > self._limits.max_headers:
@@ -162,6 +165,13 @@ class RequestParser:
             limits.max_head_bytes
         ):
             self._refuse(431, "request head too large")
+        if self._coding is not None and self._coding.strip().lower() != b"chunked":
+            # The parser only fails such a request after this callback, with its head already
+            # dispatched: refuse it here. Chunked not last: no length (RFC 9112 6.3, 400);
+            # chunked after another coding: one we do not decode (RFC 9112 6.1, 501).
+            if self._coding.rpartition(b",")[2].strip().lower() == b"chunked":
+                self._refuse(501, "unsupported transfer coding")
+            self._refuse(400, "the request body has no determinable length")
         if length is not None and limits.max_body_bytes is not None:
             if length > limits.max_body_bytes:
                 self._refuse(413, "request body too large")

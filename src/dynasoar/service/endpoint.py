@@ -36,6 +36,7 @@ from dynasoar.soap.envelope import (
     serialize,
 )
 from dynasoar.soap.faults import fault_reply
+from dynasoar.soap.mime import parse_content_type
 from dynasoar.soap.mtom import Attachment, MtomLimits, MtomMessage, read_mtom
 from dynasoar.soap.security import Policy
 from dynasoar.wsdl import ServiceContract, read_contract, rewrite_addresses
@@ -128,7 +129,13 @@ class ManagementEndpoint:
     async def _handle(self, request: Request) -> Response:
         content_type = request.headers.get("content-type") or ""
         media_type = content_type.partition(";")[0].strip().lower()
-        version = SoapVersion.from_media_type(media_type) or SoapVersion.SOAP11
+        # Until the envelope is read, its media type (for MTOM, the start-info's) says which
+        # SOAP version a fault must be in.
+        version = (
+            SoapVersion.from_media_type(media_type)
+            or _mtom_version(content_type)
+            or SoapVersion.SOAP11
+        )
         wsa: addressing.AddressingHeaders | None = None
         message: MtomMessage | None = None
         inline: list[Attachment] = []
@@ -191,6 +198,14 @@ class ManagementEndpoint:
                 message.close()
             for attachment in inline:
                 attachment.delete()
+
+
+def _mtom_version(content_type: str) -> SoapVersion | None:
+    try:
+        start_info = parse_content_type(content_type).get("start-info") or ""
+    except MalformedMessage:
+        return None
+    return SoapVersion.from_media_type(start_info.partition(";")[0])
 
 
 def upload_limits(max_upload_bytes: int) -> MtomLimits:

@@ -69,23 +69,53 @@ class SpynePort:
     def dispatch(self, envelope: bytes, version: SoapVersion, state: CallState) -> bytes:
         """The reply envelope for a request envelope; raises DynasoarError for a fault."""
         server = self._servers[version]
-        ctx = MethodContext(server, MethodContext.SERVER)
-        ctx.udc = state
-        ctx.in_string = [envelope]
-        ctx = server.generate_contexts(ctx)[0]
-        ctx.udc = state
-        if ctx.in_error is None:
-            server.get_in_object(ctx)
-        if ctx.in_error is not None:
-            raise _request_error(ctx.in_error)
-        server.get_out_object(ctx)
-        if ctx.out_error is not None:
-            if state.error is not None:
-                raise state.error
-            log.error("service method failed: %s", ctx.out_error)
-            raise ReceiverError("the operation failed inside the service; see the server log")
-        server.get_out_string(ctx)
-        return b"".join(ctx.out_string)
+        first = ctx = MethodContext(server, MethodContext.SERVER)
+        try:
+            ctx.udc = state
+            ctx.in_string = [envelope]
+            ctx = server.generate_contexts(ctx)[0]
+            ctx.udc = state
+            if ctx.in_error is None:
+                server.get_in_object(ctx)
+            if ctx.in_error is not None:
+                raise _request_error(ctx.in_error)
+            server.get_out_object(ctx)
+            if ctx.out_error is not None:
+                if state.error is not None:
+                    raise state.error
+                log.error("service method failed: %s", ctx.out_error)
+                raise ReceiverError("the operation failed inside the service; see the server log")
+            server.get_out_string(ctx)
+            return b"".join(ctx.out_string)
+        finally:
+            # spyne's contexts sit in reference cycles: what they hold (the request's bytes
+            # and trees, megabytes for a big message) would wait for a full collection.
+            for context in {id(first): first, id(ctx): ctx}.values():
+                _release(context)
+
+
+def _release(ctx: MethodContext) -> None:
+    for name in _HEAVY:
+        setattr(ctx, name, None)
+    ctx.udc = None
+
+
+_HEAVY = (
+    "in_string",
+    "in_document",
+    "in_header_doc",
+    "in_body_doc",
+    "in_header",
+    "in_object",
+    "in_error",
+    "out_object",
+    "out_error",
+    "out_header",
+    "out_body_doc",
+    "out_header_doc",
+    "out_document",
+    "out_string",
+)
 
 
 def _request_error(error: Exception) -> DynasoarError:

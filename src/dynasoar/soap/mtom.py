@@ -403,6 +403,12 @@ class MtomReader:
             path.unlink(missing_ok=True)
         self._spooled.clear()
         self._attachments.clear()
+        # A refused message may live on in a traceback (frames holding this reader and its
+        # parts) until a full collection: let go of its bytes now (a root part may be MiBs).
+        if self._root is not None:
+            self._root.data = bytearray()
+        self._root = None
+        self._buf = b""
 
 
 class _ThreadFeeder:
