@@ -113,16 +113,27 @@ def load_package(directory: str) -> Package:
 
 @contextmanager
 def serving(package: Package) -> Iterator[str]:
-    """Serve the package with waitress on a free port; yields its URL."""
+    """Serve the package with waitress on a free port; yields its URL.
+
+    The loop runs in short rounds until told to stop, and the server is closed from here once
+    it has: no write to waitress's trigger pipe, whose end may already be gone at teardown.
+    """
     server = create_server(package.application, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, name=f"waitress-{package.name}", daemon=True)
+    stopping = threading.Event()
+
+    def run() -> None:
+        while not stopping.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+
+    thread = threading.Thread(target=run, name=f"waitress-{package.name}", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}/services/{package.name}"
     finally:
-        # Closed from inside its own loop (no race with select); the loop ends with its map.
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        stopping.set()
         thread.join(timeout=5)
+        assert not thread.is_alive(), "the waitress loop did not stop within 5 s"
+        wasyncore.close_all(server._map)
         server.task_dispatcher.shutdown()
 
 
