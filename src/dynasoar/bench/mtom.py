@@ -80,8 +80,13 @@ def curl_upload(work: Path, image: Path) -> float:
                 "-sS",
                 "-o",
                 "/dev/null",
-                "--data-binary",
-                f"@{image}",
+                # --data-binary @FILE reads the file into memory first and gives up at 2 GiB;
+                # --upload-file streams the same bytes with a Content-Length: a raw upload at
+                # curl's best, sent as the POST --data-binary would send.
+                "--upload-file",
+                str(image),
+                "-X",
+                "POST",
                 "-H",
                 "Content-Type: application/octet-stream",
                 "-H",
@@ -131,7 +136,7 @@ def image_transfer(work: Path, size: int, rounds: int) -> None:
         cluster.stop()
     curl_s, mtom_s = min(curl_times), min(mtom_times)
     gib = image.stat().st_size / (1 << 30)
-    print(f"    curl --data-binary → minimal receiver  {gib / curl_s:6.2f} GiB/s")
+    print(f"    curl raw upload → minimal receiver  {gib / curl_s:6.2f} GiB/s")
     print(f"    MTOM publish → SP (spool, SHA-256)     {gib / mtom_s:6.2f} GiB/s")
     print(f"    MTOM / raw curl throughput             {curl_s / mtom_s:6.2f}   (target >= 0.70)")
     print(

@@ -42,11 +42,11 @@ def big_vm_package(directory: Path, size: int) -> Path:
     subprocess.run(
         ["qemu-img", "resize", str(disk), f"{64 * MiB + size}"], check=True, capture_output=True
     )
-    subprocess.run(
-        ["qemu-io", "-c", f"write -P 0xa5 {64 * MiB} {size}", str(disk)],
-        check=True,
-        capture_output=True,
-    )
+    step = 256 * MiB  # qemu-io refuses single requests of 2 GiB and more
+    commands = []
+    for offset in range(0, size, step):
+        commands += ["-c", f"write -P 0xa5 {64 * MiB + offset} {min(step, size - offset)}"]
+    subprocess.run(["qemu-io", *commands, str(disk)], check=True, capture_output=True)
     manifest = directory / "dynasoar.toml"
     manifest.write_text(manifest.read_text().replace('name = "VmEcho"', 'name = "BigVm"'))
     return directory
