@@ -3,7 +3,8 @@
 # --check only reports what is missing (used on every `make install`; cheap).
 set -euo pipefail
 
-packages=(python3-venv python3-dev gcc pkg-config curl)
+# iproute2 + iptables: dynasoar bench experiment (network namespaces, veth, tc, NFQUEUE)
+packages=(python3-venv python3-dev gcc pkg-config curl iproute2 iptables)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -223,7 +223,14 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("bench", help="benchmarks, printed as ratios measured side by side")
-    p.add_argument("--quick", action="store_true", help="shorter runs")
+    p.add_argument(
+        "which",
+        nargs="?",
+        choices=("experiment",),
+        help="experiment: the Dynasoar experiment over an emulated network (docs/experiment.md)",
+    )
+    p.add_argument("--quick", action="store_true", help="shorter runs (a reduced grid)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="the experiment's CSVs and plots")
     p.set_defaults(func=_bench)
     return parser
 
@@ -527,4 +534,4 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from dynasoar.bench import run_bench
 
-    return run_bench(quick=args.quick)
+    return run_bench(quick=args.quick, which=args.which, out=args.out)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -60,9 +61,12 @@ def start_actor(
     log_path: Path | None = None,
     timeout: float = 30.0,
     env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> Actor:
-    """Run ``dynasoar ROLE ARGS...`` and return once it prints its listening line."""
-    command = [sys.executable, "-m", "dynasoar", role, *args]
+    """Run ``dynasoar ROLE ARGS...`` and return once it prints its listening line. ``prefix``
+    wraps the command (``ip netns exec NS`` runs the actor in a network namespace); it must
+    exec the command, so that the process started is the actor itself."""
+    command = [*prefix, sys.executable, "-m", "dynasoar", role, *args]
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
     stderr = log_path.open("ab") if log_path is not None else subprocess.DEVNULL

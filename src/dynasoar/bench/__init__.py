@@ -1,5 +1,6 @@
 """``dynasoar bench``: the benchmarks, each printed as ratios of figures measured side by side
-in the same run (never absolute targets: these machines are shared and noisy)."""
+in the same run (never absolute targets: these machines are shared and noisy).
+``dynasoar bench experiment`` runs the Dynasoar experiment instead (dynasoar.experiment)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from dynasoar.bench.relay import warm_relay
 from dynasoar.bench.vm import image_deploy, vm_boot
 
 
-def run_bench(quick: bool = False) -> int:
+def run_bench(quick: bool = False, which: str | None = None, out: Path | None = None) -> int:
+    if which == "experiment":
+        from dynasoar.experiment import run_experiment
+
+        return run_experiment(quick=quick, out=out)
     with tempfile.TemporaryDirectory(prefix="dynasoar-bench-") as tmp:
         work = Path(tmp)
         print("dynasoar bench" + (" (quick)" if quick else ""), flush=True)

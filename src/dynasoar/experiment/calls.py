@@ -1,0 +1,162 @@
+"""The consumer's side of a measurement: timed SOAP calls (plain SOAP 1.1, routed by URL and
+SOAPAction), a job-model call (ship the package straight to the Host Provider, call it once,
+undeploy), and a sequence of calls through the Service Provider. Everything here runs in the
+consumer's namespace thread."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from dynasoar.experiment.packages import Package
+from dynasoar.host.client import HostClient, PackageShipment
+from dynasoar.http import ConnectionPool
+from dynasoar.package import load_manifest
+from dynasoar.soap.client import SoapClient
+from dynasoar.tls import client_context
+
+ECHO_NS = "urn:dynasoar:samples:echo"
+ENVELOPE = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{body}</s:Body>'
+    "</s:Envelope>"
+)
+CALL_TIMEOUT = 600.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one call asks: Compute(millis) of the code service, or Echo (the VM guest has no
+    Compute; see docs/experiment.md)."""
+
+    name: str  # "Compute" | "Echo"
+    millis: int = 0
+
+    def envelope(self) -> bytes:
+        if self.name == "Compute":
+            body = f'<e:Compute xmlns:e="{ECHO_NS}"><e:millis>{self.millis}</e:millis></e:Compute>'
+        else:
+            body = f'<e:Echo xmlns:e="{ECHO_NS}"><e:text>experiment</e:text></e:Echo>'
+        return ENVELOPE.format(body=body).encode()
+
+    @property
+    def action(self) -> str:
+        return f'"{ECHO_NS}/{self.name}"'
+
+    @property
+    def expect(self) -> bytes:
+        return f"{self.name}Response".encode()
+
+
+class CallError(RuntimeError):
+    pass
+
+
+class Caller:
+    """One keep-alive connection to a SOAP endpoint; ``call`` returns (seconds, headers)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.path = parts.path or "/"
+        self._conn = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port or 80, timeout=CALL_TIMEOUT
+        )
+
+    def call(self, operation: Operation) -> tuple[float, dict[str, str]]:
+        body = operation.envelope()
+        headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": operation.action}
+        started = time.perf_counter()
+        self._conn.request("POST", self.path, body=body, headers=headers)
+        response = self._conn.getresponse()
+        data = response.read()
+        elapsed = time.perf_counter() - started
+        if response.status != 200 or operation.expect not in data:
+            raise CallError(
+                f"{operation.name} on {self.path}: HTTP {response.status} {data[:300]!r}"
+            )
+        return elapsed, {k.lower(): v for k, v in response.getheaders()}
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+@dataclass(frozen=True)
+class JobTiming:
+    deploy: float  # ship the package, the host unpacks and starts it, answers with the endpoint
+    call: float  # the one call (a new connection to the new endpoint)
+    undeploy: float
+
+    @property
+    def total(self) -> float:
+        return self.deploy + self.call + self.undeploy
+
+
+def job_call(host: str, package: Package, operation: Operation) -> JobTiming:
+    """The job model: the package travels with the request, runs once, and is removed."""
+    assert package.archive is not None
+    manifest = load_manifest(package.root)
+    shipment = PackageShipment(
+        service=manifest.name,
+        version=manifest.version,
+        kind=manifest.kind,
+        stateless=manifest.stateless,
+        path=package.archive,
+        sha256=package.sha256,
+        images=(),
+    )
+    started = time.perf_counter()
+    deployment_id, endpoint = _with_host_client(
+        lambda client: client.deploy(host, shipment, CALL_TIMEOUT)
+    )
+    deployed = time.perf_counter()
+    caller = Caller(endpoint)
+    try:
+        call, _ = caller.call(operation)
+    finally:
+        caller.close()
+    called = time.perf_counter()
+    _with_host_client(lambda client: client.undeploy(host, deployment_id, CALL_TIMEOUT))
+    return JobTiming(deployed - started, call, time.perf_counter() - called)
+
+
+def _with_host_client(work: Callable[[HostClient], Awaitable[T]]) -> T:
+    async def run() -> T:
+        pool = ConnectionPool(ssl_context=client_context(None))
+        try:
+            return await work(HostClient(SoapClient(pool)))
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def sequence(
+    url: str,
+    operation: Operation,
+    *,
+    least: int,
+    most: int,
+    done: Callable[[list[float]], bool],
+) -> tuple[list[float], bool]:
+    """Calls through the SP until ``done(durations)`` (at least ``least``, at most ``most``):
+    the per-call wall times in order, and whether the first call deployed (X-Dynasoar-Cold)."""
+    caller = Caller(url)
+    durations: list[float] = []
+    cold = False
+    try:
+        while len(durations) < most:
+            elapsed, headers = caller.call(operation)
+            if not durations:
+                cold = headers.get("x-dynasoar-cold") == "1"
+            durations.append(elapsed)
+            if len(durations) >= least and done(durations):
+                break
+    finally:
+        caller.close()
+    return durations, cold

@@ -1,0 +1,41 @@
+"""The sweep's own rules, without a network: when a sequence may stop, what is out of reach."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from dynasoar.experiment.grid import QUICK, TINY
+from dynasoar.experiment.progress import Progress
+from dynasoar.experiment.runner import Sweep, _crossed
+from dynasoar.experiment.shaping import PROFILES
+
+
+def test_a_sequence_stops_once_it_has_met_the_job_model_everywhere() -> None:
+    done = _crossed({1: [1.0, 1.0], 1000: [2.0]}, least=2)
+    assert not done([2.5])  # fewer calls than asked for
+    assert not done([2.5, 0.1])  # 2.6 > 2.0 at g=1
+    assert done([2.5, 0.1, 0.1])  # 2.7 <= 3.0 at g=1; 2.6 <= 4.0 at g=1000
+
+
+def test_vm_sequences_have_the_granularity_added() -> None:
+    # the guest serves Echo: Compute(1000 ms) is added to each of its calls
+    done = _crossed({1000: [1.5]}, least=1, vm=True)
+    assert not done([0.6])  # 1.6 > 1.5
+    assert done([0.6, 0.1])  # 2.7 <= 3.0
+    assert _crossed({1000: [1.5]}, least=1)([0.6])  # a code call has its compute in it
+
+
+def test_transfers_the_sp_would_not_wait_for_are_skipped(tmp_path: Path) -> None:
+    sweep = Sweep(TINY, tmp_path, Progress(10, io.StringIO()))
+    slow, fast = PROFILES["10M-50ms"], PROFILES["1G-1ms"]
+    assert sweep._beyond_reach("x", slow, 256 << 20, 1)
+    assert not sweep._beyond_reach("x", fast, 256 << 20, 1)
+    assert not sweep._beyond_reach("x", slow, 64 << 20, 1)
+    assert len(sweep.skipped) == 1 and "256 MiB" in sweep.skipped[0]
+
+
+def test_the_quick_grid_counts_its_steps() -> None:
+    # per profile: 3 sizes x (2 jobs x 4 granularities + 4 code sequences) + vm-full once
+    # + vm-overlay per size, + the calibration
+    assert QUICK.steps() == 3 * (3 * (8 + 4) + 1 + 3 + 1)

@@ -1,0 +1,134 @@
+"""A tiny sweep end to end: one profile, a small code package, the job model and dynasoar's code
+deployment at two granularities, and one VM deployment (a single boot) when libvirt is here."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from dynasoar.experiment import run_grid
+from dynasoar.experiment.grid import MIB, TINY
+from dynasoar.experiment.hypervisor import libvirt_available
+from dynasoar.experiment.netns import ours, pids_in
+from dynasoar.experiment.packages import vm_available
+from dynasoar.experiment.results import Call
+
+from .conftest import needs_network
+
+pytestmark = needs_network
+VM = libvirt_available() and vm_available()
+
+COLUMNS = [
+    "profile", "strategy", "size_bytes", "shipped_bytes", "operation", "granularity_ms",
+    "sequence", "call", "cold", "seconds", "job_deploy_s", "job_call_s", "job_undeploy_s", "load1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    out = tmp_path_factory.mktemp("experiment")
+    grid = TINY
+    if VM:  # vm-full on a fresh Host Provider: exactly one boot
+        grid = replace(TINY, strategies=(*TINY.strategies, "vm-full"), vm_full_sizes=(MIB,))
+    return out, run_grid(grid, out)
+
+
+def test_the_sweep_succeeds_and_writes_its_files(sweep: tuple[Path, int]) -> None:
+    out, status = sweep
+    assert status == 0
+    for name in ("runs.csv", "network.csv", "points.csv", "summary.txt"):
+        assert (out / name).is_file(), name
+    for name in ("totals.png", "nstar_granularity.png", "nstar_size.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_every_call_is_a_row_with_the_expected_columns(sweep: tuple[Path, int]) -> None:
+    out, _ = sweep
+    with (out / "runs.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS
+    strategies = {r["strategy"] for r in rows}
+    assert {"job", "code"} <= strategies
+    assert ("vm-full" in strategies) == VM
+    for g in TINY.granularities:
+        jobs = [r for r in rows if r["strategy"] == "job" and r["granularity_ms"] == str(g)]
+        assert len(jobs) == TINY.job_calls
+        assert all(r["cold"] == "1" and float(r["job_deploy_s"]) > 0 for r in jobs)
+        code = [r for r in rows if r["strategy"] == "code" and r["granularity_ms"] == str(g)]
+        assert code[0]["cold"] == "1" and int(code[0]["shipped_bytes"]) >= MIB
+        assert [r["cold"] for r in code[1:]] == ["0"] * (len(code) - 1)
+        assert len(code) >= TINY.warm_calls + 1
+        # Compute(g) burns g ms of CPU: no warm call can be quicker
+        assert all(float(r["seconds"]) >= g / 1000 for r in code)
+
+
+def test_the_model_finds_the_code_deployment_pays_off_at_once(sweep: tuple[Path, int]) -> None:
+    out, _ = sweep
+    with (out / "points.csv").open() as f:
+        points = [r for r in csv.DictReader(f) if r["strategy"] == "code"]
+    assert len(points) == len(TINY.granularities)
+    for p in points:
+        assert float(p["deploy_s"]) > 0
+        assert float(p["per_call_s"]) < float(p["job_per_call_s"])
+        assert float(p["nstar_model"]) < 3
+        assert p["nstar_measured"] in ("1", "2", "3")
+    summary = (out / "summary.txt").read_text()
+    assert "Model vs measurement" in summary and "100M-10ms" in summary
+
+
+def test_the_link_was_calibrated(sweep: tuple[Path, int]) -> None:
+    out, _ = sweep
+    with (out / "network.csv").open() as f:
+        (link,) = list(csv.DictReader(f))
+    assert 9.5 < float(link["measured_rtt_ms"]) < 15
+    assert 50 < float(link["measured_goodput_mbit"]) <= 101
+
+
+def test_call_rows_read_back(sweep: tuple[Path, int]) -> None:
+    from dynasoar.experiment.results import read_calls
+
+    out, _ = sweep
+    calls = read_calls(out / "runs.csv")
+    assert calls and all(isinstance(c, Call) for c in calls)
+
+
+SWEEP = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from dynasoar.experiment import run_grid
+    from dynasoar.experiment.grid import TINY
+    sys.exit(run_grid(TINY, Path(sys.argv[1])))
+    """
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT])
+def test_a_signal_mid_sweep_stops_it_and_tears_everything_down(signum: int, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SWEEP, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # the link is calibrated: actors are up, calls begin
+    assert "measured RTT" in line, line + (process.stderr.read() if process.stderr else "")
+    time.sleep(1.0)
+    namespaces = ours(process.pid)
+    inside = [pid for ns in namespaces for pid in pids_in(ns)]
+    assert len(namespaces) == 2 and len(inside) >= 4  # SP, HP, two delay processes
+    process.send_signal(signum)
+    process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert ours(process.pid) == []
+    assert not [pid for pid in inside if Path(f"/proc/{pid}").exists()]
+    assert (tmp_path / "runs.csv").is_file()  # what was measured is kept
