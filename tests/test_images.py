@@ -66,6 +66,54 @@ def test_eviction_is_lru_and_spares_pinned_images(tmp_path: Path) -> None:
     assert cache.query(digests) == [digests[0]]
 
 
+def test_an_image_another_deploy_acquired_survives_a_refused_deploys_discard(
+    tmp_path: Path,
+) -> None:
+    """Two Deploys bring the same image; the one that took it in is refused and discards what
+    it brought. The other holds a pin from the moment it found the image, so it stays."""
+    cache = ImageCache(tmp_path / "images")
+    first = spooled(tmp_path, b"shared base", "first")
+    second = spooled(tmp_path, b"shared base", "second")
+    assert cache.acquire(first.sha256, first) == (cache.path(first.sha256), True)
+    assert cache.acquire(second.sha256, second) == (cache.path(first.sha256), False)
+    assert cache.acquire(first.sha256, None) == (cache.path(first.sha256), False)
+    cache.unpin([first.sha256])  # the refused Deploy lets go and discards
+    cache.discard([first.sha256])
+    assert cache.holds(first.sha256)
+    cache.unpin([first.sha256, first.sha256])
+    cache.discard([first.sha256])
+    assert not cache.holds(first.sha256)
+    assert cache.acquire(first.sha256, None) is None  # neither held nor sent
+
+
+def test_acquire_races_discard_without_losing_a_pinned_image(tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path / "images", capacity=0)
+    data = b"contended image"
+    lost = []
+
+    def deploy(i: int) -> None:
+        for round_ in range(200):
+            acquired = cache.acquire(hashlib.sha256(data).hexdigest(), None)
+            if acquired is None:
+                att = spooled(tmp_path, data, f"{i}-{round_}")
+                acquired = cache.acquire(att.sha256, att)
+                assert acquired is not None
+            path, taken = acquired
+            if not path.is_file():
+                lost.append(path)
+            cache.unpin([path.name])
+            if taken:
+                cache.discard([path.name])  # refused: takes back what it brought
+            cache.evict()
+
+    threads = [threading.Thread(target=deploy, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not lost
+
+
 def test_pins_are_counted(tmp_path: Path) -> None:
     cache = ImageCache(tmp_path / "images", capacity=0)
     att = spooled(tmp_path, b"x" * 10)

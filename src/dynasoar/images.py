@@ -85,6 +85,25 @@ class ImageCache:
     def store(self, attachment: Attachment, sha256: str) -> Path:
         """Take a received image in (moved, not copied) after checking its digest against
         the one its sender declared."""
+        target, _ = self._store(attachment, sha256, pin=False)
+        return target
+
+    def acquire(self, sha256: str, attachment: Attachment | None) -> tuple[Path, bool] | None:
+        """Pin an image for a deployment, taking it in first if it came as an attachment:
+        its path and whether this call brought it into the cache, or None when it is neither
+        held nor sent. Checking, storing and pinning happen under one lock, so a concurrent
+        discard (a refused Deploy's) or eviction cannot remove it in between."""
+        if attachment is not None:
+            return self._store(attachment, sha256, pin=True)
+        target = self.path(sha256.lower())
+        with self._lock:
+            if not target.is_file():
+                return None
+            self._pins[target.name] += 1
+        self.touch(target.name)
+        return target, False
+
+    def _store(self, attachment: Attachment, sha256: str, pin: bool) -> tuple[Path, bool]:
         target = self.path(sha256.lower())
         if attachment.sha256 != sha256.lower():
             raise MalformedMessage(
@@ -92,11 +111,14 @@ class ImageCache:
             )
         with self._lock:
             self._received += attachment.size
-            if not target.exists():
+            taken = not target.exists()
+            if taken:
                 os.chmod(attachment.path, 0o444)
                 shutil.move(attachment.path, target)
-        self.touch(sha256)
-        return target
+            if pin:
+                self._pins[target.name] += 1
+        self.touch(target.name)
+        return target, taken
 
     def adopt(self, path: Path, name: str) -> ImageRef:
         """Take in a file that arrived some other way (inside an archive): hash it, move it."""

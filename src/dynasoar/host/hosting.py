@@ -181,9 +181,8 @@ class HostProvider:
             for image in images:
                 if image.attachment is not None and image.name in disks:
                     _check_qcow2(image)
-                path = self._cached(image, received)
-                self.images.pin([image.sha256])
-                pinned.append(image.sha256)
+                path = self._acquire(image, received)
+                pinned.append(image.sha256.lower())
                 if image.name == "base":
                     if image.sha256 != manifest.base_sha256:
                         raise InvalidPackage("the image sent as base is not the manifest's base")
@@ -195,17 +194,19 @@ class HostProvider:
             raise
         return pinned, base
 
-    def _cached(self, image: IncomingImage, received: list[str]) -> Path:
-        if image.attachment is not None:
-            if not self.images.holds(image.sha256):
-                received.append(image.sha256)
-            return self.images.store(image.attachment, image.sha256)
-        if self.images.holds(image.sha256):
-            return self.images.path(image.sha256)
-        raise ImageNotHeld(
-            f"image {image.name!r} (sha256:{image.sha256}) is not in this host's cache; "
-            "send its content"
-        )
+    def _acquire(self, image: IncomingImage, received: list[str]) -> Path:
+        """Pin the image in the cache (storing it if it came with the Deploy); `received`
+        gets its digest when this Deploy is what brought it in."""
+        acquired = self.images.acquire(image.sha256, image.attachment)
+        if acquired is None:
+            raise ImageNotHeld(
+                f"image {image.name!r} (sha256:{image.sha256}) is not in this host's cache; "
+                "send its content"
+            )
+        path, taken = acquired
+        if taken:
+            received.append(path.name)
+        return path
 
     def _reserve(self) -> None:
         with self._lock:
