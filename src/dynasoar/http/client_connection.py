@@ -157,7 +157,9 @@ class ClientConnection(asyncio.Protocol):
                     raise self._error("timed out sending the request body") from exc
             return await waiter
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
+            if not waiter.done():
+                waiter.cancel()  # nobody awaits it now: the close below must not fail it
+            elif not waiter.cancelled():
                 waiter.exception()  # seen: the error raised here is the one that counts
             if self._waiter is waiter:
                 # Still this exchange's connection (not yet back in the pool): unusable now.
