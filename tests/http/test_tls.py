@@ -6,9 +6,9 @@ import datetime
 import ipaddress
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Runner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -16,6 +16,8 @@ from cryptography.x509.oid import NameOID
 
 from dynasoar.errors import TransportError
 from dynasoar.http import ConnectionPool, HttpServer, Request, Response
+
+Run = Any  # the arun fixture (tests/http/conftest.py): runs a coroutine to its end
 
 
 def self_signed(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
@@ -60,7 +62,7 @@ def server_context(key: Path, cert: Path) -> ssl.SSLContext:
     return context
 
 
-def test_https_round_trip_with_keep_alive(arun: Runner[None], tmp_path: Path) -> None:
+def test_https_round_trip_with_keep_alive(arun: Run, tmp_path: Path) -> None:
     key, cert = self_signed(tmp_path)
 
     async def main() -> None:
@@ -81,7 +83,7 @@ def test_https_round_trip_with_keep_alive(arun: Runner[None], tmp_path: Path) ->
     arun(main())
 
 
-def test_an_unknown_certificate_is_refused(arun: Runner[None], tmp_path: Path) -> None:
+def test_an_unknown_certificate_is_refused(arun: Run, tmp_path: Path) -> None:
     key, cert = self_signed(tmp_path)
     _, other = self_signed(tmp_path, "other")
 
