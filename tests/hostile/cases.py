@@ -1314,8 +1314,8 @@ CASES: list[Case] = [
         "http-truncated-body",
         MGMT,
         lambda h: raw(h, "sp", sp_request(SPM, length=str(len(ENV_11) + 1000)), half_close=True),
-        dyn_receiver("1.1", "TransportError"),
-        note="the client stopped mid-body; reported as dyn:TransportError (a Receiver fault)",
+        dyn("1.1", "MalformedMessage"),
+        note="the client stopped mid-body and half-closed: a Sender fault it can still read",
     ),
     Case(
         "http-truncated-large-body-relayed",
@@ -1326,8 +1326,8 @@ CASES: list[Case] = [
             sp_request(ECHO, echo_env("1.1", b"x" * 200_000), length=str(400_000)),
             half_close=True,
         ),
-        dyn_receiver("1.1", "TransportError"),
-        note="cut mid-relay: the live deployment must not be forgotten",
+        dyn("1.1", "MalformedMessage"),
+        note="cut mid-relay: a Sender fault, and the live deployment must not be forgotten",
     ),
     Case(
         "http-smuggling-cl-te-svc",

@@ -9,7 +9,7 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from dynasoar.errors import PayloadTooLarge, TransportError
+from dynasoar.errors import MalformedMessage, PayloadTooLarge, TransportError
 from dynasoar.http.request_parser import Exchange, RequestParser
 from dynasoar.http.server import Request, Response
 from dynasoar.http.wire import (
@@ -95,7 +95,13 @@ class ServerConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         self._peer_eof = True
         if self._parser is not None:
-            self._parser.fail_body(TransportError("the client stopped sending mid-body"))
+            # The client's own doing, and it can still read the answer: a Sender fault.
+            self._parser.fail_body(
+                MalformedMessage(
+                    "the request ended before its body did: the client stopped sending "
+                    "before the length it declared (or the last chunk)"
+                )
+            )
         if self._queue:
             # The peer half-closed after sending: answer what it asked, then close.
             self._close_after = True
