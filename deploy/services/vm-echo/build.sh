@@ -248,7 +248,7 @@ package() { # DIR
 
 package "$out/vm-echo"
 to_qcow2 "$work/full.raw" "$out/vm-echo/disk.qcow2"
-manifest "$name" "VmEcho: a busybox guest serving Echo (SOAP 1.1/1.2, WS-Addressing) over CGI." \
+manifest "$name" "VmEcho: a busybox guest serving Echo and Compute (SOAP 1.1/1.2, WS-Addressing) over CGI." \
     > "$out/vm-echo/dynasoar.toml"
 
 package "$out/vm-echo-overlay"

@@ -1,8 +1,11 @@
-# echo.awk: the Echo operation of urn:dynasoar:samples:echo for busybox awk.
+# echo.awk: the Echo and Compute operations of urn:dynasoar:samples:echo for busybox awk.
 # Reads one SOAP 1.1 or 1.2 envelope; writes the reply envelope to the file `out` and prints
 # "HTTP-STATUS<TAB>CONTENT-TYPE". Not a full XML parser: it finds elements by local name with
 # regular expressions, which is enough for this wire contract (text content is copied as it
 # arrived, so entities stay escaped and the reply stays well-formed).
+# The contract is the code sample's (deploy/services/echo/echo_service.py): Compute(millis)
+# burns millis ms of this process's CPU time, at most MAX_MILLIS, and returns the iterations;
+# a millis that is not an integer, or out of range, is a Sender fault with the same codes.
 
 BEGIN {
     RS = "\001"  # no such byte in the envelope: the whole body is one record
@@ -11,6 +14,7 @@ BEGIN {
     WSA10 = "http://www.w3.org/2005/08/addressing"
     WSA04 = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
     TNS = "urn:dynasoar:samples:echo"
+    MAX_MILLIS = 60000  # Compute's per-call limit, as in the code sample
     NAME = "[A-Za-z_][-A-Za-z0-9_.]*"
     PREFIX = "(" NAME ":)?"
     WS = "[ \t\r\n]"
@@ -33,24 +37,76 @@ END {
     if (!match(body, "<" NAME "(:" NAME ")?")) fault("Sender", "", "the SOAP Body is empty")
     operation = substr(body, RSTART + 1, RLENGTH - 1)
     sub(/^.*:/, "", operation)
-    if (operation != "Echo" || !index(doc, TNS)) {
-        fault("Sender", "", "this service implements only {" TNS "}Echo, not " operation)
+    if ((operation != "Echo" && operation != "Compute") || !index(doc, TNS)) {
+        fault("Sender", "", "this service implements only {" TNS "}Echo and {" TNS "}Compute, " \
+            "not " operation)
     }
-    if (action != "" && action != TNS "/Echo") {
-        fault("Sender", "ActionNotSupported", "the action " action " is not supported here")
+    if (action != "" && action != TNS "/" operation) {
+        fault("Sender", "wsa:ActionNotSupported", "the action " action " is not supported here")
     }
     body = substr(body, RSTART + RLENGTH)
-    if (match(body, "<" PREFIX "text" WS "*/>")) {
-        text = ""
-    } else if (match(body, "<" PREFIX "text(" WS "[^>]*)?>")) {
-        rest = substr(body, RSTART + RLENGTH)
-        if (!match(rest, "</" PREFIX "text" WS "*>")) fault("Sender", "", "Echo's text is not closed")
-        text = substr(rest, 1, RSTART - 1)
-    } else {
-        fault("Sender", "", "Echo needs a text element")
+    if (operation == "Compute") compute(body)
+    else echo(body)
+}
+
+function echo(body,    text) {
+    text = element_text(body, "text", "Echo", "")
+    if (text == "\001") fault("Sender", "", "Echo needs a text element")
+    respond(200, TNS "/EchoResponse", \
+        "<tns:EchoResponse xmlns:tns=\"" TNS "\"><tns:text>" text "</tns:text></tns:EchoResponse>")
+}
+
+function compute(body,    millis, iterations) {
+    millis = element_text(body, "millis", "Compute", "ValidationError")
+    if (millis == "\001") fault("Sender", "ValidationError", "Compute needs a millis element")
+    gsub(/^[ \t\r\n]+|[ \t\r\n]+$/, "", millis)  # xs:int collapses white space
+    if (millis !~ /^[-+]?[0-9]+$/) {
+        fault("Sender", "ValidationError", "Could not cast '" millis "' to integer")
     }
-    payload = "<tns:EchoResponse xmlns:tns=\"" TNS "\"><tns:text>" text "</tns:text></tns:EchoResponse>"
-    respond(200, TNS "/EchoResponse", payload)
+    if (millis + 0 < 0 || millis + 0 > MAX_MILLIS) {
+        fault("Sender", "InvalidArgument", \
+            "millis must be between 0 and " MAX_MILLIS ", got " millis)
+    }
+    iterations = sprintf("%d", burn(millis + 0))
+    respond(200, TNS "/ComputeResponse", "<tns:ComputeResponse xmlns:tns=\"" TNS "\">" \
+        "<tns:iterations>" iterations "</tns:iterations></tns:ComputeResponse>")
+}
+
+# The text of the first element named `local` (any prefix) in `s` as it arrived; "" when it is
+# empty (<x/>), "\001" when there is none.
+function element_text(s, local, operation, subcode,    rest) {
+    if (match(s, "<" PREFIX local "(" WS "[^>]*)?/>")) return ""
+    if (!match(s, "<" PREFIX local "(" WS "[^>]*)?>")) return "\001"
+    rest = substr(s, RSTART + RLENGTH)
+    if (!match(rest, "</" PREFIX local WS "*>")) {
+        fault("Sender", subcode, operation "'s " local " is not closed")
+    }
+    return substr(rest, 1, RSTART - 1)
+}
+
+# Spin until this process has used `millis` ms of CPU time; the iterations done. CPU time, not
+# wall time: a guest busy with something else makes the call slower, not cheaper.
+function burn(millis,    start, limit, iterations) {
+    limit = millis * 1000000
+    start = cpu_ns()
+    iterations = 0
+    while (cpu_ns() - start < limit) iterations++
+    return iterations
+}
+
+# This process's CPU time in ns: the first field of /proc/self/schedstat. That field is brought
+# up to date only at a scheduler tick (4 ms here) or a context switch; reading /proc/self/stat
+# first makes the kernel bring it up to date now (thread_group_cputime -> task_sched_runtime), so
+# the clock has the resolution of a read, not of a tick. busybox awk has no clock of its own.
+function cpu_ns(    line, field) {
+    getline line < "/proc/self/stat"
+    close("/proc/self/stat")
+    if ((getline line < "/proc/self/schedstat") <= 0) {
+        fault("Receiver", "", "the guest's kernel has no /proc/self/schedstat: no CPU clock")
+    }
+    close("/proc/self/schedstat")
+    split(line, field, " ")
+    return field[1] + 0
 }
 
 # The trimmed text of the first element named `local` (any prefix) in `s`.
@@ -62,17 +118,21 @@ function text_of(s, local,    t) {
     return t
 }
 
-function fault(code, wsa_subcode, reason,    payload, value) {
+# `subcode` is a QName as it goes on the wire: "wsa:..." for WS-Addressing's, unprefixed for
+# the service's own (InvalidArgument, ValidationError), as the code sample writes them.
+function fault(code, subcode, reason,    payload, value) {
     gsub(/&/, "\\&amp;", reason); gsub(/</, "\\&lt;", reason)
     if (soap12) {
         payload = "<env:Fault><env:Code><env:Value>env:" code "</env:Value>"
-        if (wsa_subcode != "") {
-            payload = payload "<env:Subcode><env:Value>wsa:" wsa_subcode "</env:Value></env:Subcode>"
+        if (subcode != "") {
+            payload = payload "<env:Subcode><env:Value>" subcode "</env:Value></env:Subcode>"
         }
         payload = payload "</env:Code><env:Reason><env:Text xml:lang=\"en\">" reason \
             "</env:Text></env:Reason></env:Fault>"
     } else {
-        value = wsa_subcode != "" ? "wsa:" wsa_subcode : (code == "Sender" ? "env:Client" : "env:Server")
+        value = code == "Sender" ? "env:Client" : "env:Server"
+        if (subcode ~ /^wsa:/) value = subcode
+        else if (subcode != "") value = value "." subcode
         payload = "<env:Fault><faultcode>" value "</faultcode><faultstring>" reason \
             "</faultstring></env:Fault>"
     }
