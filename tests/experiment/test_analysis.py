@@ -69,14 +69,35 @@ def test_a_deployment_that_never_pays_off() -> None:
     assert as_calls(point.nstar) is None
 
 
-def test_vm_calls_get_the_granularity_added() -> None:
-    calls = _sequence("job", 1, 100, [1.2, 1.2])
-    calls += _sequence("vm-overlay", 2, 0, [5.05, 0.05, 0.05, 0.05], op="Echo")
-    point = analyse(calls, (100,), GOODPUT).at("p", "vm-overlay", MIB, 100)
-    assert point is not None
-    assert point.per_call == pytest.approx(0.15)
-    assert point.nstar == pytest.approx(5.0 / 1.05)
-    assert point.cumulative[0] == pytest.approx(5.15)
+def test_a_vm_deployment_measures_d_once_and_t_x_at_every_granularity() -> None:
+    # one deployment: Compute(10) cold (D = 5.0) and warm, then warm stints at 1 and 1000 ms
+    calls = _sequence("job", 1, 1, [1.1, 1.1]) + _sequence("job", 2, 10, [1.2, 1.2])
+    calls += _sequence("job", 3, 1000, [2.2, 2.2])
+    durations = [(10, 5.06), (10, 0.06), (10, 0.06), (1, 0.05), (1, 0.05), (1000, 1.05)]
+    calls += [
+        Call("p", "vm-overlay", MIB, MIB if i == 0 else 0, "Compute", g, 4, i + 1, i == 0, t)
+        for i, (g, t) in enumerate(durations)
+    ]
+    analysis = analyse(calls, (1, 10, 1000), GOODPUT)
+    at = {g: analysis.at("p", "vm-overlay", MIB, g) for g in (1, 10, 1000)}
+    assert all(m is not None for m in at.values())
+    assert [m.deploy for m in at.values() if m is not None] == [pytest.approx(5.0)] * 3
+    assert [m.per_call for m in at.values() if m is not None] == [
+        pytest.approx(0.05), pytest.approx(0.06), pytest.approx(1.05)
+    ]  # fmt: skip
+    reference, short, slow = at[10], at[1], at[1000]
+    assert reference is not None and short is not None and slow is not None
+    # the reference stint is the real sequence from the cold call: 5.06, 5.12, 5.18 against
+    # the job's 1.2, 2.4, 3.6, ... : met at n = 5 (5.30 <= 6.0), beyond its 3 calls
+    assert reference.cumulative == pytest.approx((5.06, 5.12, 5.18))
+    assert (reference.crossing, reference.projected) == (None, False)
+    # a further stint is D plus its own calls, carried on with its mean: 5.05 + 0.05 (n - 1)
+    assert short.cumulative == pytest.approx((5.05, 5.10))
+    assert short.shipped == MIB  # what its deployment shipped
+    assert (short.crossing, short.projected) == (5, True)  # 5.25 <= 5.5
+    assert short.nstar == pytest.approx(5.0 / 1.05)
+    assert (slow.crossing, slow.projected) == (5, True)  # 5.0 + 5 x 1.05 <= 5 x 2.2
+    assert slow.nstar == pytest.approx(5.0 / 1.15)
 
 
 def test_a_disagreement_of_more_than_a_fifth_is_reported() -> None:

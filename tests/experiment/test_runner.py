@@ -18,12 +18,15 @@ def test_a_sequence_stops_once_it_has_met_the_job_model_everywhere() -> None:
     assert done([2.5, 0.1, 0.1])  # 2.7 <= 3.0 at g=1; 2.6 <= 4.0 at g=1000
 
 
-def test_vm_sequences_have_the_granularity_added() -> None:
-    # the guest serves Echo: Compute(1000 ms) is added to each of its calls
-    done = _crossed({1000: [1.5]}, least=1, vm=True)
-    assert not done([0.6])  # 1.6 > 1.5
-    assert done([0.6, 0.1])  # 2.7 <= 3.0
-    assert _crossed({1000: [1.5]}, least=1)([0.6])  # a code call has its compute in it
+def test_a_vm_deploys_once_for_every_granularity(tmp_path: Path) -> None:
+    # the reference granularity runs until the break-even; the others get a short warm stint
+    sweep = Sweep(QUICK, tmp_path, Progress(10, io.StringIO()))
+    stints = sweep._vm_stints({g: [1.0] for g in QUICK.granularities})
+    assert [s.operation.millis for s in stints] == [10, 1, 100, 1000]
+    assert [s.operation.name for s in stints] == ["Compute"] * 4
+    first, *others = stints
+    assert (first.least, first.most) == (QUICK.warm_calls + 1, QUICK.max_calls)
+    assert all((s.least, s.most) == (QUICK.warm_calls + 1,) * 2 for s in others)
 
 
 def test_transfers_the_sp_would_not_wait_for_are_skipped(tmp_path: Path) -> None:

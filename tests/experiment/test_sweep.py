@@ -1,5 +1,6 @@
 """A tiny sweep end to end: one profile, a small code package, the job model and dynasoar's code
-deployment at two granularities, and one VM deployment (a single boot) when libvirt is here."""
+deployment at two granularities, and one VM deployment (a single boot, Compute at both
+granularities in the guest) when libvirt is here."""
 
 from __future__ import annotations
 
@@ -68,6 +69,14 @@ def test_every_call_is_a_row_with_the_expected_columns(sweep: tuple[Path, int]) 
         assert len(code) >= TINY.warm_calls + 1
         # Compute(g) burns g ms of CPU: no warm call can be quicker
         assert all(float(r["seconds"]) >= g / 1000 for r in code)
+    vm = [r for r in rows if r["strategy"] == "vm-full"]
+    if VM:  # one deployment: a cold call, then Compute at every granularity in the guest
+        assert {r["sequence"] for r in vm} == {vm[0]["sequence"]}
+        assert [r["cold"] for r in vm] == ["1"] + ["0"] * (len(vm) - 1)
+        assert {r["operation"] for r in vm} == {"Compute"}
+        assert {int(r["granularity_ms"]) for r in vm} == set(TINY.granularities)
+        assert vm[0]["granularity_ms"] == str(TINY.reference_granularity)
+        assert all(float(r["seconds"]) >= int(r["granularity_ms"]) / 1000 for r in vm)
 
 
 def test_the_model_finds_the_code_deployment_pays_off_at_once(sweep: tuple[Path, int]) -> None:

@@ -3,12 +3,19 @@
 Measured, per (profile, strategy, size, granularity g):
 
 - the job model costs ``t_ship`` per call (median of its jobs: ship, start, call, undeploy);
-- a deployed strategy X costs ``D`` once (its sequence's cold call minus its median warm call;
-  for code the median over that size's sequences) and ``t_X`` per call (the median warm call;
-  the VM guest serves Echo only, so ``g`` is added to its calls);
+- a deployed strategy X costs ``D`` once (a sequence's cold call minus the median warm call at
+  its granularity; for code the median over that size's sequences, one per granularity; a VM is
+  deployed once per size, so its D is that deployment's) and ``t_X(g)`` per call (the median
+  warm Compute(g) call);
 - the break-even seen in the real sequences: the first ``n`` at which X's running total, cold
   call included, is at most the job model's (its sequence, extended by its mean beyond its
-  length: jobs are independent of each other).
+  length: jobs are independent of each other). A VM's warm stint at a further granularity
+  (made on the deployment of its reference granularity) has no cold call of its own: its
+  running total is D plus its calls, and it is extended by its mean warm call beyond them
+  (``projected``), as the job model's is.
+
+A recorded sequence is split into stints of one granularity each (a VM's sequence has one per
+granularity; a code sequence and a job-model sequence are one stint).
 
 The model, per (profile, strategy), is anchored at the smallest size and granularity measured
 and predicts every other point from the link's measured goodput B: moving ``S`` more bytes
@@ -31,6 +38,7 @@ from dynasoar.experiment.grid import DEPLOYED
 from dynasoar.experiment.results import Call
 
 TOLERANCE = 0.20
+PROJECTION_LIMIT = 10_000  # calls: a projected break-even further out counts as never
 Key = tuple[str, str, int, int]  # profile, strategy, size, granularity
 
 
@@ -45,9 +53,10 @@ class Measured:
     job_per_call: float | None  # t_ship at the same size and granularity
     nstar: float | None  # D / (t_ship - t_X) from this point's own figures; inf: never
     crossing: int | None  # the break-even seen in the real sequences (None: not within it)
-    calls: int  # length of the real sequence
+    calls: int  # length of the real sequence (stint)
     shipped: int  # bytes that travelled for one deployment (job: for each call)
     cumulative: tuple[float, ...]  # the real sequence's running total, seconds
+    projected: bool = False  # crossing lies beyond the calls made (their mean carried on)
 
 
 @dataclass(frozen=True)
@@ -137,14 +146,22 @@ def _fit(result: Analysis, profile: str, goodput: float | None) -> None:
 
 
 def _sequences(calls: Iterable[Call]) -> dict[Key, list[list[Call]]]:
+    """The recorded sequences' stints (runs of calls at one granularity), by point."""
     by_id: dict[int, list[Call]] = defaultdict(list)
     for c in calls:
         by_id[c.sequence].append(c)
     grouped: dict[Key, list[list[Call]]] = defaultdict(list)
     for seq in by_id.values():
         seq.sort(key=lambda c: c.call)
-        first = seq[0]
-        grouped[(first.profile, first.strategy, first.size_bytes, first.granularity_ms)].append(seq)
+        stints: list[list[Call]] = []
+        for c in seq:
+            if not stints or stints[-1][-1].granularity_ms != c.granularity_ms:
+                stints.append([])
+            stints[-1].append(c)
+        for stint in stints:
+            first = stint[0]
+            key = (first.profile, first.strategy, first.size_bytes, first.granularity_ms)
+            grouped[key].append(stint)
     return grouped
 
 
@@ -183,30 +200,38 @@ def _deployed_points(
     granularities: tuple[int, ...],
     jobs: dict[int, list[list[Call]]],
 ) -> list[Measured]:
-    vm = strategy != "code"
-    own = {g: seqs.get((profile, strategy, size, 0 if vm else g), []) for g in granularities}
+    own = {g: seqs.get((profile, strategy, size, g), []) for g in granularities}
     warm = {g: [c.seconds for s in ss for c in s if not c.cold] for g, ss in own.items()}
     t_warm = {g: statistics.median(w) for g, w in warm.items() if w}
-    deploys = [s[0].seconds - t_warm[g] for g, ss in own.items() if g in t_warm for s in ss]
+    deploys = [
+        s[0].seconds - t_warm[g] for g, ss in own.items() if g in t_warm for s in ss if s[0].cold
+    ]
     if not deploys:
         return []
     deploy = statistics.median(deploys)
+    # what one deployment shipped (a further stint of a VM's deployment ships nothing itself)
+    shipped = next(s[0].shipped_bytes for ss in own.values() for s in ss if s[0].cold)
     points = []
     for g in granularities:
         if g not in t_warm:
             continue
-        added = g / 1000 if vm else 0.0
-        per_call = t_warm[g] + added
+        per_call = t_warm[g]
         job_times = [c.seconds for s in jobs.get(g, []) for c in s]
         t_ship = statistics.median(job_times) if job_times else None
         seq = own[g][0]
-        cumulative = _running(c.seconds + added for c in seq)
+        warm_only = not seq[0].cold  # a VM's further stint: D comes from its deployment
+        cumulative = _running(c.seconds for c in seq)
+        if warm_only:
+            cumulative = tuple(deploy + t for t in cumulative)
         nstar: float | None = None
         crossing: int | None = None
+        projected = False
         if t_ship is not None:
             gain = t_ship - per_call
             nstar = deploy / gain if gain > 0 else math.inf
-            crossing = _crossing(cumulative, job_times)
+            carry_on = statistics.fmean(c.seconds for c in seq) if warm_only else None
+            crossing = _crossing(cumulative, job_times, carry_on)
+            projected = crossing is not None and crossing > len(cumulative)
         points.append(
             Measured(
                 profile,
@@ -219,19 +244,26 @@ def _deployed_points(
                 nstar,
                 crossing,
                 len(seq),
-                seq[0].shipped_bytes,
+                shipped,
                 cumulative,
+                projected,
             )
         )
     return points
 
 
-def _crossing(cumulative: tuple[float, ...], job_times: list[float]) -> int | None:
-    """The first n at which the deployed sequence's running total is at most the job model's."""
+def _crossing(
+    cumulative: tuple[float, ...], job_times: list[float], carry_on: float | None = None
+) -> int | None:
+    """The first n at which the deployed sequence's running total is at most the job model's;
+    beyond its calls, with ``carry_on`` seconds a call (up to ``PROJECTION_LIMIT`` calls)."""
     mean_job = statistics.fmean(job_times)
     job_total = 0.0
-    for n, total in enumerate(cumulative, start=1):
+    total = 0.0
+    last = len(cumulative) if carry_on is None else max(len(cumulative), PROJECTION_LIMIT)
+    for n in range(1, last + 1):
         job_total += job_times[n - 1] if n <= len(job_times) else mean_job
+        total = cumulative[n - 1] if n <= len(cumulative) else total + (carry_on or 0.0)
         if total <= job_total:
             return n
     return None

@@ -1,7 +1,7 @@
 """The consumer's side of a measurement: timed SOAP calls (plain SOAP 1.1, routed by URL and
 SOAPAction), a job-model call (ship the package straight to the Host Provider, call it once,
-undeploy), and a sequence of calls through the Service Provider. Everything here runs in the
-consumer's namespace thread."""
+undeploy), and a sequence of calls through the Service Provider, in stints of one granularity
+each. Everything here runs in the consumer's namespace thread."""
 
 from __future__ import annotations
 
@@ -32,17 +32,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Operation:
-    """What one call asks: Compute(millis) of the code service, or Echo (the VM guest has no
-    Compute; see docs/experiment.md)."""
+    """What one call asks: Compute(millis), the same operation of the same contract whether
+    the echo service runs as code or in the vm-echo guest."""
 
-    name: str  # "Compute" | "Echo"
-    millis: int = 0
+    millis: int
+    name: str = "Compute"
 
     def envelope(self) -> bytes:
-        if self.name == "Compute":
-            body = f'<e:Compute xmlns:e="{ECHO_NS}"><e:millis>{self.millis}</e:millis></e:Compute>'
-        else:
-            body = f'<e:Echo xmlns:e="{ECHO_NS}"><e:text>experiment</e:text></e:Echo>'
+        body = f'<e:Compute xmlns:e="{ECHO_NS}"><e:millis>{self.millis}</e:millis></e:Compute>'
         return ENVELOPE.format(body=body).encode()
 
     @property
@@ -136,27 +133,34 @@ def _with_host_client(work: Callable[[HostClient], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def sequence(
-    url: str,
-    operation: Operation,
-    *,
-    least: int,
-    most: int,
-    done: Callable[[list[float]], bool],
-) -> tuple[list[float], bool]:
-    """Calls through the SP until ``done(durations)`` (at least ``least``, at most ``most``):
-    the per-call wall times in order, and whether the first call deployed (X-Dynasoar-Cold)."""
+@dataclass(frozen=True)
+class Stint:
+    """Part of a sequence: calls of one operation until ``done(durations)`` (the stint's own
+    durations so far), at least ``least`` and at most ``most`` of them."""
+
+    operation: Operation
+    least: int
+    most: int
+    done: Callable[[list[float]], bool]
+
+
+def sequence(url: str, stints: list[Stint]) -> tuple[list[list[float]], bool]:
+    """Calls through the SP, stint after stint on one connection: the per-call wall times of
+    each stint in order, and whether the first call deployed (X-Dynasoar-Cold)."""
     caller = Caller(url)
-    durations: list[float] = []
+    timings: list[list[float]] = []
     cold = False
     try:
-        while len(durations) < most:
-            elapsed, headers = caller.call(operation)
-            if not durations:
-                cold = headers.get("x-dynasoar-cold") == "1"
-            durations.append(elapsed)
-            if len(durations) >= least and done(durations):
-                break
+        for stint in stints:
+            durations: list[float] = []
+            timings.append(durations)
+            while len(durations) < stint.most:
+                elapsed, headers = caller.call(stint.operation)
+                if len(timings) == 1 and not durations:
+                    cold = headers.get("x-dynasoar-cold") == "1"
+                durations.append(elapsed)
+                if len(durations) >= stint.least and stint.done(durations):
+                    break
     finally:
         caller.close()
-    return durations, cold
+    return timings, cold

@@ -113,16 +113,19 @@ def totals(analysis: Analysis, grid: Grid, path: Path) -> None:
 
 
 def _markers(ax: Axes, seen: list[tuple[float, Measured]], colour: str, marker: str) -> None:
-    reached = [(x, m.crossing) for x, m in seen if m.crossing is not None]
-    ax.plot(
-        [x for x, _ in reached],
-        [float(n) for _, n in reached],
-        linestyle="none",
-        marker=marker,
-        color=colour,
-        markersize=5,
-        markerfacecolor="none",
-    )
+    for projected, shape in ((False, marker), (True, "x")):  # x: a VM's short stint, carried on
+        reached = [
+            (x, m.crossing) for x, m in seen if m.crossing is not None and m.projected == projected
+        ]
+        ax.plot(
+            [x for x, _ in reached],
+            [float(n) for _, n in reached],
+            linestyle="none",
+            marker=shape,
+            color=colour,
+            markersize=5,
+            markerfacecolor="none",
+        )
     beyond = [(x, m.calls) for x, m in seen if m.crossing is None]
     ax.plot(
         [x for x, _ in beyond],
@@ -157,7 +160,8 @@ def nstar_granularity(analysis: Analysis, grid: Grid, path: Path) -> None:
     fig, axes = _panels(
         grid,
         "Break-even n* against the job model, by compute per call: "
-        "model D/(t_ship - t_cached) (lines), real sequences (markers; ^: not reached)",
+        "model D/(t_ship - t_cached) (lines), real sequences (markers; ^: not reached; "
+        "x: a VM stint carried on)",
         "n* [calls]",
     )
     gs = _log_range(min(grid.granularities), max(grid.granularities))

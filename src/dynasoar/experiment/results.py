@@ -15,15 +15,16 @@ from dynasoar.experiment.shaping import Profile
 @dataclass(frozen=True)
 class Call:
     """One call as the consumer saw it. A job-model call is a whole job (ship, start, call,
-    undeploy); in a deployed sequence the first call is the cold one (it deployed)."""
+    undeploy); in a deployed sequence the first call is the cold one (it deployed), and a VM's
+    sequence goes on, on the same deployment, with a stint at each further granularity."""
 
     profile: str
     strategy: str
     size_bytes: int  # the service's own part (code archive, or VM overlay disk)
     shipped_bytes: int  # what travelled to deploy it (0 for a warm call)
-    operation: str  # "Compute" (code) or "Echo" (the VM guest; see docs/experiment.md)
-    granularity_ms: int  # CPU asked of Compute per call (0 for Echo)
-    sequence: int  # calls of one sequence share this id
+    operation: str  # "Compute", whether the service runs as code or in the VM guest
+    granularity_ms: int  # CPU asked of Compute per call
+    sequence: int  # calls of one sequence (one deployment) share this id
     call: int  # position in the sequence, from 1
     cold: bool
     seconds: float

@@ -3,9 +3,12 @@ failure or a signal anywhere unwinds through every teardown (actors, then libvir
 delay processes, then the namespaces).
 
 Per profile: calibrate the link; then per size: the job model's calls at every granularity,
-then for each deployed strategy a real sequence of calls through the SP from an undeployed
-start (the first call deploys) that runs until its running total has met the job model's (the
-break-even seen) and at least ``warm_calls`` more, up to ``max_calls``. vm-full needs a Host
+then the deployed strategies' real sequences of Compute(g) calls through the SP from an
+undeployed start (the first call deploys). A sequence runs until its running total has met the
+job model's (the break-even seen) and at least ``warm_calls`` more, up to ``max_calls``. Code
+makes one sequence per granularity. A VM boot costs seconds, so each VM strategy deploys once
+per size: its sequence runs at the reference granularity as above, then, on the same
+deployment, ``warm_calls + 1`` warm calls at each other granularity. vm-full needs a Host
 Provider that holds nothing (restarted with an empty data directory); vm-overlay needs one that
 holds the runtime (a vm-full deployment, or an unmeasured warm-up, put it there)."""
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from dynasoar.experiment.calls import JobTiming, Operation, job_call, sequence
+from dynasoar.experiment.calls import JobTiming, Operation, Stint, job_call, sequence
 from dynasoar.experiment.grid import Grid
 from dynasoar.experiment.hypervisor import PrivateLibvirt
 from dynasoar.experiment.netns import Namespaces, NamespaceThread, remove_leftovers
@@ -106,19 +109,11 @@ class Sweep:
                 jobs[g] = times or []
         if self.grid.runs("code"):
             for g in self.grid.granularities:
-                done = _crossed({g: jobs.get(g, [])}, self.grid.warm_calls + 1)
+                stints = [self._until_crossed(g, jobs)]
                 sequence_at = functools.partial(
-                    self._deployed,
-                    bed,
-                    profile,
-                    "code",
-                    code,
-                    Operation("Compute", g),
-                    code.size,
-                    done,
+                    self._deployed, bed, profile, "code", code, stints, code.size
                 )
                 self._point(where.format(f"code g={g}"), sequence_at, profile, code.size)
-        done = _crossed(jobs, self.grid.warm_calls + 1, vm=True)
         if size in self.grid.sizes_for("vm-full"):
             if self._hp_clean or self._point(
                 f"{profile.name} restarting the Host Provider",
@@ -127,7 +122,7 @@ class Sweep:
                 0,
                 steps=0,
             ):
-                self._vm(bed, profile, "vm-full", size, vm_runtime_bytes(), done)
+                self._vm(bed, profile, "vm-full", size, vm_runtime_bytes(), jobs)
         if size in self.grid.sizes_for("vm-overlay"):
             if self._hp_runtime or self._point(
                 f"{profile.name} warming up the VM runtime",
@@ -136,7 +131,25 @@ class Sweep:
                 0,
                 steps=0,
             ):
-                self._vm(bed, profile, "vm-overlay", size, 0, done)
+                self._vm(bed, profile, "vm-overlay", size, 0, jobs)
+
+    def _until_crossed(self, g: int, jobs: dict[int, list[float]]) -> Stint:
+        """Compute(g) from the cold call on, until the job model's running total is met."""
+        least = self.grid.warm_calls + 1
+        done = _crossed({g: jobs.get(g, [])}, least)
+        return Stint(Operation(g), least, self.grid.max_calls, done)
+
+    def _vm_stints(self, jobs: dict[int, list[float]]) -> list[Stint]:
+        """One deployment for every granularity: the reference one until the break-even is
+        seen, then a short warm stint at each other (its calls give t_X(g); the deployment's D
+        is measured once, from the cold call)."""
+        reference = self.grid.reference_granularity
+        warm = self.grid.warm_calls + 1
+        return [self._until_crossed(reference, jobs)] + [
+            Stint(Operation(g), warm, warm, lambda _: True)
+            for g in self.grid.granularities
+            if g != reference
+        ]
 
     def _restart_hp(self, bed: Testbed) -> bool:
         bed.restart_hp()
@@ -150,7 +163,7 @@ class Sweep:
         strategy: str,
         size: int,
         runtime: int,
-        done: Callable[[list[float]], bool],
+        jobs: dict[int, list[float]],
     ) -> None:
         where = f"{profile.name} {strategy} {size >> 20} MiB"
         if self._beyond_reach(where, profile, size + runtime, 1):
@@ -161,7 +174,8 @@ class Sweep:
 
         def measure() -> bool:
             self._hp_clean = False
-            return self._deployed(bed, profile, strategy, package, Operation("Echo"), shipped, done)
+            stints = self._vm_stints(jobs)
+            return self._deployed(bed, profile, strategy, package, stints, shipped)
 
         try:
             if self._point(where, measure, profile, shipped):
@@ -174,12 +188,7 @@ class Sweep:
         package = vm_package(self.work / "packages", "VmWarmUp", 0)
         self._publish(bed, package.root, package.name)
         bed.consumer.run(
-            sequence,
-            bed.service_url(package.name),
-            Operation("Echo"),
-            least=1,
-            most=1,
-            done=lambda _: True,
+            sequence, bed.service_url(package.name), [Stint(Operation(0), 1, 1, lambda _: True)]
         )
         bed.undeploy(package.name)
         self._hp_clean, self._hp_runtime = False, True
@@ -192,9 +201,7 @@ class Sweep:
         times = []
         for index in range(1, self.grid.job_calls + 1):
             self.progress.start(f"{profile.name} job {package.size >> 20} MiB g={g} ms #{index}")
-            timing: JobTiming = bed.consumer.run(
-                job_call, bed.hp_url, package, Operation("Compute", g)
-            )
+            timing: JobTiming = bed.consumer.run(job_call, bed.hp_url, package, Operation(g))
             self.calls.append(
                 Call(
                     profile.name,
@@ -223,23 +230,16 @@ class Sweep:
         profile: Profile,
         strategy: str,
         package: Package,
-        op: Operation,
+        stints: list[Stint],
         shipped: int,
-        done: Callable[[list[float]], bool],
     ) -> bool:
         size = package.nominal
-        self.progress.start(f"{profile.name} {strategy} {size >> 20} MiB {op.name}({op.millis})")
+        asked = ", ".join(f"{s.operation.name}({s.operation.millis})" for s in stints)
+        self.progress.start(f"{profile.name} {strategy} {size >> 20} MiB {asked}")
         self._publish(bed, package.root, package.name)
         seq = self._next_sequence()
         try:
-            durations, cold = bed.consumer.run(
-                sequence,
-                bed.service_url(package.name),
-                op,
-                least=self.grid.warm_calls + 1,
-                most=self.grid.max_calls,
-                done=done,
-            )
+            timings, cold = bed.consumer.run(sequence, bed.service_url(package.name), stints)
         except Exception:  # not on a signal: the consumer's thread may still be busy
             with contextlib.suppress(Exception):
                 bed.undeploy(package.name)
@@ -248,7 +248,9 @@ class Sweep:
         if not cold:
             raise RuntimeError(f"the first call to {package.name} did not deploy it")
         load = load1()
-        for index, seconds in enumerate(durations, start=1):
+        ops = [s.operation for s in stints]
+        timed = [(op, t) for op, durations in zip(ops, timings, strict=True) for t in durations]
+        for index, (op, seconds) in enumerate(timed, start=1):
             self.calls.append(
                 Call(
                     profile.name,
@@ -319,24 +321,21 @@ def _probe_bytes(profile: Profile) -> int:
     return min(int(profile.rate_bit / 8), 64 << 20)
 
 
-def _crossed(
-    jobs: dict[int, list[float]], least: int, vm: bool = False
-) -> Callable[[list[float]], bool]:
+def _crossed(jobs: dict[int, list[float]], least: int) -> Callable[[list[float]], bool]:
     """Whether a deployed sequence (its durations so far) has met the job model's running
     total at every granularity in ``jobs`` (beyond the job calls made: their mean)."""
 
     def done(durations: list[float]) -> bool:
         if len(durations) < least:
             return False
-        for g, times in jobs.items():
+        for times in jobs.values():
             if not times:
                 continue
             mean = statistics.fmean(times)
-            added = g / 1000 if vm else 0.0
             own = job = 0.0
             met = False
             for n, seconds in enumerate(durations, start=1):
-                own += seconds + added
+                own += seconds
                 job += times[n - 1] if n <= len(times) else mean
                 if own <= job:
                     met = True

@@ -13,8 +13,8 @@ from dynasoar.experiment.results import LinkMeasure
 
 POINT_COLUMNS = (
     "profile strategy size_bytes granularity_ms shipped_bytes deploy_s per_call_s "
-    "job_per_call_s nstar_point nstar_model nstar_measured measured_calls model_T1_s model_TN_s "
-    "measured_TN_s"
+    "job_per_call_s nstar_point nstar_model nstar_measured nstar_projected measured_calls "
+    "model_T1_s model_TN_s measured_TN_s"
 ).split()
 
 
@@ -45,6 +45,7 @@ def write_points(analysis: Analysis, path: Path) -> None:
                     _number(m.nstar, 3),
                     _number(model.nstar(m.size, m.granularity) if model else None, 3),
                     "" if m.crossing is None else m.crossing,
+                    int(m.projected),
                     m.calls,
                     _number(model.total(m.size, m.granularity, 1) if model else None),
                     _number(model.total(m.size, m.granularity, n) if model else None),
@@ -63,7 +64,7 @@ def _nstar(analysis: Analysis, m: Measured | None) -> str:
     model = analysis.model(m.profile, m.strategy)
     predicted = model.nstar(m.size, m.granularity) if model else None
     text = "?" if predicted is None else "never" if math.isinf(predicted) else f"{predicted:.1f}"
-    seen = f">{m.calls}" if m.crossing is None else str(m.crossing)
+    seen = f">{m.calls}" if m.crossing is None else f"{'~' if m.projected else ''}{m.crossing}"
     return f"{text} ({seen})"
 
 
@@ -82,8 +83,8 @@ def summary(
         "D: deploy cost (cold call minus a warm one); per call: median; n*: the calls from "
         "which a strategy beats the job model, as the model D/(t_ship - t_cached) predicts it "
         "(anchored at the smallest size and granularity, extrapolated with the measured "
-        "goodput) and, in brackets, as the real sequences met it (>N: not within N calls). "
-        "VM calls are Echo, plus g (docs/experiment.md).",
+        "goodput) and, in brackets, as the real sequences met it (>N: not within N calls; "
+        "~N: a VM's short stint at a further granularity, its mean warm call carried on).",
     ]
     for link in links:
         lines += [
