@@ -80,7 +80,8 @@ class ImageCache:
         return SHA256_RE.match(sha256) is not None and (self.root / sha256).is_file()
 
     def query(self, digests: list[str]) -> list[str]:
-        return [d for d in digests if self.holds(d)]
+        """Which of these digests (in either case) are held, in lower case as stored."""
+        return [d for d in (digest.lower() for digest in digests) if self.holds(d)]
 
     def store(self, attachment: Attachment, sha256: str) -> Path:
         """Take a received image in (moved, not copied) after checking its digest against

@@ -22,9 +22,13 @@ from dynasoar.errors import InvalidRequest
 from dynasoar.host.hosting import DeployRequest, HostProvider
 from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
-from dynasoar.service.types import HostTermsModel, ImageCache, host_terms, image_cache
-
-Required = Unicode(min_occurs=1, nillable=False)
+from dynasoar.service.types import (
+    HostTermsModel,
+    ImageCache,
+    Required,
+    host_terms,
+    image_cache,
+)
 
 
 class EndpointReferenceType(ComplexModel):  # type: ignore[misc]
@@ -117,7 +121,7 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
         _out_variable_name="held",
     )
     def QueryImages(ctx, sha256):  # type: ignore[no-untyped-def]
-        return _host(ctx).images.query([d.lower() for d in sha256 or []])
+        return _host(ctx).images.query(sha256 or [])
 
 
 def host_port() -> SpynePort:

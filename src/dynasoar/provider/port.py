@@ -29,9 +29,13 @@ from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, ServiceRecord
 from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
-from dynasoar.service.types import HostTermsModel, ImageCache, host_terms, image_cache
-
-Required = Unicode(min_occurs=1, nillable=False)
+from dynasoar.service.types import (
+    HostTermsModel,
+    ImageCache,
+    Required,
+    host_terms,
+    image_cache,
+)
 
 
 class ServiceInfo(ComplexModel):  # type: ignore[misc]
@@ -173,7 +177,7 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
         _out_variable_name="held",
     )
     def QueryImages(ctx, sha256):  # type: ignore[no-untyped-def]
-        return _sp(ctx).repository.images.query([d.lower() for d in sha256 or []])
+        return _sp(ctx).repository.images.query(sha256 or [])
 
 
 def provider_port() -> SpynePort:

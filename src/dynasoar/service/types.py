@@ -8,6 +8,9 @@ from dynasoar import ns
 from dynasoar.images import CacheStats
 from dynasoar.terms import HostTerms
 
+#: A string element both ports require (present, not nil).
+Required = Unicode(min_occurs=1, nillable=False)
+
 
 class ImageCache(ComplexModel):  # type: ignore[misc]
     __namespace__ = ns.DYN
