@@ -46,6 +46,16 @@ def deploy(package: Path, host: str, timeout: float = 180.0) -> tuple[str, str]:
         return asyncio.run(_with_client(ship))
 
 
+def ship(host: str, shipment: PackageShipment, timeout: float = 180.0) -> tuple[str, str]:
+    """(deployment id, endpoint) of a package already packed (``shipment``) deployed on
+    ``host``, images and all, without asking what the host holds."""
+
+    async def send(client: HostClient) -> tuple[str, str]:
+        return await client.deploy(host, shipment, timeout)
+
+    return asyncio.run(_with_client(send))
+
+
 def undeploy(deployment_id: str, host: str, timeout: float = 60.0) -> bool:
     async def stop(client: HostClient) -> bool:
         return await client.undeploy(normalize(host), deployment_id, timeout)

@@ -5,20 +5,16 @@ each. Everything here runs in the consumer's namespace thread."""
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 from urllib.parse import urlsplit
 
+from dynasoar.consumer import direct
 from dynasoar.experiment.packages import Package
-from dynasoar.host.client import HostClient, PackageShipment
-from dynasoar.http import ConnectionPool
+from dynasoar.host.client import PackageShipment
 from dynasoar.package import load_manifest
-from dynasoar.soap.client import SoapClient
-from dynasoar.tls import client_context
 
 ECHO_NS = "urn:dynasoar:samples:echo"
 ENVELOPE = (
@@ -27,7 +23,6 @@ ENVELOPE = (
     "</s:Envelope>"
 )
 CALL_TIMEOUT = 600.0
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,9 +103,7 @@ def job_call(host: str, package: Package, operation: Operation) -> JobTiming:
         images=(),
     )
     started = time.perf_counter()
-    deployment_id, endpoint = _with_host_client(
-        lambda client: client.deploy(host, shipment, CALL_TIMEOUT)
-    )
+    deployment_id, endpoint = direct.ship(host, shipment, CALL_TIMEOUT)
     deployed = time.perf_counter()
     caller = Caller(endpoint)
     try:
@@ -118,19 +111,8 @@ def job_call(host: str, package: Package, operation: Operation) -> JobTiming:
     finally:
         caller.close()
     called = time.perf_counter()
-    _with_host_client(lambda client: client.undeploy(host, deployment_id, CALL_TIMEOUT))
+    direct.undeploy(deployment_id, host, CALL_TIMEOUT)
     return JobTiming(deployed - started, call, time.perf_counter() - called)
-
-
-def _with_host_client(work: Callable[[HostClient], Awaitable[T]]) -> T:
-    async def run() -> T:
-        pool = ConnectionPool(ssl_context=client_context(None))
-        try:
-            return await work(HostClient(SoapClient(pool)))
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
 
 
 @dataclass(frozen=True)
