@@ -57,7 +57,7 @@ def test_eviction_is_lru_and_spares_pinned_images(tmp_path: Path) -> None:
         cache.store(att, att.sha256)
         os.utime(cache.path(att.sha256), (1000 + i, 1000 + i))  # 0 oldest, 2 newest
         digests.append(att.sha256)
-    cache.pin([digests[0]])
+    cache.acquire(digests[0], None)
     assert cache.evict() == [digests[1]]  # oldest unpinned goes first
     assert cache.stats().bytes == 200
     cache.unpin([digests[0]])
@@ -118,8 +118,8 @@ def test_pins_are_counted(tmp_path: Path) -> None:
     cache = ImageCache(tmp_path / "images", capacity=0)
     att = spooled(tmp_path, b"x" * 10)
     cache.store(att, att.sha256)
-    cache.pin([att.sha256])
-    cache.pin([att.sha256])
+    cache.acquire(att.sha256, None)
+    cache.acquire(att.sha256, None)
     cache.unpin([att.sha256])
     assert cache.evict() == []
     cache.unpin([att.sha256])

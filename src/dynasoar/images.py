@@ -140,12 +140,6 @@ class ImageCache:
         except FileNotFoundError:
             pass
 
-    def pin(self, digests: list[str]) -> None:
-        with self._lock:
-            self._pins.update(digests)
-        for digest in digests:
-            self.touch(digest)
-
     def unpin(self, digests: list[str]) -> None:
         with self._lock:
             self._pins.subtract(digests)
