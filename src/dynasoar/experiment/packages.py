@@ -22,6 +22,7 @@ from pathlib import Path
 from dynasoar.images import sha256_file
 from dynasoar.package import load_manifest, pack
 from dynasoar.paths import samples_dir
+from dynasoar.qcow2 import backing_file
 
 RANDOM_BLOCK = 1 << 20
 VM_PACKAGE = "vm-echo/build/vm-echo-overlay"
@@ -86,8 +87,8 @@ def vm_package(work: Path, name: str, size: int) -> Package:
             shutil.copy2(entry, target)
     _rename(root, name)
     disk = root / manifest.vm.disk
-    base = (source / manifest.vm.disk).parent / _backing(source / manifest.vm.disk)
-    _qemu_img("rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", str(base.resolve()), str(disk))
+    base = _base(source / manifest.vm.disk)
+    _qemu_img("rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk))
     if size > 0:
         virtual = _virtual_size(disk)
         _qemu_img("resize", "-f", "qcow2", str(disk), str(virtual + _round_up(size)))
@@ -118,7 +119,7 @@ def vm_runtime_bytes() -> int:
     manifest = load_manifest(source)
     assert manifest.vm is not None
     files = [source / f for f in (manifest.vm.kernel, manifest.vm.initrd) if f is not None]
-    files.append((source / manifest.vm.disk).parent / _backing(source / manifest.vm.disk))
+    files.append(_base(source / manifest.vm.disk))
     return sum(f.stat().st_size for f in files)
 
 
@@ -140,13 +141,11 @@ def _qemu_img(*args: str) -> str:
     return done.stdout
 
 
-def _backing(disk: Path) -> str:
-    match = re.search(
-        r"(?m)^backing file: (\S+)", _qemu_img("info", "-U", "-f", "qcow2", str(disk))
-    )
-    if match is None:
+def _base(disk: Path) -> Path:
+    base = backing_file(disk)
+    if base is None:
         raise RuntimeError(f"{disk} is not an overlay")
-    return match.group(1)
+    return base
 
 
 def _virtual_size(disk: Path) -> int:
