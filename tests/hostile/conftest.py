@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from dynasoar.consumer.host_client import HostClient
 from dynasoar.demo import _keys
-from dynasoar.host.client import HostClient
 from dynasoar.http import ConnectionPool
 from dynasoar.keys import make_keypair
 from dynasoar.paths import samples_dir

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dynasoar import ns
-from dynasoar.host.client import image_element
+from dynasoar.consumer.host_client import image_element
 from dynasoar.images import ImageRef
 from dynasoar.package import pack
 from dynasoar.paths import samples_dir

@@ -103,8 +103,8 @@ def test_the_hp_refuses_what_it_cannot_trust(
 def test_a_forged_deploy_deploys_nothing(
     signed: Cluster, keys: dict[str, tuple[Path, Path]], tmp_path: Path
 ) -> None:
+    from dynasoar.consumer.host_client import HostClient, PackageShipment
     from dynasoar.consumer.publish import prepare
-    from dynasoar.host.client import HostClient, PackageShipment
     from dynasoar.images import sha256_file
 
     upload = prepare(samples_dir() / "echo", tmp_path / "scratch")

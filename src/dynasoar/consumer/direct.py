@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from dynasoar.consumer.host_client import HostClient, PackageShipment, ShippedImage, normalize
 from dynasoar.consumer.publish import prepare
-from dynasoar.host.client import HostClient, PackageShipment, ShippedImage, normalize
 from dynasoar.http import ConnectionPool
 from dynasoar.images import sha256_file
 from dynasoar.soap.client import SoapClient

@@ -13,16 +13,15 @@ from typing import Any
 from lxml import etree
 
 from dynasoar import ns
+from dynasoar.consumer.host_client import image_element
 from dynasoar.consumer.publish import Upload, prepare
 from dynasoar.consumer.zeep_client import invoke, new_client
-from dynasoar.host.client import image_element
 from dynasoar.http import ConnectionPool
+from dynasoar.paths import PROVIDER_PORT as PORT_PATH
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.mtom_writer import OutgoingAttachment
 from dynasoar.soap.xop import xop_include
 from dynasoar.tls import client_context
-
-PORT_PATH = "/dynasoar/ServiceProvider"
 
 
 def port_url(sp: str) -> str:

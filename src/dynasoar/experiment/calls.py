@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dynasoar.consumer import direct
+from dynasoar.consumer.host_client import PackageShipment
 from dynasoar.experiment.packages import Package
-from dynasoar.host.client import PackageShipment
 from dynasoar.package import load_manifest
 
 ECHO_NS = "urn:dynasoar:samples:echo"

@@ -15,10 +15,10 @@ from dynasoar import ns
 from dynasoar.errors import DynasoarError
 from dynasoar.host.backends import Backend
 from dynasoar.host.backends.process import ProcessBackend
-from dynasoar.host.client import PATH as PORT_PATH
 from dynasoar.host.hosting import HostProvider
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.images import ImageCache
+from dynasoar.paths import HOST_PORT as PORT_PATH
 from dynasoar.paths import contracts_dir
 from dynasoar.serve import base_url_of, text, wants_wsdl
 from dynasoar.service.endpoint import (

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from dynasoar.host.client import HostClient
+from dynasoar.consumer.host_client import HostClient
 from dynasoar.http import ConnectionPool, Handler, Request, Response
+from dynasoar.paths import PROVIDER_PORT as PORT_PATH
 from dynasoar.paths import contracts_dir
 from dynasoar.provider.autoscaler import Autoscaler, Scaling
 from dynasoar.provider.chain import build_chain
@@ -40,7 +41,6 @@ from dynasoar.wsdl import rewrite_addresses
 
 log = logging.getLogger(__name__)
 
-PORT_PATH = "/dynasoar/ServiceProvider"
 WSDL_CACHE_SIZE = 256
 T = TypeVar("T")
 

@@ -9,6 +9,7 @@ import logging
 import time
 from pathlib import Path
 
+from dynasoar.consumer.host_client import HostClient, PackageShipment, ShippedImage, normalize
 from dynasoar.errors import (
     Busy,
     DeploymentFailed,
@@ -19,7 +20,6 @@ from dynasoar.errors import (
     NoHostAvailable,
     TransportError,
 )
-from dynasoar.host.client import HostClient, PackageShipment, ShippedImage, normalize
 from dynasoar.http import ConnectionPool
 from dynasoar.images import ImageCache
 from dynasoar.provider.hosts import HostDirectory

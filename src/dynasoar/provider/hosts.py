@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from dynasoar.consumer.host_client import HostClient, HostStatus, normalize
 from dynasoar.errors import DynasoarError, TransportError
-from dynasoar.host.client import HostClient, HostStatus, normalize
 from dynasoar.provider.placement import HostView
 from dynasoar.provider.registry import HostRecord, Registry, now
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from dynasoar import ns
+from dynasoar.consumer.host_client import normalize
 from dynasoar.errors import (
     DestinationUnreachable,
     FailedAuthentication,
@@ -13,7 +14,6 @@ from dynasoar.errors import (
     InvalidSecurity,
     VersionMismatch,
 )
-from dynasoar.host.client import normalize
 from dynasoar.provider.context import MessageContext
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.service_provider import Advertised, ServiceProvider

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynasoar.consumer.host_client import normalize
 from dynasoar.errors import UnknownService
-from dynasoar.host.client import normalize
 from dynasoar.images import IncomingImage
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.hosts import HostDirectory

@@ -18,12 +18,13 @@ from dynasoar.errors import (
     RemoteFault,
 )
 from dynasoar.images import CacheStats, ImageRef
+from dynasoar.paths import HOST_PORT
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.mtom_writer import OutgoingAttachment
 from dynasoar.soap.xop import xop_include
 from dynasoar.terms import HostTerms
 
-PATH = "/dynasoar/HostProvider"
+PATH = HOST_PORT
 _T = f"{{{ns.DYN_HP}}}"
 _D = f"{{{ns.DYN}}}"
 
