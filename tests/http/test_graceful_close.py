@@ -1,8 +1,11 @@
-"""HttpServer.close(): stop accepting, finish in-flight requests, close idle connections."""
+"""Stopping an HttpServer: stop accepting, finish in-flight requests (answered with
+``Connection: close``), close idle keep-alive connections once nothing is in flight, cut what
+outlives the grace; and a listening socket handed to a new server loses no connection."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
@@ -36,11 +39,17 @@ def test_close_waits_for_in_flight_requests(arun: Run) -> None:
         await state["entered"].wait()
 
         closing = asyncio.ensure_future(server.close(grace=30))
-        # The idle keep-alive connection is closed at once ...
-        assert await closed_by_peer(idle_reader)
-        # ... no new connection is accepted ...
+        await asyncio.sleep(0.05)
+        # No new connection is accepted ...
         with pytest.raises(OSError):
             await connect(address)
+        # ... the idle keep-alive connection stays open while a request is in flight: its
+        # client may be about to use it, and a request then gets an answer, not a reset ...
+        idle_writer.write(b"GET /quick HTTP/1.1\r\nHost: h\r\n\r\n")
+        again = await read_response(idle_reader)
+        assert again.body == b"quick"
+        assert again.header("Connection") == "close"
+        assert await closed_by_peer(idle_reader)
         # ... and the request in flight still completes, told the connection will close.
         assert not closing.done()
         state["release"].set()
@@ -129,3 +138,65 @@ def test_close_waits_for_handlers_whose_client_left(arun: Run) -> None:
 
     arun(main())
     assert finished == ["/orphan"]
+
+
+def test_an_idle_connection_is_closed_once_nothing_is_in_flight(arun: Run) -> None:
+    async def handler(request: Request) -> Response:
+        return Response(200, [], b"ok")
+
+    async def main() -> None:
+        server = HttpServer(handler)
+        address = await server.start("127.0.0.1", 0)
+        reader, writer = await connect(address)
+        writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert (await read_response(reader)).header("Connection") is None  # kept alive
+        server.stop_accepting()
+        assert await server.drain(grace=10, quiet=0.2)
+        # A clean close (FIN): the client reads the end of the stream, not a reset.
+        assert await reader.read(100) == b""
+        writer.close()
+        await server.abort()
+
+    arun(main())
+
+
+def test_a_kept_listening_socket_hands_waiting_connections_to_the_next_server(
+    arun: Run,
+) -> None:
+    """What a graceful re-exec relies on: the old server stops accepting but the socket stays
+    open (another descriptor of it is held), connections made meanwhile wait in its backlog,
+    and the next server accepting on that socket answers them. None is refused."""
+
+    def answer(text: bytes) -> Any:
+        async def handler(request: Request) -> Response:
+            return Response(200, [], text)
+
+        return handler
+
+    async def main() -> None:
+        listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        kept = listener.dup()
+        old = HttpServer(answer(b"old"))
+        address = await old.start(sock=listener)
+        reader, writer = await connect(address)
+        writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert (await read_response(reader)).body == b"old"
+
+        old.stop_accepting()
+        # Connected while nobody accepts: the kernel completes the handshake and queues it.
+        waiting = [await connect(address) for _ in range(3)]
+        for _, w in waiting:
+            w.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert await old.drain(grace=10, quiet=0.1)
+        await old.abort()
+        assert await closed_by_peer(reader)
+
+        new = HttpServer(answer(b"new"))
+        await new.start(sock=kept)
+        for r, w in waiting:
+            assert (await read_response(r)).body == b"new"
+            w.close()
+        writer.close()
+        await new.close(grace=1)
+
+    arun(main())

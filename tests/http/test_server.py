@@ -346,3 +346,30 @@ def test_peer_half_close_still_gets_its_answer(arun: Run) -> None:
             writer.close()
 
     arun(main())
+
+
+def test_a_handler_can_tell_that_its_client_left(arun: Run) -> None:
+    """What lets a Host Provider undo a Deploy nobody is waiting for any more."""
+    seen: list[tuple[bool, bool]] = []
+
+    async def main() -> None:
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def handler(request: Request) -> Response:
+            before = request.disconnected()
+            entered.set()
+            await release.wait()
+            seen.append((before, request.disconnected()))
+            return Response(200, [], b"too late")
+
+        async with serving(handler) as (_, address):
+            _, writer = await connect(address)
+            writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            await entered.wait()
+            writer.close()
+            await asyncio.sleep(0.1)
+            release.set()
+            await asyncio.sleep(0.1)
+
+    arun(main())
+    assert seen == [(False, True)]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 from dynasoar.errors import MalformedMessage, PayloadTooLarge, TransportError
 from dynasoar.http.request_parser import Exchange, RequestParser
 from dynasoar.http.server import Request, Response
+from dynasoar.http.timer import DRAIN, HEAD, IDLE, LINGER, OFF, LazyTimer
 from dynasoar.http.wire import (
     COALESCE_BYTES,
     CONTINUE,
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dynasoar.http.server")
 
-# What the connection's one timer is waiting for.
-_OFF, _IDLE, _HEAD, _DRAIN, _LINGER = range(5)
 #: After refusing a request, how long to keep reading (and dropping) what the peer still
 #: sends, so that closing does not reset the connection before the peer read the answer.
 _LINGER_SECONDS = 2.0
@@ -58,9 +57,7 @@ class ServerConnection(asyncio.Protocol):
         self._close_after = False
         self._closed = False
         self._peer_eof = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_kind = _OFF
-        self._deadline = 0.0
+        self._timer = LazyTimer(loop, self._on_timer)
 
     # ---- asyncio.Protocol ----------------------------------------------------------------
 
@@ -78,16 +75,14 @@ class ServerConnection(asyncio.Protocol):
             self._refuse_now(503, "too many connections")
             return
         # Until its first request starts, a connection is held to the head timeout.
-        self._arm(_IDLE, self._limits.head_timeout)
+        self._timer.arm(IDLE, self._limits.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         if self._task is None:
             # Otherwise a handler still runs: the server counts it in flight until it ends.
             self._server._forget(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         if self._parser is not None:
             self._parser.fail_body(TransportError("the client closed the connection mid-body"))
         self._wake_writer()
@@ -112,11 +107,11 @@ class ServerConnection(asyncio.Protocol):
         parser = self._parser
         if self._stopped or parser is None:
             return  # refused, or lingering before the close: drop it
-        if self._timer_kind == _IDLE:
-            self._timer_kind = _OFF
+        if self._timer.kind == IDLE:
+            self._timer.kind = OFF
         parser.feed(data)
-        if parser.in_head and parser.mid_message and self._timer_kind == _OFF and not self._queue:
-            self._arm(_HEAD, self._limits.head_timeout)
+        if parser.in_head and parser.mid_message and self._timer.kind == OFF and not self._queue:
+            self._timer.arm(HEAD, self._limits.head_timeout)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -134,8 +129,8 @@ class ServerConnection(asyncio.Protocol):
             self._pause()
 
     def dispatch(self, exchange: Exchange) -> None:
-        if self._timer_kind == _HEAD:
-            self._timer_kind = _OFF
+        if self._timer.kind == HEAD:
+            self._timer.kind = OFF
         self._queue.append(exchange)
         if self._task is None:
             self._task = self._loop.create_task(self._serve_queue())
@@ -203,9 +198,9 @@ class ServerConnection(asyncio.Protocol):
         if self._close_after:
             self._close(linger=False)
         elif parser is not None and parser.mid_message:
-            self._arm(_HEAD, self._limits.head_timeout)
+            self._timer.arm(HEAD, self._limits.head_timeout)
         else:
-            self._arm(_IDLE, self._limits.keepalive_timeout)
+            self._timer.arm(IDLE, self._limits.keepalive_timeout)
 
     async def _serve(self, exchange: Exchange) -> bool:
         """Answer one request; whether the connection may carry another."""
@@ -246,12 +241,12 @@ class ServerConnection(asyncio.Protocol):
         # The handler left some of the body unread: drop it to keep the connection.
         body._discard()
         assert self._parser is not None
-        self._arm(_DRAIN, self._limits.head_timeout)
+        self._timer.arm(DRAIN, self._limits.head_timeout)
         try:
             return await self._parser.drain(self._limits.max_drain_bytes)
         finally:
-            if self._timer_kind == _DRAIN:
-                self._timer_kind = _OFF
+            if self._timer.kind == DRAIN:
+                self._timer.kind = OFF
 
     async def _respond(self, request: Request, response: Response, keep: bool) -> bool:
         head, payload, stream, framing, keep = encode_response(request, response, keep)
@@ -341,7 +336,7 @@ class ServerConnection(asyncio.Protocol):
             except OSError:  # the peer is gone already
                 transport.abort()
                 return
-            self._arm(_LINGER, _LINGER_SECONDS)
+            self._timer.arm(LINGER, _LINGER_SECONDS)
             return
         transport.close()
 
@@ -350,49 +345,58 @@ class ServerConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    def shutdown(self) -> None:
-        """The server is closing: finish the exchange under way, then close."""
-        self._close_after = True
+    def peer_gone(self) -> bool:
+        """The client closed its side (as nginx judges a client abort: a half-close counts)."""
+        return self._closed or self._peer_eof
+
+    @property
+    def busy(self) -> bool:
+        """Serving a request, or in the middle of receiving one."""
         parser = self._parser
-        busy = parser is not None and (parser.mid_message or parser.draining)
-        if self._task is None and not busy:
-            self._close(linger=False)
+        return self._task is not None or (
+            parser is not None and (parser.mid_message or parser.draining)
+        )
+
+    @property
+    def closing(self) -> bool:
+        """Closed, or half-closed and only reading what the peer still sends."""
+        transport = self._transport
+        return (
+            self._closed
+            or transport is None
+            or transport.is_closing()
+            or self._timer.kind == LINGER
+        )
+
+    def shutdown(self) -> None:
+        """The server is closing: every response from now on closes the connection."""
+        self._close_after = True
+
+    def close_idle(self) -> None:
+        """Close now if idle: half-close, so a request crossing our FIN is no reset."""
+        if not self.busy:
+            self._close(linger=True)
 
     def abort(self) -> asyncio.Task[None] | None:
-        """Cut the connection now; returns the handler task to wait for, if one runs."""
-        self._abort_transport()
+        """Cut the connection now; returns the handler task to wait for, if one runs. One
+        already half-closed (lingering) is closed, not reset: its peer has our FIN."""
+        if self._timer.kind == LINGER and self._transport is not None:
+            self._queue.clear()
+            self._transport.close()
+        else:
+            self._abort_transport()
         task = self._task
         if task is not None and not task.done():
             task.cancel()
             return task
         return None
 
-    # ---- the one timer -------------------------------------------------------------------
-
-    def _arm(self, kind: int, delay: float) -> None:
-        # One timer per connection, moved lazily: re-arming to a later deadline (every
-        # keep-alive request) costs no timer churn; the callback re-schedules itself.
-        deadline = self._loop.time() + delay
-        self._timer_kind = kind
-        self._deadline = deadline
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        kind = self._timer_kind
-        if kind == _OFF or self._closed:
+    def _on_timer(self, kind: int) -> None:
+        if self._closed:
             return
-        if self._loop.time() < self._deadline:
-            self._timer = self._loop.call_at(self._deadline, self._on_timer)
-            return
-        self._timer_kind = _OFF
-        if kind == _HEAD:
+        if kind == HEAD:
             self._refuse_now(408, "request head not received in time")
-        elif kind == _DRAIN and self._parser is not None:
+        elif kind == DRAIN and self._parser is not None:
             self._parser.fail_body(TransportError("the rest of the body did not come"))
         elif self._transport is not None:
             self._transport.close()

@@ -212,7 +212,9 @@ class RequestParser:
         else:
             path, query = _split_target(target)
         headers = Headers.from_raw(self._fields)
-        exchange.request = Request(method, target, path, query, headers, body, self._peer, version)
+        exchange.request = Request(
+            method, target, path, query, headers, body, self._peer, version, self._conn.peer_gone
+        )
         self._conn.dispatch(exchange)
 
     def on_body(self, data: bytes) -> None:

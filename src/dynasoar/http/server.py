@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -61,6 +63,9 @@ class Request:
     body: BodyReader
     client: tuple[str, int] | None
     http_version: str
+    #: Whether the client has gone (closed its side of the connection, even if only half):
+    #: an answer would most likely reach no one.
+    disconnected: Callable[[], bool] = field(default=lambda: False)
 
 
 @dataclass(slots=True)
@@ -97,7 +102,6 @@ class HttpServer:
         self.connections_accepted = 0
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[ServerConnection] = set()
-        self._all_gone: asyncio.Event | None = None
         self._address: tuple[str, int] | None = None
 
     @property
@@ -111,46 +115,95 @@ class HttpServer:
         return len(self._connections)
 
     async def start(
-        self, host: str = "127.0.0.1", port: int = 0, ssl: ssl_module.SSLContext | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl: ssl_module.SSLContext | None = None,
+        *,
+        sock: socket.socket | None = None,
     ) -> tuple[str, int]:
-        """Listen on ``host:port`` (port 0 picks a free one), over TLS when ``ssl`` is given;
-        returns the bound address."""
+        """Listen on ``host:port`` (port 0 picks a free one), or accept on ``sock``, a socket
+        already listening (bound by the caller or inherited); over TLS when ``ssl`` is given.
+        Returns the bound address."""
         # Imported here: the connection module builds the types defined above.
         from dynasoar.http.connection import ServerConnection
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: ServerConnection(self, loop),
-            host,
-            port,
-            backlog=1024,
-            reuse_address=True,
-            ssl=ssl,
-            ssl_handshake_timeout=self.limits.head_timeout if ssl is not None else None,
-        )
+        factory = functools.partial(ServerConnection, self, loop)
+        handshake = self.limits.head_timeout if ssl is not None else None
+        if sock is not None:
+            self._server = await loop.create_server(
+                factory, sock=sock, ssl=ssl, ssl_handshake_timeout=handshake
+            )
+        else:
+            self._server = await loop.create_server(
+                factory,
+                host,
+                port,
+                backlog=1024,
+                reuse_address=True,
+                ssl=ssl,
+                ssl_handshake_timeout=handshake,
+            )
         name = self._server.sockets[0].getsockname()
         self._address = (name[0], name[1])
         return self._address
 
-    async def close(self, grace: float = 5.0) -> None:
-        """Stop accepting; let in-flight requests finish within ``grace`` s, then cut the rest."""
+    def stop_accepting(self) -> None:
+        """Accept no more connections. The listening socket closes with it, unless the caller
+        holds another descriptor of it (then new connections wait in its backlog)."""
         self.closing = True
-        server = self._server
-        if server is None:
-            return
-        server.close()
-        self._all_gone = asyncio.Event()
+        if self._server is not None:
+            self._server.close()
+
+    @property
+    def busy(self) -> bool:
+        """Whether any connection is serving a request or in the middle of receiving one."""
+        return any(conn.busy for conn in self._connections)
+
+    async def drain(self, grace: float, quiet: float = 1.0) -> bool:
+        """Let the open connections finish what they serve; every response from now on says
+        ``Connection: close``. A connection that stays idle is closed once no request has been
+        in flight anywhere for ``quiet`` seconds (its client may still be about to send one,
+        which is then answered). Returns whether every connection was gone within ``grace``."""
+        self.closing = True
         for conn in list(self._connections):
             conn.shutdown()
-        if self._connections:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._all_gone.wait(), grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        calm_since: float | None = None
+        while any(conn.busy or not conn.closing for conn in self._connections):
+            now = loop.time()
+            if now >= deadline:
+                return False
+            if self.busy:
+                calm_since = None
+            elif calm_since is None:
+                calm_since = now
+            elif now - calm_since >= quiet:
+                for conn in list(self._connections):
+                    conn.close_idle()
+            await asyncio.sleep(min(0.05, deadline - now))
+        return True
+
+    async def abort(self) -> None:
+        """Cut every connection still open and wait for its handler to end."""
         tasks = [task for conn in list(self._connections) if (task := conn.abort()) is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        # Bounded: what wait_closed waits for differs between Python versions and loops.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), 1.0)
+        server = self._server
+        if server is not None:
+            # Bounded: what wait_closed waits for differs between Python versions and loops.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting; let in-flight requests finish within ``grace`` s, then cut the rest."""
+        self.stop_accepting()
+        if self._server is None:
+            return
+        await self.drain(grace, quiet=0.0)
+        await self.abort()
 
     # ---- connection bookkeeping (called by ServerConnection) -----------------------------
 
@@ -161,5 +214,3 @@ class HttpServer:
 
     def _forget(self, conn: ServerConnection) -> None:
         self._connections.discard(conn)
-        if not self._connections and self._all_gone is not None:
-            self._all_gone.set()
