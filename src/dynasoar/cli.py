@@ -34,8 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] = args.func
     if getattr(args, "ca", None) is not None and args.command not in ("sp", "hp"):
         os.environ["DYNASOAR_CA"] = str(args.ca)  # every client library reads it from there
+    from dynasoar.serve import StartupError
+
     try:
         return command(args)
+    except StartupError as exc:
+        print(f"dynasoar {args.command}: {exc}", file=sys.stderr)
+        return 2
     except DynasoarError as exc:
         print(f"dynasoar {args.command}: {exc.reason}", file=sys.stderr)
         return 1
@@ -59,6 +64,21 @@ def _parser() -> argparse.ArgumentParser:
         help="a Host Provider this SP may use (repeatable)",
     )
     p.add_argument("--deploy-timeout", type=float, default=120.0, metavar="SECONDS")
+    p.add_argument(
+        "--call-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a message waits for a deployed service's reply, for services whose "
+        "manifest sets no [service] call_timeout (default 60)",
+    )
+    p.add_argument(
+        "--reconcile-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often the registry is compared with what every host runs (default 30)",
+    )
     p.add_argument(
         "--placement",
         default="least-loaded",
@@ -126,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
         default=2.0,
         metavar="SECONDS",
         help="how often to tell the SP this host is alive (default 2)",
+    )
+    p.add_argument(
+        "--drain",
+        action="store_true",
+        help="when stopping, have the SP move this host's stateless deployments to other "
+        "hosts first (without it, the SP is told at once and redeploys on the next message)",
     )
     p.add_argument("--price", type=float, default=0.0, help="price per deployment-hour")
     p.add_argument(
@@ -346,6 +372,14 @@ def _server_args(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=port)
     p.add_argument("--data", type=Path, help="state directory")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM (or SIGHUP), how long messages in flight may take to finish; those "
+        "still unanswered then get a dyn:ShuttingDown fault (default 30)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -355,7 +389,7 @@ def _run_sp(args: argparse.Namespace) -> int:
     from dynasoar.http import new_event_loop
     from dynasoar.provider.app import ProviderApp, ProviderConfig
     from dynasoar.provider.autoscaler import Scaling
-    from dynasoar.serve import serve
+    from dynasoar.serve import reexec, serve
 
     data = (
         args.data
@@ -368,6 +402,7 @@ def _run_sp(args: argparse.Namespace) -> int:
         data=data,
         hosts=args.hp,
         deploy_timeout=args.deploy_timeout,
+        call_timeout=args.call_timeout,
         max_upload_bytes=args.max_upload,
         placement=args.placement,
         scaling=Scaling(
@@ -375,15 +410,22 @@ def _run_sp(args: argparse.Namespace) -> int:
             max_replicas=args.max_replicas,
             idle_timeout=args.idle_timeout,
             host_timeout=args.host_timeout,
+            reconcile_interval=args.reconcile_interval,
         ),
     )
+    tls = _tls_context(args)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    app = ProviderApp(config, loop)
-    loop.run_until_complete(
-        serve("sp", args.host, args.port, app.start, app.stop, tls=_tls_context(args))
-    )
-    loop.close()
+    try:
+        app = ProviderApp(config, loop)
+        # SIGHUP: a graceful re-exec in place, with the listening socket kept open.
+        outcome = loop.run_until_complete(
+            serve("sp", args.host, args.port, app, grace=args.grace, tls=tls, reexec_on_hangup=True)
+        )
+    finally:
+        loop.close()
+    if outcome.restart is not None:
+        reexec(outcome.restart)
     return 0
 
 
@@ -415,14 +457,19 @@ def _run_hp(args: argparse.Namespace) -> int:
                 terms=HostTerms(args.price, tuple(args.site), tuple(args.label)),
                 heartbeat=args.heartbeat,
                 service_host=args.service_host,
+                drain=args.drain,
+                grace=args.grace,
             )
         )
+        tls = _tls_context(args)
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(
-            serve("hp", args.host, args.port, app.start, app.stop, tls=_tls_context(args))
-        )
-        loop.close()
+        try:
+            loop.run_until_complete(
+                serve("hp", args.host, args.port, app, grace=args.grace, tls=tls)
+            )
+        finally:
+            loop.close()
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
