@@ -12,6 +12,7 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── PayloadTooLarge               over a size limit
     │   ├── InvalidPackage                a service package we refuse
     │   ├── UnknownService                a name no one has published (management ports)
+    │   ├── UnknownHost                   a host that never registered here
     │   ├── InvalidRequest                a well-formed request we cannot act on
     │   ├── ImageNotHeld                  a Deploy left out an image the host does not hold
     │   ├── SecurityFault                 WS-Security 1.1 faults (wsse: codes)
@@ -30,6 +31,8 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── DeploymentTimeout             dyn:DeploymentTimeout
     │   ├── HostLost                      dyn:HostLost
     │   ├── Busy                          dyn:Busy
+    │   ├── ShuttingDown                  dyn:ShuttingDown: the actor stopped before answering
+    │   ├── CallTimeout                   dyn:CallTimeout: the service did not answer in time
     │   └── TransportError                an HTTP exchange with a peer failed
     └── RemoteFault                       a SOAP fault a peer sent us (client side)
 """
@@ -104,6 +107,10 @@ class InvalidPackage(SenderError):
 
 class UnknownService(SenderError):
     subcode = (ns.DYN, "UnknownService")
+
+
+class UnknownHost(SenderError):
+    subcode = (ns.DYN, "UnknownHost")
 
 
 class InvalidRequest(SenderError):
@@ -226,6 +233,19 @@ class HostLost(ReceiverError):
 
 class Busy(ReceiverError):
     subcode = (ns.DYN, "Busy")
+
+
+class ShuttingDown(ReceiverError):
+    """The actor is stopping (or restarting in place) and its grace period ran out before
+    this message was answered; it may or may not have reached the service."""
+
+    subcode = (ns.DYN, "ShuttingDown")
+
+
+class CallTimeout(ReceiverError):
+    """The deployed service did not answer within the service's call deadline."""
+
+    subcode = (ns.DYN, "CallTimeout")
 
 
 class TransportError(ReceiverError):

@@ -95,6 +95,9 @@ class Manifest:
     placement: Placement = Placement()
     #: ``[security] require_signed_messages``: consumers' messages must be signed (WS-Security)
     require_signed: bool = False
+    #: ``[service] call_timeout``: seconds a message may wait for the deployed service's reply
+    #: (the Service Provider's own default when absent)
+    call_timeout: float | None = None
 
     @property
     def image_files(self) -> list[str]:
@@ -158,7 +161,15 @@ def parse_manifest(data: dict[str, object]) -> Manifest:
     else:
         vm = _vm_section(_table(data, "vm"))
     placement = _placement(data.get("placement"), stateless)
+    call_timeout = service.get("call_timeout")
+    if call_timeout is not None and (
+        not isinstance(call_timeout, int | float)
+        or isinstance(call_timeout, bool)
+        or not 0 < call_timeout <= 86400
+    ):
+        raise InvalidPackage("[service] call_timeout must be a number of seconds (0 to 86400]")
     return Manifest(
+        call_timeout=float(call_timeout) if call_timeout is not None else None,
         placement=placement,
         require_signed=_require_signed(data.get("security")),
         name=name,

@@ -76,8 +76,18 @@ class HostClient:
     def __init__(self, soap: SoapClient) -> None:
         self._soap = soap
 
-    async def deploy(self, host: str, package: PackageShipment, timeout: float) -> tuple[str, str]:
-        """Ship ``package``; returns (deployment id, endpoint address) once the HP has it ready."""
+    async def deploy(
+        self,
+        host: str,
+        package: PackageShipment,
+        timeout: float,
+        *,
+        deployment_id: str | None = None,
+        owner: str | None = None,
+    ) -> tuple[str, str]:
+        """Ship ``package``; returns (deployment id, endpoint address) once the HP has it ready.
+        ``deployment_id`` is the id to run it under (the host picks one when None); ``owner``
+        names who asks, so that the host can tell whose deployments it runs."""
         request = etree.Element(f"{_T}Deploy", nsmap={"hp": ns.DYN_HP})
         for name, value in (
             ("service", package.service),
@@ -100,6 +110,9 @@ class HostClient:
                     OutgoingAttachment(content_id, "application/octet-stream", image.path)
                 )
             request.append(element)
+        for name, given in (("deploymentId", deployment_id), ("owner", owner)):
+            if given is not None:
+                etree.SubElement(request, f"{_T}{name}").text = given
         reply = await self._call(host, "Deploy", request, timeout, attachments)
         deployment_id = reply.findtext(f"{_T}deploymentId") or ""
         endpoint = reply.findtext(f"{_T}endpoint/{{{ns.WSA}}}Address") or ""

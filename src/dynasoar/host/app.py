@@ -12,6 +12,7 @@ from typing import Literal
 from lxml import etree
 
 from dynasoar import ns
+from dynasoar.deadlines import Deadlines
 from dynasoar.errors import DynasoarError
 from dynasoar.host.backends import Backend
 from dynasoar.host.backends.process import ProcessBackend
@@ -19,7 +20,7 @@ from dynasoar.host.hosting import HostProvider
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.images import ImageCache
 from dynasoar.paths import HOST_PORT as PORT_PATH
-from dynasoar.paths import contracts_dir
+from dynasoar.paths import PROVIDER_PORT, contracts_dir
 from dynasoar.serve import base_url_of, text, wants_wsdl
 from dynasoar.service.endpoint import (
     EndpointConfig,
@@ -51,6 +52,14 @@ class HostConfig:
     ca: Path | None = None  # verifies an https:// Service Provider
     security: Policy = field(default_factory=Policy)  # signs replies, believes trusted SPs
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
+    #: when stopping, ask the SP to move this host's stateless deployments elsewhere first
+    drain: bool = False
+    grace: float = 30.0  # seconds a stop may take to drain (and the SP to move deployments)
+
+
+def _sp_port(sp: str) -> str:
+    port = sp.rstrip("/")
+    return port if port.endswith(PROVIDER_PORT) else port + PROVIDER_PORT
 
 
 def _backends(config: HostConfig) -> dict[str, Backend]:
@@ -81,6 +90,8 @@ class HostApp:
             terms=config.terms,
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hp-port")
+        #: Brought forward when the HP stops: calls still running then get dyn:ShuttingDown.
+        self.deadlines = Deadlines()
         from dynasoar.host.port import host_port  # spyne: imported with the port only
 
         self.port = ManagementEndpoint(
@@ -95,9 +106,12 @@ class HostApp:
             ),
             self.executor,
             lambda: {"host": self.host},
+            self.deadlines,
         )
         self.url = ""
         self._registration: asyncio.Task[None] | None = None
+        self._pool = ConnectionPool(ssl_context=client_context(config.ca))
+        self._sp_client = SoapClient(self._pool)
 
     async def start(self, url: str) -> Handler:
         self.url = url
@@ -109,35 +123,60 @@ class HostApp:
     async def _register(self, sp: str) -> None:
         """Register with the SP, then keep telling it we are alive (the heartbeat). The SP
         may still be starting, or restart: failures are logged and retried, never fatal."""
-        pool = ConnectionPool(ssl_context=client_context(self.config.ca))
-        client = SoapClient(pool)
         request = etree.Element(f"{{{ns.DYN_SP}}}RegisterHost", nsmap={"sp": ns.DYN_SP})
         etree.SubElement(request, f"{{{ns.DYN_SP}}}address").text = self.url
         etree.SubElement(request, f"{{{ns.DYN_SP}}}heartbeat").text = str(self.config.heartbeat)
-        port = sp.rstrip("/")
-        if not port.endswith("/dynasoar/ServiceProvider"):
-            port += "/dynasoar/ServiceProvider"
         registered = False
         delay = 0.2
+        while True:
+            try:
+                await self._sp_client.call(
+                    _sp_port(sp), f"{ns.DYN_SP}/RegisterHost", request, timeout=10.0
+                )
+                if not registered:
+                    log.info("registered with %s", sp)
+                registered, delay = True, self.config.heartbeat
+            except DynasoarError as exc:
+                log.warning("registering with %s: %s", sp, exc.reason)
+                registered, delay = False, min(delay * 2, 5.0)
+            await asyncio.sleep(delay)
+
+    async def quiesce(self) -> None:
+        """Stopping: no more heartbeats, and the SP is told at once (with --drain, after it
+        moved this host's stateless deployments elsewhere), so that it sends nothing new."""
+        if self._registration is None:
+            return
+        self._registration.cancel()
+        await asyncio.gather(self._registration, return_exceptions=True)
+        self._registration = None
+        sp = self.config.service_provider
+        assert sp is not None
+        request = etree.Element(f"{{{ns.DYN_SP}}}DeregisterHost", nsmap={"sp": ns.DYN_SP})
+        etree.SubElement(request, f"{{{ns.DYN_SP}}}address").text = self.url
+        etree.SubElement(request, f"{{{ns.DYN_SP}}}drain").text = (
+            "true" if self.config.drain else "false"
+        )
         try:
-            while True:
-                try:
-                    await client.call(port, f"{ns.DYN_SP}/RegisterHost", request, timeout=10.0)
-                    if not registered:
-                        log.info("registered with %s", sp)
-                    registered, delay = True, self.config.heartbeat
-                except DynasoarError as exc:
-                    log.warning("registering with %s: %s", sp, exc.reason)
-                    registered, delay = False, min(delay * 2, 5.0)
-                await asyncio.sleep(delay)
-        finally:
-            await pool.close()
+            reply = await self._sp_client.call(
+                _sp_port(sp),
+                f"{ns.DYN_SP}/DeregisterHost",
+                request,
+                timeout=self.config.grace if self.config.drain else 10.0,
+            )
+        except DynasoarError as exc:
+            log.warning("could not deregister from %s: %s", sp, exc.reason)
+            return
+        moved = reply.body.findtext(f"{{{ns.DYN_SP}}}moved") or "0"
+        log.info("deregistered from %s (%s deployment(s) moved elsewhere)", sp, moved)
+
+    def cut_short(self, reason: str) -> None:
+        self.deadlines.expire_all(reason)
 
     async def stop(self) -> None:
-        if self._registration is not None:
-            self._registration.cancel()
+        await self.quiesce()
         await asyncio.get_running_loop().run_in_executor(None, self.host.shutdown)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        await self._pool.close()
 
     async def handle(self, request: Request) -> Response:
         path = request.path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 from dynasoar import __version__
 from dynasoar.errors import (
     Busy,
+    DeploymentFailed,
     ImageNotHeld,
     InvalidPackage,
     InvalidRequest,
@@ -50,10 +52,8 @@ class Hosted:
     directory: Path
     handle: object
     images: list[str] = field(default_factory=list)  # pinned digests
-
-    @property
-    def state(self) -> str:
-        return "ready"
+    owner: str | None = None  # who asked for it (the Deploy's owner)
+    state: str = "ready"  # or "starting", while its Deploy is under way
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,13 @@ class DeployRequest:
     stateless: bool
     sha256: str
     images: tuple[IncomingImage, ...] = ()
+    #: the id the requester chose (recorded on its side first); None: the host picks one
+    deployment_id: str | None = None
+    owner: str | None = None
+
+
+#: Deployment ids: they name directories and VM domains.
+DEPLOYMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 class HostProvider:
@@ -87,7 +94,9 @@ class HostProvider:
         self._limits = unpack_limits
         self._deployments_dir, self._scratch = _deployments_root(data)
         self._hosted: dict[str, Hosted] = {}
-        self._starting = 0
+        #: Deploys under way, by id; those an Undeploy named meanwhile are undone once started.
+        self._starting: dict[str, Hosted] = {}
+        self._cancelled: set[str] = set()
         self._lock = threading.Lock()
         self._clear_leftovers()
 
@@ -115,8 +124,7 @@ class HostProvider:
             raise MalformedMessage(
                 f"the package's SHA-256 is {package.sha256}, not {request.sha256} as declared"
             )
-        self._reserve()
-        deployment_id = uuid.uuid4().hex
+        deployment_id = self._reserve(request)
         directory = self._deployments_dir / deployment_id
         pinned: list[str] = []
         received: list[str] = []  # images this Deploy brought into the cache
@@ -133,7 +141,7 @@ class HostProvider:
             deadline = time.monotonic() + self.start_timeout
             started = backend.start(deployment_id, root, manifest, deadline, base_image=base)
         except BaseException:
-            self._release()
+            self._release(deployment_id)
             self.images.unpin(pinned)
             # A refused deployment leaves nothing behind: not even the images it brought.
             self.images.discard(received)
@@ -149,10 +157,16 @@ class HostProvider:
             directory=directory,
             handle=started.handle,
             images=pinned,
+            owner=request.owner,
         )
         with self._lock:
-            self._starting -= 1
+            self._starting.pop(deployment_id, None)
             self._hosted[deployment_id] = hosted
+            cancelled = deployment_id in self._cancelled
+            self._cancelled.discard(deployment_id)
+        if cancelled:
+            self.undeploy(deployment_id, grace=1.0)
+            raise DeploymentFailed(f"deployment {deployment_id} was undeployed while it started")
         self.images.evict()
         log.info(
             "deployed %s %s as %s at %s", hosted.service, hosted.version, hosted.id, hosted.endpoint
@@ -208,19 +222,45 @@ class HostProvider:
             received.append(path.name)
         return path
 
-    def _reserve(self) -> None:
+    def _reserve(self, request: DeployRequest) -> str:
+        """A place for one more deployment, under the id asked for (or a new one)."""
+        deployment_id = request.deployment_id or uuid.uuid4().hex
+        if not DEPLOYMENT_ID.match(deployment_id):
+            raise InvalidRequest(
+                f"deploymentId {deployment_id[:80]!r}: use letters, digits, '_' and '-' (max 64)"
+            )
         with self._lock:
-            if len(self._hosted) + self._starting >= self.capacity:
+            if deployment_id in self._hosted or deployment_id in self._starting:
+                raise InvalidRequest(f"a deployment {deployment_id} exists here already")
+            if len(self._hosted) + len(self._starting) >= self.capacity:
                 raise Busy(f"this host is at capacity ({self.capacity} deployments)")
-            self._starting += 1
+            self._starting[deployment_id] = Hosted(
+                id=deployment_id,
+                service=request.service,
+                version=request.version,
+                kind=request.kind,
+                endpoint="",
+                started=datetime.now(UTC),
+                directory=self._deployments_dir / deployment_id,
+                handle=None,
+                owner=request.owner,
+                state="starting",
+            )
+        return deployment_id
 
-    def _release(self) -> None:
+    def _release(self, deployment_id: str) -> None:
         with self._lock:
-            self._starting -= 1
+            self._starting.pop(deployment_id, None)
+            self._cancelled.discard(deployment_id)
 
     def undeploy(self, deployment_id: str, grace: float = 5.0) -> bool:
+        """Stop a deployment; one still starting is undone as soon as it has started."""
         with self._lock:
             hosted = self._hosted.pop(deployment_id, None)
+            if hosted is None and deployment_id in self._starting:
+                self._cancelled.add(deployment_id)
+                log.info("undeploy of %s, still starting: undone once started", deployment_id)
+                return True
         if hosted is None:
             return False
         self.backends[hosted.kind].stop(hosted.handle, grace)
@@ -229,6 +269,10 @@ class HostProvider:
         self.images.evict()
         log.info("undeployed %s (%s)", hosted.id, hosted.service)
         return True
+
+    def starting(self) -> list[Hosted]:
+        with self._lock:
+            return [h for h in self._starting.values() if h.id not in self._cancelled]
 
     def hosted(self) -> list[Hosted]:
         with self._lock:
@@ -259,6 +303,8 @@ class HostProvider:
         }
 
     def shutdown(self, grace: float = 5.0) -> None:
+        with self._lock:
+            self._cancelled.update(self._starting)  # undone as soon as they have started
         for deployment_id in list(self._hosted):
             self.undeploy(deployment_id, grace)
         if self._scratch:

@@ -46,6 +46,7 @@ class HostedDeployment(ComplexModel):  # type: ignore[misc]
     endpoint = AnyUri
     state = Unicode
     started = DateTime
+    owner = Unicode
 
 
 class HostStatus(ComplexModel):  # type: ignore[misc]
@@ -75,16 +76,31 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
         AnyXml,
         Required,
         AnyXml(max_occurs="unbounded"),
+        Unicode(min_occurs=0),
+        Unicode(min_occurs=0),
         _returns=(Unicode, EndpointReferenceType),
         _out_variable_names=("deploymentId", "endpoint"),
     )
-    def Deploy(ctx, service, version, kind, stateless, package, sha256, image):  # type: ignore[no-untyped-def]
+    def Deploy(ctx, service, version, kind, stateless, package, sha256, image, deploymentId, owner):  # type: ignore[no-untyped-def]
         if package is None:
             raise InvalidRequest("Deploy needs the package (an MTOM attachment)")
         attachment = attachment_of(ctx.udc, package)
         images = tuple(incoming_images(ctx.udc, image))
-        request = DeployRequest(service, version, kind, bool(stateless), sha256 or "", images)
-        hosted = _host(ctx).deploy(request, attachment)
+        request = DeployRequest(
+            service,
+            version,
+            kind,
+            bool(stateless),
+            sha256 or "",
+            images,
+            deployment_id=deploymentId or None,
+            owner=owner or None,
+        )
+        host = _host(ctx)
+        hosted = host.deploy(request, attachment)
+        # If the requester is gone before it hears of this deployment, nobody will ever use or
+        # undeploy it: the endpoint undoes it (see service/endpoint.py).
+        ctx.udc.undo.append(lambda: host.undeploy(hosted.id, grace=1.0))
         return hosted.id, EndpointReferenceType(Address=hosted.endpoint)
 
     @rpc(Required, _returns=Boolean, _out_variable_name="undeployed")
@@ -104,8 +120,9 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
                 endpoint=h.endpoint,
                 state=h.state,
                 started=h.started,
+                owner=h.owner,
             )
-            for h in _host(ctx).hosted()
+            for h in [*_host(ctx).hosted(), *_host(ctx).starting()]
         ]
 
     @rpc(_returns=HostStatus, _out_variable_name="status")

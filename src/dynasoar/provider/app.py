@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from dynasoar.consumer.host_client import HostClient
+from dynasoar.deadlines import Deadlines
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.paths import PROVIDER_PORT as PORT_PATH
 from dynasoar.paths import contracts_dir
@@ -23,9 +24,11 @@ from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.placement import DEFAULT_POLICY
+from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.service_provider import ServiceProvider
+from dynasoar.provider.shipper import Shipper
 from dynasoar.serve import base_url_of, text, wants_wsdl
 from dynasoar.service.endpoint import (
     EndpointConfig,
@@ -51,6 +54,7 @@ class ProviderConfig:
     hosts: list[str] = field(default_factory=list)
     deploy_timeout: float = 120.0
     message_timeout: float = 150.0
+    call_timeout: float = 60.0  # a service's call deadline when its manifest sets none
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
     placement: str = DEFAULT_POLICY
     ca: Path | None = None  # verifies https:// Host Providers
@@ -74,26 +78,36 @@ class ProviderApp:
         host_client = HostClient(SoapClient(self.pool, SoapVersion.SOAP12, config.security))
         self.hosts = HostDirectory(self.registry, host_client)
         repository = Repository(data / "repository", self.registry)
-        self.deployer = Deployer(
-            self.registry,
-            self.hosts,
-            host_client,
-            self.pool,
-            config.deploy_timeout,
-            repository.images,
-            LoadTracker(),
-            config.placement,
+        #: Every wait of a message, and of each call to a host (keyed by host): brought
+        #: forward when a host is marked down, or when the SP stops.
+        self.deadlines = Deadlines()
+        shipper = Shipper(
+            self.registry, host_client, self.pool, repository.images, config.deploy_timeout
         )
+        self.deployer = Deployer(
+            self.registry, self.hosts, shipper, LoadTracker(), self.deadlines, config.placement
+        )
+        self.reconciler = Reconciler(
+            self.registry,
+            host_client,
+            self.deployer,
+            grace=min(10.0, config.scaling.reconcile_interval),
+        )
+        self.hosts.on_up = self.reconciler.soon
         self.provider = ServiceProvider(data, self.registry, repository, self.hosts, self.deployer)
-        self.autoscaler = Autoscaler(self.provider, self.registry, self.deployer, config.scaling)
+        self.autoscaler = Autoscaler(
+            self.provider, self.registry, self.deployer, config.scaling, self.reconciler
+        )
         self.provider.on_heartbeat = self.autoscaler.heartbeat
         self._control: asyncio.Task[None] | None = None
         self.chain, self.relay = build_chain(
             self.provider,
             self.deployer,
             self.pool,
-            config.message_timeout,
             Policy(trust=config.consumer_trust, max_skew=config.security.max_skew),
+            self.deadlines,
+            message_timeout=config.message_timeout,
+            call_timeout=config.call_timeout,
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sp-port")
         from dynasoar.provider.port import provider_port  # spyne: imported with the port only
@@ -109,7 +123,12 @@ class ProviderApp:
                 security=Policy(credentials=config.security.credentials),
             ),
             self.executor,
-            lambda: {"provider": self.provider, "run": self._run_on_loop},
+            lambda: {
+                "provider": self.provider,
+                "run": self._run_on_loop,
+                "drain_timeout": config.message_timeout * 0.8,
+            },
+            self.deadlines,
         )
         self._wsdl_cache: dict[tuple[str, str, str], bytes] = {}
         self.url = ""
@@ -120,18 +139,33 @@ class ProviderApp:
         return future.result(timeout=self.config.message_timeout)
 
     async def start(self, url: str) -> Handler:
+        """Restore before serving: deployments recorded before a restart are checked against
+        their hosts (reused, lost, or cleaned up after a crash), then the control loop runs."""
         self.url = url
         for address in self.config.hosts:
             self.hosts.add(address)
-        await self.deployer.restore()
+        await self.reconciler.at_start()
         if self.config.hosts:
             await self.hosts.survey()
         self._control = asyncio.create_task(self.autoscaler.run())
         return self.handle
 
-    async def stop(self) -> None:
+    async def quiesce(self) -> None:
+        """Stopping: the control loop first. Nobody hears the hosts' heartbeats from now on,
+        and judging them would undo every deployment; the registry stays as it is."""
         if self._control is not None:
             self._control.cancel()
+            await asyncio.gather(self._control, return_exceptions=True)
+            self._control = None
+
+    def cut_short(self, reason: str) -> None:
+        ended = self.deadlines.expire_all(reason)
+        log.warning("grace period over: %d message(s) answered dyn:ShuttingDown", ended)
+
+    async def stop(self) -> None:
+        await self.quiesce()
+        await self.reconciler.close()
+        await self.deployer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
         self.registry.close()

@@ -1,7 +1,11 @@
 """The Service Provider's control loop: scale stateless services out when their replicas cannot
 keep up (Dynasoar's rule: deploy again when the existing deployments cannot meet demand),
-undeploy deployments left idle (scale to zero; the next message deploys again), and mark hosts
-down when their heartbeats stop. Every decision reads only in-memory state."""
+undeploy deployments left idle (scale to zero; the next message deploys again), mark hosts
+down when their heartbeats stop, and reconcile the registry with every host now and then.
+Every decision but the reconciliation reads only in-memory state.
+
+It is the first thing a stopping Service Provider stops: while the SP drains, nobody hears the
+hosts' heartbeats, and judging them then would undo every deployment."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
 from dynasoar.provider.service_provider import Advertised, ServiceProvider
 
@@ -26,16 +31,25 @@ class Scaling:
     max_replicas: int = 4  # a stateless service's default limit
     idle_timeout: float | None = None  # seconds without traffic before undeploying; None: never
     host_timeout: float = 6.0  # seconds without a heartbeat before a host is marked down
+    reconcile_interval: float = 30.0  # seconds between comparisons with every host's List
 
 
 class Autoscaler:
     def __init__(
-        self, provider: ServiceProvider, registry: Registry, deployer: Deployer, scaling: Scaling
+        self,
+        provider: ServiceProvider,
+        registry: Registry,
+        deployer: Deployer,
+        scaling: Scaling,
+        reconciler: Reconciler,
     ) -> None:
         self._provider = provider
         self._registry = registry
         self._deployer = deployer
+        self._reconciler = reconciler
         self.scaling = scaling
+        self._reconciled = time.monotonic()
+        self._reconciling: asyncio.Task[None] | None = None
         self._hot: dict[str, int] = {}  # looks in a row over the threshold, per service
         self._scaling: dict[str, asyncio.Task[object]] = {}
         #: host → (monotonic time of its last heartbeat, how long it may stay silent)
@@ -48,12 +62,15 @@ class Autoscaler:
         self._heartbeats[address] = (time.monotonic(), allowed)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.scaling.interval)
-            try:
-                await self.tick()
-            except Exception:  # the loop must outlive any one bad look
-                log.exception("autoscaler tick failed")
+        try:
+            while True:
+                await asyncio.sleep(self.scaling.interval)
+                try:
+                    await self.tick()
+                except Exception:  # the loop must outlive any one bad look
+                    log.exception("control loop tick failed")
+        finally:
+            await self._stop_work()
 
     async def tick(self) -> None:
         self._check_heartbeats()
@@ -61,6 +78,31 @@ class Autoscaler:
             await self._undeploy_idle(advertised)
             if advertised.record.stateless:
                 self._scale(advertised)
+        self._reconcile_now_and_then()
+
+    def _reconcile_now_and_then(self) -> None:
+        now = time.monotonic()
+        if now - self._reconciled < self.scaling.reconcile_interval or self._reconciling:
+            return
+        self._reconciled = now
+        hosts = [h.address for h in self._registry.hosts() if h.state in ("up", "draining")]
+        task = asyncio.create_task(self._reconciler.hosts(hosts))
+        self._reconciling = task
+        task.add_done_callback(self._reconciled_all)
+
+    def _reconciled_all(self, task: asyncio.Task[None]) -> None:
+        self._reconciling = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reconciling with the hosts failed: %s", task.exception())
+
+    async def _stop_work(self) -> None:
+        """What the loop started is stopped with it."""
+        work: list[asyncio.Task[object]] = list(self._scaling.values())
+        if self._reconciling is not None:
+            work.append(self._reconciling)
+        for task in work:
+            task.cancel()
+        await asyncio.gather(*work, return_exceptions=True)
 
     def _scale(self, advertised: Advertised) -> None:
         record = advertised.record
@@ -105,6 +147,8 @@ class Autoscaler:
     def _check_heartbeats(self) -> None:
         now = time.monotonic()
         for address, (last, allowed) in list(self._heartbeats.items()):
-            if now - last > allowed:
+            if self._registry.host_state(address) == "left":
+                del self._heartbeats[address]  # it said goodbye: silence is expected
+            elif now - last > allowed:
                 del self._heartbeats[address]
-                self._deployer.host_lost(address, f"no heartbeat for {now - last:.1f} s")
+                self._deployer.mark_down(address, f"no heartbeat for {now - last:.1f} s")

@@ -11,20 +11,28 @@ whole path of a message to ``/services/NAME``:
     relay       forward the bytes over a pooled connection; stream the reply back; a
                 stateless message whose deployment vanished goes once more, elsewhere
 
-Each step is an interceptor with a ``phase`` name and ``async handle(ctx)``; when one raises,
-the ones that ran are unwound in reverse (``on_fault``), then the error becomes the SOAP fault
-the consumer gets (After Apache CXF's phase chain and Knative's activator handler chain.)
+Each step is an interceptor with a ``phase`` name and ``async handle(ctx)``; what one raises
+becomes the SOAP fault the consumer gets; each cleans up after itself (the relay ends its count
+of messages in flight on every way out). One deadline covers the whole message; the Service
+Provider brings it forward when it stops and its grace period is over (dyn:ShuttingDown).
+(After Apache CXF's phase chain and Knative's activator handler chain.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from dynasoar.errors import DeploymentTimeout, DynasoarError, ReceiverError, TransportError
+from dynasoar.deadlines import Deadlines
+from dynasoar.errors import (
+    DeploymentTimeout,
+    DynasoarError,
+    ReceiverError,
+    ShuttingDown,
+    TransportError,
+)
 from dynasoar.http import ConnectionPool, Request, Response
 from dynasoar.provider.context import MessageContext
 from dynasoar.provider.deployer import Deployer
@@ -53,38 +61,49 @@ class Interceptor(Protocol):
 
 
 class Chain:
-    def __init__(self, interceptors: Sequence[Interceptor], message_timeout: float) -> None:
+    def __init__(
+        self,
+        interceptors: Sequence[Interceptor],
+        message_timeout: float,
+        deadlines: Deadlines | None = None,
+    ) -> None:
         phases = tuple(i.phase for i in interceptors)
         if phases != PHASES:
             raise ValueError(f"interceptors out of phase order: {phases}")
         self.interceptors = tuple(interceptors)
         self.message_timeout = message_timeout
+        self._deadlines = deadlines or Deadlines()
 
     async def __call__(self, request: Request, base_url: str) -> Response:
         ctx = MessageContext(request, base_url, deadline=time.monotonic() + self.message_timeout)
-        ran: list[Interceptor] = []
+        phase = PHASES[0]
+        scope = self._deadlines.scope(self.message_timeout)
         try:
-            async with asyncio.timeout(self.message_timeout):
+            async with scope:
                 for interceptor in self.interceptors:
-                    ran.append(interceptor)
+                    phase = interceptor.phase
                     await interceptor.handle(ctx)
         except TimeoutError:
-            late = f"no reply within {self.message_timeout:.0f} s (phase {ran[-1].phase})"
-            error = DeploymentTimeout(late) if ran[-1].phase == "deploy" else TransportError(late)
-            return self._fault(ctx, ran, error)
+            if scope.reason is not None:
+                return self._fault(
+                    ctx,
+                    ShuttingDown(
+                        f"{scope.reason} before this message was answered (phase {phase}); "
+                        "send it again"
+                    ),
+                )
+            late = f"no reply within {self.message_timeout:.0f} s (phase {phase})"
+            error = DeploymentTimeout(late) if phase == "deploy" else TransportError(late)
+            return self._fault(ctx, error)
         except DynasoarError as exc:
-            return self._fault(ctx, ran, exc)
+            return self._fault(ctx, exc)
         except Exception:
-            log.exception("routing %s failed in phase %s", request.path, ran[-1].phase)
-            return self._fault(ctx, ran, ReceiverError("internal error in the Service Provider"))
+            log.exception("routing %s failed in phase %s", request.path, phase)
+            return self._fault(ctx, ReceiverError("internal error in the Service Provider"))
         assert ctx.response is not None
         return ctx.response
 
-    def _fault(self, ctx: MessageContext, ran: list[Interceptor], error: DynasoarError) -> Response:
-        for interceptor in reversed(ran):
-            on_fault = getattr(interceptor, "on_fault", None)
-            if on_fault is not None:
-                on_fault(ctx, error)
+    def _fault(self, ctx: MessageContext, error: DynasoarError) -> Response:
         status, content_type, body = fault_reply(error, ctx.version, ctx.addressing)
         return Response(status, [("Content-Type", content_type)], body)
 
@@ -93,10 +112,13 @@ def build_chain(
     provider: ServiceProvider,
     deployer: Deployer,
     pool: ConnectionPool,
-    message_timeout: float,
     consumers: Policy,
+    deadlines: Deadlines,
+    *,
+    message_timeout: float,
+    call_timeout: float,
 ) -> tuple[Chain, Relay]:
-    relay = Relay(pool, deployer, deployer.load)
+    relay = Relay(pool, deployer, deployer.load, deadlines, call_timeout)
     chain = Chain(
         [
             ReadEnvelopeHead(),
@@ -108,5 +130,6 @@ def build_chain(
             relay,
         ],
         message_timeout,
+        deadlines,
     )
     return chain, relay

@@ -1,31 +1,38 @@
-"""Deploying services on Host Providers: choose a host (placement), ship the package, probe the
-new endpoint, record it. Concurrent first messages for one service share one deployment
-(single-flight); a failure is reported to every waiter and not remembered."""
+"""Deciding where services run: choose a host (placement) and ship there (:mod:`.shipper`);
+concurrent first messages for one service share one deployment (single-flight, a failure
+reported to every waiter and not remembered); and what happens to deployments when their host
+goes away:
+
+- a stateless deployment is forgotten (its host is asked to undeploy it, in the background):
+  the next message deploys the service again, elsewhere;
+- a stateful one is *lost*: its state went with its host, so every message is answered
+  ``dyn:HostLost`` (when, which host, why) until the service is deployed again explicitly, or
+  until its host is seen again still running that very deployment, state intact.
+
+Calls in flight to a host marked down stop waiting for it at once (:mod:`dynasoar.deadlines`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from pathlib import Path
 
-from dynasoar.consumer.host_client import HostClient, PackageShipment, ShippedImage, normalize
+from dynasoar.consumer.host_client import normalize
+from dynasoar.deadlines import Deadlines
 from dynasoar.errors import (
     Busy,
-    DeploymentFailed,
     DeploymentTimeout,
     DynasoarError,
-    ImageNotHeld,
+    HostLost,
     InvalidRequest,
     NoHostAvailable,
     TransportError,
 )
-from dynasoar.http import ConnectionPool
-from dynasoar.images import ImageCache
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.placement import DEFAULT_POLICY, HostView, Need, eligible, policies
-from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord, now
+from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord
+from dynasoar.provider.shipper import Shipper
 from dynasoar.provider.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -36,26 +43,27 @@ class Deployer:
         self,
         registry: Registry,
         hosts: HostDirectory,
-        client: HostClient,
-        pool: ConnectionPool,
-        deploy_timeout: float,
-        images: ImageCache,
+        shipper: Shipper,
         load: LoadTracker,
+        calls: Deadlines,
         default_policy: str = DEFAULT_POLICY,
     ) -> None:
         self._registry = registry
         self._hosts = hosts
-        self._client = client
-        self._pool = pool
-        self._images = images
+        self.shipper = shipper
         self.load = load
-        self._background: set[asyncio.Task[None]] = set()
+        #: The deadlines of calls in flight, by host: a host marked down ends them.
+        self._calls = calls
         self._policies = policies()
         if default_policy not in self._policies:
             raise ValueError(f"no placement policy {default_policy!r}")
         self.default_policy = default_policy
-        self.deploy_timeout = deploy_timeout
+        self.deploy_timeout = shipper.deploy_timeout
         self._flight: SingleFlight[DeploymentRecord] = SingleFlight()
+        self._checks: set[asyncio.Task[None]] = set()
+        hosts.on_down = self.host_down
+
+    # -- where a message goes ----------------------------------------------------------------
 
     async def ensure(
         self,
@@ -70,11 +78,15 @@ class Deployer:
         chosen = [d for d in usable if preferred is None or d.host in preferred]
         if chosen:
             return self.load.least_busy(chosen), False
-        if usable and not service.stateless:
-            raise NoHostAvailable(
-                f"{service.name} is stateful: it runs once, on {usable[0].host}, which is not "
-                "among your preferred hosts"
-            )
+        if not service.stateless:
+            if usable:
+                raise NoHostAvailable(
+                    f"{service.name} is stateful: it runs once, on {usable[0].host}, which is "
+                    "not among your preferred hosts"
+                )
+            lost = self.lost_of(service.name)
+            if lost is not None:
+                raise lost_fault(lost)
         need = self._need(service, preferred, exclude=frozenset(d.host for d in usable))
         key = service.name if preferred is None else f"{service.name}|{sorted(preferred)}"
         try:
@@ -87,14 +99,14 @@ class Deployer:
             ) from exc
 
     def _usable(self, record: DeploymentRecord) -> bool:
-        """A deployment on a host known to be down is dropped: the next message redeploys."""
-        if self._registry.host_state(record.host) != "down":
+        """A deployment on a host known to be down is not: it is lost or forgotten now."""
+        if self._registry.host_state(record.host) not in ("down", "left"):
             return True
-        log.warning(
-            "dropping %s of %s: its host %s is down", record.id, record.service, record.host
-        )
-        self.drop(record)
+        self.lose(record, f"its host {record.host} is down")
         return False
+
+    def lost_of(self, service: str) -> DeploymentRecord | None:
+        return next((r for r in self._registry.records_of(service) if r.state == "lost"), None)
 
     def _need(
         self,
@@ -105,10 +117,12 @@ class Deployer:
         placement = service.placement
         return Need(dict(placement.labels), placement.data_site, preferred, exclude)
 
-    async def scale_out(self, service: ServiceRecord) -> DeploymentRecord | None:
+    async def scale_out(
+        self, service: ServiceRecord, exclude: frozenset[str] = frozenset()
+    ) -> DeploymentRecord | None:
         """One more replica of a stateless service, on a host not running it yet."""
         running = frozenset(d.host for d in self._registry.deployments_of(service.name))
-        need = self._need(service, exclude=running)
+        need = self._need(service, exclude=running | exclude)
         try:
             record, _ = await self._flight.do(
                 f"{service.name}#scale",
@@ -121,7 +135,13 @@ class Deployer:
             return None
 
     async def deploy(self, service: ServiceRecord, host: str | None) -> DeploymentRecord:
-        """An explicit deployment (management Deploy): on ``host``, or wherever placement says."""
+        """An explicit deployment (management Deploy): on ``host``, or wherever placement says.
+        For a lost stateful service this is the way back: it starts afresh."""
+        lost = self.lost_of(service.name)
+        if lost is not None:
+            log.info("%s deployed again explicitly: starting afresh", service.name)
+            self._registry.remove_deployment(lost.id)
+            self.shipper.undeploy_later(lost.host, lost.id)  # in case that host comes back
         if host is None:
             record, _ = await self.ensure(service, self.deploy_timeout)
             return record
@@ -136,12 +156,12 @@ class Deployer:
             )
         if self._registry.host(host) is None:
             await self._hosts.register(host)
-        return await self._deploy_on(host, service)
+        return await self.shipper.ship(host, service)
 
     async def _deploy_anywhere(
         self, service: ServiceRecord, need: Need, consumer: str | None = None
     ) -> DeploymentRecord:
-        views = await self._hosts.survey()
+        views = [v for v in await self._hosts.survey() if self._hosts.placeable(v.address)]
         policy = self._policies[service.placement.policy or self.default_policy]
         candidates = policy.order(eligible(views, need), need)
         if not candidates:
@@ -149,110 +169,62 @@ class Deployer:
         reasons = []
         for view in candidates:
             try:
-                return await self._deploy_on(view.address, service, consumer)
+                return await self.shipper.ship(view.address, service, consumer)
             except (Busy, TransportError) as exc:
                 reasons.append(f"{view.address}: {exc.reason}")
                 if isinstance(exc, TransportError):
                     self._hosts.mark_down(view.address, exc.reason)
         raise NoHostAvailable(f"no Host Provider took {service.name}: " + "; ".join(reasons))
 
-    async def _deploy_on(
-        self, host: str, service: ServiceRecord, consumer: str | None = None
-    ) -> DeploymentRecord:
-        started = time.monotonic()
-        held = await self._held_by(host, service)
-        try:
-            deployment_id, endpoint = await self._client.deploy(
-                host, self._shipment(service, held), self.deploy_timeout
-            )
-        except ImageNotHeld:
-            # The host evicted an image between our question and the Deploy: send them all.
-            deployment_id, endpoint = await self._client.deploy(
-                host, self._shipment(service, set()), self.deploy_timeout
-            )
-        try:
-            await self.probe(endpoint, timeout=max(1.0, self.deploy_timeout / 4))
-        except DynasoarError:
-            await self._undeploy_quietly(host, deployment_id)
-            raise
-        record = DeploymentRecord(
-            id=deployment_id,
-            service=service.name,
-            version=service.version,
-            host=host,
-            endpoint=endpoint,
-            state="ready",
-            created=now(),
-            deployed_for=consumer,
-        )
-        self._registry.add_deployment(record)
-        log.info(
-            "deployed %s on %s in %.2f s: %s",
-            service.name,
-            host,
-            time.monotonic() - started,
-            endpoint,
-        )
-        return record
-
-    async def _held_by(self, host: str, service: ServiceRecord) -> set[str]:
-        """The service's images the host already holds: those travel without content."""
-        if not service.images:
-            return set()
-        digests = [image.sha256 for image in service.images]
-        return await self._client.query_images(host, digests, timeout=30.0)
-
-    def _shipment(self, service: ServiceRecord, held: set[str]) -> PackageShipment:
-        images = tuple(
-            ShippedImage(ref, None if ref.sha256 in held else self._images.path(ref.sha256))
-            for ref in service.images
-        )
-        return PackageShipment(
-            service=service.name,
-            version=service.version,
-            kind=service.kind,
-            stateless=service.stateless,
-            path=Path(service.package),
-            sha256=service.sha256,
-            images=images,
-        )
-
     async def probe(self, endpoint: str, timeout: float) -> None:
-        """Readiness from the SP's side: the endpoint serves its WSDL."""
-        try:
-            response = await self._pool.request(
-                endpoint + "?wsdl", "GET", headers=[], timeout=timeout
-            )
-            await response.read_all(4 << 20)
-        except DynasoarError as exc:
-            raise DeploymentFailed(
-                f"the new endpoint {endpoint} does not answer: {exc.reason}"
-            ) from exc
-        if response.status != 200:
-            raise DeploymentFailed(f"the new endpoint {endpoint} answered HTTP {response.status}")
-
-    async def undeploy(self, record: DeploymentRecord) -> bool:
-        self._registry.remove_deployment(record.id)
-        try:
-            return await self._client.undeploy(record.host, record.id, timeout=30.0)
-        except DynasoarError as exc:
-            log.warning("undeploy of %s on %s: %s", record.id, record.host, exc.reason)
-            return False
-
-    def host_lost(self, address: str, reason: str) -> None:
-        """A host stopped answering: mark it down and drop its deployments (the next message
-        for each of their services deploys elsewhere)."""
-        self._hosts.mark_down(address, reason)
-        for record in self._registry.deployments():
-            if record.host == address:
-                self.drop(record)
+        await self.shipper.probe(endpoint, timeout)
 
     async def check_host(self, address: str) -> None:
         """After a deployment vanished: is its host still there? Marked down if not."""
         await self._hosts.survey([address])
 
-    async def forget(self, record: DeploymentRecord) -> None:
-        """Drop a deployment that stopped answering; tell its host if it still listens."""
+    def check_later(self, record: DeploymentRecord) -> None:
+        """A stateless deployment that let a call pass its deadline: if it does not answer a
+        probe either, it is hung, and forgotten (the next message deploys it again). A
+        stateful one is only slow until its host is judged down: its state is worth a wait."""
+        service = self._registry.service(record.service)
+        if service is None or not service.stateless:
+            return
+
+        async def check() -> None:
+            try:
+                await self.shipper.probe(record.endpoint, timeout=2.0)
+            except DynasoarError as exc:
+                self.lose(record, f"it let a call pass its deadline and a probe ({exc.reason})")
+
+        task = asyncio.create_task(check())
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    # -- ending deployments ------------------------------------------------------------------
+
+    async def undeploy(self, record: DeploymentRecord) -> bool:
+        self.load.forget(record.id)
+        self._registry.remove_deployment(record.id)
+        return await self.shipper.undeploy(record.host, record.id)
+
+    def lose(self, record: DeploymentRecord, reason: str) -> None:
+        """``record`` stopped being usable: a stateless one is forgotten, a stateful one lost."""
+        service = self._registry.service(record.service)
+        if service is not None and not service.stateless:
+            if record.state != "lost":
+                log.warning(
+                    "%s is lost: its deployment %s on %s (%s); every message is answered "
+                    "dyn:HostLost until it is deployed again",
+                    record.service,
+                    record.id,
+                    record.host,
+                    reason,
+                )
+                self.load.forget(record.id)
+                self._registry.set_state(record.id, "lost", reason)
+            return
+        log.warning("forgetting %s of %s on %s: %s", record.id, record.service, record.host, reason)
         self.drop(record)
 
     def drop(self, record: DeploymentRecord) -> None:
@@ -260,30 +232,96 @@ class Deployer:
         that hangs must not hold a consumer up; one that is alive must not keep an orphan)."""
         self.load.forget(record.id)
         if self._registry.remove_deployment(record.id) is not None:
-            task = asyncio.create_task(self._undeploy_quietly(record.host, record.id))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.shipper.undeploy_later(record.host, record.id)
 
-    async def _undeploy_quietly(self, host: str, deployment_id: str) -> None:
+    async def revive(self, record: DeploymentRecord) -> bool:
+        """A lost deployment its host still runs: usable again if it answers, state intact."""
         try:
-            await self._client.undeploy(host, deployment_id, timeout=10.0)
-        except DynasoarError as exc:
-            log.warning("could not undeploy %s on %s: %s", deployment_id, host, exc.reason)
-
-    async def restore(self) -> None:
-        """After a restart: keep recorded deployments that still answer, drop the others."""
-        records = self._registry.deployments()
-        results = await asyncio.gather(
-            *(self.probe(r.endpoint, timeout=3.0) for r in records), return_exceptions=True
+            await self.shipper.probe(record.endpoint, timeout=3.0)
+        except DynasoarError:
+            return False
+        if self._registry.deployment(record.id) is None:
+            return False  # deployed again explicitly meanwhile
+        self._registry.set_state(record.id, "ready", None)
+        log.info(
+            "%s's deployment %s on %s answers again: in use again, its state intact",
+            record.service,
+            record.id,
+            record.host,
         )
-        for record, result in zip(records, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("dropping deployment %s of %s: %s", record.id, record.service, result)
+        return True
+
+    def mark_down(self, address: str, reason: str) -> None:
+        """Judge ``address`` down (it missed its heartbeats): see :meth:`host_down`."""
+        self._hosts.mark_down(address, reason)
+
+    def host_down(self, address: str, reason: str) -> None:
+        """``address`` stopped answering: its deployments are lost or forgotten, and calls
+        waiting for it stop waiting (a stateless one is sent once more, elsewhere)."""
+        for record in self._registry.deployments():
+            if record.host == address and record.state == "ready":
+                self.lose(record, f"its host {address} is down: {reason}")
+        ended = self._calls.expire(address, f"its host {address} is down: {reason}")
+        if ended:
+            log.warning("%d call(s) in flight to %s stopped waiting for it", ended, address)
+
+    def host_left(self, address: str, reason: str) -> None:
+        """``address`` deregistered: nothing new goes there; calls in flight finish (its
+        services stop only after it drained). Stateful deployments are lost."""
+        self._hosts.set_state(address, "left")
+        for record in self._registry.deployments():
+            if record.host != address or record.state != "ready":
+                continue
+            service = self._registry.service(record.service)
+            if service is not None and service.stateless:
+                self.load.forget(record.id)
                 self._registry.remove_deployment(record.id)
             else:
-                log.info(
-                    "reusing deployment %s of %s at %s", record.id, record.service, record.endpoint
-                )
+                self.lose(record, reason)
+
+    async def drain_host(self, address: str, deadline: float) -> int:
+        """Move ``address``'s stateless deployments elsewhere before it goes: a replica on
+        another host first (if there is none), then the route switches, then the old one ends
+        once its messages in flight are answered. Returns how many moved."""
+        self._hosts.set_state(address, "draining")
+        loop = asyncio.get_running_loop()
+        moved = 0
+        for record in self._registry.deployments():
+            service = self._registry.service(record.service)
+            if record.host != address or record.state != "ready" or service is None:
+                continue
+            if not service.stateless:
+                continue  # its state cannot move with it
+            replicas = self._registry.deployments_of(service.name)
+            if all(d.host == address for d in replicas):
+                if await self.scale_out(service, exclude=frozenset({address})) is None:
+                    log.warning("%s found no other host to move to", record.service)
+            self._registry.remove_deployment(record.id)  # the route switches here
+            while self.load.outstanding(record.id) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            self.load.forget(record.id)
+            left = max(1.0, deadline - loop.time())
+            await self.shipper.undeploy(address, record.id, timeout=left)
+            moved += 1
+        return moved
+
+    async def close(self) -> None:
+        self._flight.cancel_all()
+        for task in list(self._checks):
+            task.cancel()
+        await asyncio.gather(*self._checks, return_exceptions=True)
+        await self.shipper.close()
+
+
+def lost_fault(record: DeploymentRecord) -> HostLost:
+    """What every message for a lost stateful service is answered with."""
+    since = record.changed.strftime("%Y-%m-%d %H:%M:%S UTC") if record.changed else "a while"
+    reason = record.reason or "its host stopped answering"
+    return HostLost(
+        f"{record.service} is stateful and its deployment on {record.host} was lost at {since} "
+        f"({reason}): its state is gone unless that host comes back. Deploy it again "
+        f"explicitly (dynasoar deploy {record.service}) to start afresh"
+    )
 
 
 def _nowhere(name: str, views: list[HostView], need: Need) -> str:

@@ -68,6 +68,8 @@ class DeploymentInfo(ComplexModel):  # type: ignore[misc]
     lastUsed = DateTime
     deployedFor = Unicode
     consumer = ConsumerCount.customize(max_occurs="unbounded")
+    reason = Unicode
+    changed = DateTime
 
 
 class HostInfo(ComplexModel):  # type: ignore[misc]
@@ -106,6 +108,8 @@ def deployment_info(d: DeploymentRecord, load: LoadTracker) -> DeploymentInfo:
         lastUsed=datetime.now(UTC) - timedelta(seconds=load.idle_for(d.id)),
         deployedFor=d.deployed_for,
         consumer=[ConsumerCount(subject=s, messages=n) for s, n in load.consumers(d.id)],
+        reason=d.reason,
+        changed=d.changed,
     )
 
 
@@ -170,6 +174,15 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
     )
     def RegisterHost(ctx, address, heartbeat):  # type: ignore[no-untyped-def]
         return host_info(ctx.udc.run(_sp(ctx).register_host(address, heartbeat)))
+
+    @rpc(
+        AnyUri(min_occurs=1, nillable=False),
+        Boolean(min_occurs=0),
+        _returns=Integer,
+        _out_variable_name="moved",
+    )
+    def DeregisterHost(ctx, address, drain):  # type: ignore[no-untyped-def]
+        return ctx.udc.run(_sp(ctx).deregister_host(address, bool(drain), ctx.udc.drain_timeout))
 
     @rpc(
         Unicode(max_occurs="unbounded"),

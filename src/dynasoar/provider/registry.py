@@ -2,6 +2,12 @@
 
 Reads on the message path come from memory (``deployments_of``); every change is written
 through to the database first, so a restart sees what was there. One lock guards both.
+
+A deployment is recorded before its host is asked for it, so that a crash leaves a trace::
+
+    deploying ──> ready ──> lost     (a stateful one whose host was lost: it answers
+        │           │         │       dyn:HostLost until redeployed, or until its host is
+        └───────────┴─────────┴──>    seen again still running it)   (removed)
 """
 
 from __future__ import annotations
@@ -9,9 +15,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,7 @@ CREATE TABLE IF NOT EXISTS services (
     stateless INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     published TEXT NOT NULL, package TEXT NOT NULL, wsdl BLOB NOT NULL,
     images TEXT NOT NULL DEFAULT '[]', placement TEXT NOT NULL DEFAULT '{}',
-    require_signed INTEGER NOT NULL DEFAULT 0
+    require_signed INTEGER NOT NULL DEFAULT 0, call_timeout REAL
 );
 CREATE TABLE IF NOT EXISTS hosts (
     address TEXT PRIMARY KEY, state TEXT NOT NULL, capacity INTEGER NOT NULL,
@@ -37,14 +44,16 @@ CREATE TABLE IF NOT EXISTS hosts (
 );
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
-    endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL, deployed_for TEXT
+    endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL, deployed_for TEXT,
+    reason TEXT, changed TEXT
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
 SERVICE_COLUMNS = (
     "name, version, kind, stateless, sha256, size, published, package, wsdl, images, placement, "
-    "require_signed"
+    "require_signed, call_timeout"
 )
 HOST_COLUMNS = (
     "address, state, capacity, deployments, load, last_seen, "
@@ -61,8 +70,13 @@ MIGRATIONS = [
     ("services", "placement", "TEXT NOT NULL DEFAULT '{}'"),
     ("services", "require_signed", "INTEGER NOT NULL DEFAULT 0"),
     ("deployments", "deployed_for", "TEXT"),
+    ("services", "call_timeout", "REAL"),
+    ("deployments", "reason", "TEXT"),
+    ("deployments", "changed", "TEXT"),
 ]
-DEPLOYMENT_COLUMNS = "id, service, version, host, endpoint, state, created, deployed_for"
+DEPLOYMENT_COLUMNS = (
+    "id, service, version, host, endpoint, state, created, deployed_for, reason, changed"
+)
 
 
 def now() -> datetime:
@@ -83,12 +97,15 @@ class ServiceRecord:
     images: tuple[ImageRef, ...] = ()  # a VM package's images, kept in the repository by digest
     placement: Placement = Placement()  # what its manifest asks of hosts
     require_signed: bool = False  # consumers' messages must be signed
+    call_timeout: float | None = None  # seconds a message waits for a reply (None: SP default)
 
 
 @dataclass(frozen=True)
 class HostRecord:
     address: str
-    state: str  # "up" | "down" | "unknown"
+    #: "up"; "down" (stopped answering); "unknown" (named, not yet asked); "draining" (its
+    #: deployments are moving away, it takes no new ones); "left" (deregistered)
+    state: str
     capacity: int
     deployments: int
     load: float
@@ -103,11 +120,15 @@ class DeploymentRecord:
     service: str
     version: str
     host: str
-    endpoint: str
-    state: str  # "ready"
+    endpoint: str  # "" while deploying
+    state: str  # "deploying" | "ready" | "lost"
     created: datetime
     #: who its first message came from (a signed consumer's certificate subject), if known
     deployed_for: str | None = None
+    #: why it is in its state (for "lost": what happened to its host)
+    reason: str | None = None
+    #: when it entered its state
+    changed: datetime | None = None
 
 
 class Registry:
@@ -119,13 +140,15 @@ class Registry:
         self._db.executescript(SCHEMA)
         self._migrate()
         self._lock = threading.Lock()
-        self._deployments: dict[str, list[DeploymentRecord]] = {}
+        #: Every deployment record, and the ready ones, by service.
+        self._records: dict[str, list[DeploymentRecord]] = {}
+        self._ready: dict[str, list[DeploymentRecord]] = {}
         #: Host states, read on the message path: kept in memory too.
         self._host_states: dict[str, str] = {}
         for host in self.hosts():
             self._host_states[host.address] = host.state
         for record in self._load_deployments():
-            self._deployments.setdefault(record.service, []).append(record)
+            self._index(record.service, [*self._records.get(record.service, []), record])
 
     def _migrate(self) -> None:
         for table, column, declaration in MIGRATIONS:
@@ -154,7 +177,7 @@ class Registry:
         with self._tx() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO services ({SERVICE_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     s.name,
                     s.version,
@@ -168,6 +191,7 @@ class Registry:
                     json.dumps([[i.name, i.sha256, i.size] for i in s.images]),
                     json.dumps(s.placement.to_json()),
                     int(s.require_signed),
+                    s.call_timeout,
                 ),
             )
 
@@ -235,10 +259,11 @@ class Registry:
     # -- deployments ----------------------------------------------------------------------
 
     def add_deployment(self, d: DeploymentRecord) -> None:
+        """Record ``d``, or replace the record of the same id (a change of state)."""
         with self._tx() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO deployments ({DEPLOYMENT_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     d.id,
                     d.service,
@@ -248,40 +273,90 @@ class Registry:
                     d.state,
                     d.created.isoformat(),
                     d.deployed_for,
+                    d.reason,
+                    d.changed.isoformat() if d.changed else None,
                 ),
             )
-            current = [x for x in self._deployments.get(d.service, []) if x.id != d.id]
-            self._deployments[d.service] = [*current, d]
+            current = [x for x in self._records.get(d.service, []) if x.id != d.id]
+            self._index(d.service, [*current, d])
+
+    def set_state(self, deployment_id: str, state: str, reason: str | None) -> DeploymentRecord:
+        """Move a recorded deployment to ``state`` (KeyError if it is not recorded)."""
+        record = self.deployment(deployment_id)
+        if record is None:
+            raise KeyError(deployment_id)
+        changed = replace(record, state=state, reason=reason, changed=now())
+        self.add_deployment(changed)
+        return changed
 
     def remove_deployment(self, deployment_id: str) -> DeploymentRecord | None:
         with self._tx() as db:
             db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
-            for service, records in self._deployments.items():
+            for service, records in self._records.items():
                 for record in records:
                     if record.id == deployment_id:
-                        self._deployments[service] = [r for r in records if r is not record]
+                        self._index(service, [r for r in records if r is not record])
                         return record
         return None
 
+    def deployment(self, deployment_id: str) -> DeploymentRecord | None:
+        with self._lock:
+            return next(
+                (r for rs in self._records.values() for r in rs if r.id == deployment_id), None
+            )
+
     def deployments_of(self, service: str) -> list[DeploymentRecord]:
-        """The service's deployments, from memory (the message path reads this)."""
-        return self._deployments.get(service, [])
+        """The service's ready deployments, from memory (the message path reads this)."""
+        return self._ready.get(service, [])
+
+    def records_of(self, service: str) -> list[DeploymentRecord]:
+        """All the service's deployment records, whatever their state."""
+        return self._records.get(service, [])
 
     def deployments(self) -> list[DeploymentRecord]:
+        """Every deployment record, whatever its state."""
         with self._lock:
             return sorted(
-                (d for records in self._deployments.values() for d in records),
+                (d for records in self._records.values() for d in records),
                 key=lambda d: (d.service, d.created),
             )
+
+    def _index(self, service: str, records: list[DeploymentRecord]) -> None:
+        self._records[service] = records
+        self._ready[service] = [r for r in records if r.state == "ready"]
 
     def _load_deployments(self) -> list[DeploymentRecord]:
         rows = self._db.execute(
             f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY created"
         ).fetchall()
         return [
-            DeploymentRecord(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]), r[7])
+            DeploymentRecord(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                created=datetime.fromisoformat(r[6]),
+                deployed_for=r[7],
+                reason=r[8],
+                changed=datetime.fromisoformat(r[9]) if r[9] else None,
+            )
             for r in rows
         ]
+
+    # -- this registry's identity ---------------------------------------------------------
+
+    def identity(self) -> str:
+        """A name for the Service Provider this registry belongs to, made once and kept: hosts
+        are told it with every Deploy, so that what they run for it can be told apart."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+            if row is not None:
+                return str(row[0])
+            value = f"urn:uuid:{uuid.uuid4()}"
+            db.execute("INSERT INTO meta (key, value) VALUES ('identity', ?)", (value,))
+            return value
 
 
 def _service(r: Any) -> ServiceRecord:
@@ -298,6 +373,7 @@ def _service(r: Any) -> ServiceRecord:
         images=tuple(ImageRef(str(n), str(d), int(z)) for n, d, z in json.loads(r[9])),
         placement=Placement.from_json(json.loads(r[10])),
         require_signed=bool(r[11]),
+        call_timeout=float(r[12]) if r[12] is not None else None,
     )
 
 

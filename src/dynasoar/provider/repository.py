@@ -132,6 +132,7 @@ class Repository:
             images=images,
             placement=manifest.placement,
             require_signed=manifest.require_signed,
+            call_timeout=manifest.call_timeout,
         )
         previous = self._registry.service(manifest.name)
         self._registry.put_service(record)

@@ -3,13 +3,14 @@ interceptor: the catalog of advertised services, publishing, deploying and undep
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dynasoar.consumer.host_client import normalize
-from dynasoar.errors import UnknownService
+from dynasoar.errors import UnknownHost, UnknownService
 from dynasoar.images import IncomingImage
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.hosts import HostDirectory
@@ -77,7 +78,8 @@ class ServiceProvider:
     async def undeploy(self, name: str, host: str | None) -> int:
         self._service(name)
         wanted = normalize(host) if host else None
-        records = [d for d in self.registry.deployments_of(name) if wanted in (None, d.host)]
+        # every record, whatever its state: a lost one is undone too, a deploying one cancelled
+        records = [d for d in self.registry.records_of(name) if wanted in (None, d.host)]
         count = 0
         for record in records:
             await self.deployer.undeploy(record)
@@ -90,6 +92,20 @@ class ServiceProvider:
         if heartbeat is not None and heartbeat > 0 and self.on_heartbeat is not None:
             self.on_heartbeat(record.address, heartbeat)
         return record
+
+    async def deregister_host(self, address: str, drain: bool, timeout: float) -> int:
+        """A host is going away. With ``drain``, its stateless deployments move elsewhere
+        first (returns how many moved); either way it then takes nothing new, its stateless
+        deployments are forgotten (calls in flight finish) and its stateful ones are lost."""
+        address = normalize(address)
+        if self.registry.host(address) is None:
+            raise UnknownHost(f"no host {address} is registered here")
+        moved = 0
+        if drain:
+            deadline = asyncio.get_running_loop().time() + timeout
+            moved = await self.deployer.drain_host(address, deadline)
+        self.deployer.host_left(address, "its host deregistered (it was stopped)")
+        return moved
 
     async def refresh_hosts(self) -> list[HostRecord]:
         return await self.hosts.refresh()

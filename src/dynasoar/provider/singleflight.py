@@ -36,6 +36,11 @@ class SingleFlight(Generic[T]):
         async with asyncio.timeout(timeout):
             return await asyncio.shield(task), started
 
+    def cancel_all(self) -> None:
+        """The process is stopping: the work under way is abandoned."""
+        for task in list(self._calls.values()):
+            task.cancel()
+
     def _forget(self, key: str, task: asyncio.Task[T]) -> None:
         if self._calls.get(key) is task:
             del self._calls[key]

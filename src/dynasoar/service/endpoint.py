@@ -15,6 +15,7 @@ from typing import Any
 from lxml import etree
 
 from dynasoar import ns
+from dynasoar.deadlines import Deadlines
 from dynasoar.errors import (
     WSSE,
     Busy,
@@ -22,6 +23,7 @@ from dynasoar.errors import (
     InvalidRequest,
     MalformedMessage,
     MustUnderstand,
+    ShuttingDown,
 )
 from dynasoar.http import Request, Response
 from dynasoar.service.spyne_port import CallState, SpynePort
@@ -55,6 +57,8 @@ class EndpointConfig:
     security: Policy = field(default_factory=Policy)
     #: Calls being read or run at once; more are refused with dyn:Busy, not queued unbounded.
     max_concurrent_calls: int = 32
+    #: The longest a call may take (uploads of big VM images included).
+    call_deadline: float = 24 * 3600.0
 
 
 class ManagementEndpoint:
@@ -66,8 +70,11 @@ class ManagementEndpoint:
         config: EndpointConfig,
         executor: Executor,
         state: Callable[[], dict[str, Any]],
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.config = config
+        #: Brought forward when the actor stops: calls still running then get dyn:ShuttingDown.
+        self._deadlines = deadlines or Deadlines()
         self._port = port
         self._executor = executor
         self._state = state
@@ -116,15 +123,22 @@ class ManagementEndpoint:
 
     async def handle(self, request: Request) -> Response:
         if self._slots.locked():
-            media_type = (request.headers.get("content-type") or "").partition(";")[0].strip()
-            version = SoapVersion.from_media_type(media_type) or SoapVersion.SOAP11
             busy = Busy(
                 f"{self.config.path} is handling {self.config.max_concurrent_calls} calls "
                 "already; retry shortly"
             )
-            return fault_response(busy, version, None)
+            return fault_response(busy, _request_version(request), None)
         async with self._slots:
-            return await self._handle(request)
+            scope = self._deadlines.scope(self.config.call_deadline)
+            try:
+                async with scope:
+                    return await self._handle(request)
+            except TimeoutError:
+                if scope.reason is None:
+                    late = f"{self.config.path}: the call took longer than its deadline"
+                    return fault_response(Busy(late), _request_version(request), None)
+                cut = ShuttingDown(f"{scope.reason} before this call was answered; send it again")
+                return fault_response(cut, _request_version(request), None)
 
     async def _handle(self, request: Request) -> Response:
         content_type = request.headers.get("content-type") or ""
@@ -181,6 +195,10 @@ class ManagementEndpoint:
             reply = await loop.run_in_executor(
                 self._executor, self._port.dispatch, envelope_bytes, version, state
             )
+            if request.disconnected() and state.undo:
+                # Nobody will hear of what was done: undo it (a Deploy nobody will use).
+                log.warning("%s: the requester left before the reply; undoing", wsa.action)
+                await loop.run_in_executor(self._executor, _run_all, state.undo)
             reply = _address_reply(reply, version, wsa, operation.output_action or "")
             reply = self.config.security.sign_envelope(reply)  # last: nothing may change after
             return Response(
@@ -198,6 +216,20 @@ class ManagementEndpoint:
                 message.close()
             for attachment in inline:
                 attachment.delete()
+
+
+def _run_all(steps: list[Callable[[], object]]) -> None:
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            log.exception("undoing a call whose requester left")
+
+
+def _request_version(request: Request) -> SoapVersion:
+    """The SOAP version a request's media type names (before its envelope is read)."""
+    media_type = (request.headers.get("content-type") or "").partition(";")[0].strip()
+    return SoapVersion.from_media_type(media_type) or SoapVersion.SOAP11
 
 
 def _mtom_version(content_type: str) -> SoapVersion | None:

@@ -8,7 +8,7 @@ themselves (spyne would turn them into a generic "Internal Error"), so that
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from spyne import Application, MethodContext, ServiceBase
@@ -20,7 +20,8 @@ from dynasoar.soap.envelope import SoapVersion
 
 log = logging.getLogger(__name__)
 
-# spyne logs every fault with a traceback at ERROR; we report faults ourselves.
+# spyne logs every fault with a traceback (at ERROR, some at CRITICAL); we report faults
+# ourselves, so spyne's own loggers say nothing.
 for _name in (
     "spyne",
     "spyne.application",
@@ -28,13 +29,15 @@ for _name in (
     "spyne.application.server",
     "spyne.protocol.xml",
 ):
-    logging.getLogger(_name).setLevel(logging.CRITICAL)
+    logging.getLogger(_name).setLevel(logging.CRITICAL + 1)
 
 
 class CallState:
     """Per-call state handed to service methods as ``ctx.udc``."""
 
     def __init__(self, **values: Any) -> None:
+        #: What to do if the requester is gone before it hears the reply (see endpoint.py).
+        self.undo: list[Callable[[], object]] = []
         self.__dict__.update(values)
         self.error: DynasoarError | None = None
 

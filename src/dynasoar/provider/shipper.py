@@ -1,0 +1,170 @@
+"""Shipping a service to one Host Provider: record the deployment as "deploying" under an id
+chosen here (so that a crash leaves a trace to find it again by), send Deploy with the package
+and the images the host lacks, probe the new endpoint, record it "ready". A failed shipment
+leaves nothing behind, on either side; undoing on the host runs in the background, so that a
+host that hangs holds no consumer up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from dynasoar.consumer.host_client import HostClient, PackageShipment, ShippedImage
+from dynasoar.errors import (
+    Busy,
+    DeploymentFailed,
+    DynasoarError,
+    ImageNotHeld,
+    InvalidPackage,
+    InvalidRequest,
+)
+from dynasoar.http import ConnectionPool
+from dynasoar.images import ImageCache
+from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord, now
+
+log = logging.getLogger(__name__)
+
+#: Refusals: the host did nothing, so there is nothing to undo there.
+REFUSALS = (Busy, InvalidRequest, InvalidPackage)
+
+
+class Shipper:
+    def __init__(
+        self,
+        registry: Registry,
+        client: HostClient,
+        pool: ConnectionPool,
+        images: ImageCache,
+        deploy_timeout: float,
+    ) -> None:
+        self._registry = registry
+        self._client = client
+        self._pool = pool
+        self._images = images
+        self.deploy_timeout = deploy_timeout
+        #: Who asks (told to hosts with every Deploy): this SP's registry's identity.
+        self.owner = registry.identity()
+        #: Ids of shipments under way in this process (their "deploying" records are no leftovers).
+        self.in_progress: set[str] = set()
+        self._background: set[asyncio.Task[bool]] = set()
+
+    async def ship(
+        self, host: str, service: ServiceRecord, consumer: str | None = None
+    ) -> DeploymentRecord:
+        started = time.monotonic()
+        record = DeploymentRecord(
+            id=uuid.uuid4().hex,
+            service=service.name,
+            version=service.version,
+            host=host,
+            endpoint="",
+            state="deploying",
+            created=now(),
+            deployed_for=consumer,
+            changed=now(),
+        )
+        self._registry.add_deployment(record)
+        self.in_progress.add(record.id)
+        try:
+            endpoint = await self._deploy(host, service, record.id)
+            await self.probe(endpoint, timeout=max(1.0, self.deploy_timeout / 4))
+        except asyncio.CancelledError:
+            # This process is stopping: the "deploying" record stays, for the next start (or
+            # the reconciliation) to clean up after.
+            raise
+        except BaseException as exc:
+            self._registry.remove_deployment(record.id)
+            if not isinstance(exc, REFUSALS):
+                self.undeploy_later(host, record.id)
+            raise
+        finally:
+            self.in_progress.discard(record.id)
+        ready = replace(record, endpoint=endpoint, state="ready", changed=now())
+        self._registry.add_deployment(ready)
+        log.info(
+            "deployed %s on %s in %.2f s: %s",
+            service.name,
+            host,
+            time.monotonic() - started,
+            endpoint,
+        )
+        return ready
+
+    async def _deploy(self, host: str, service: ServiceRecord, deployment_id: str) -> str:
+        held = await self._held_by(host, service)
+        try:
+            _, endpoint = await self._client.deploy(
+                host,
+                self._shipment(service, held),
+                self.deploy_timeout,
+                deployment_id=deployment_id,
+                owner=self.owner,
+            )
+        except ImageNotHeld:
+            # The host evicted an image between our question and the Deploy: send them all.
+            _, endpoint = await self._client.deploy(
+                host,
+                self._shipment(service, set()),
+                self.deploy_timeout,
+                deployment_id=deployment_id,
+                owner=self.owner,
+            )
+        return endpoint
+
+    async def _held_by(self, host: str, service: ServiceRecord) -> set[str]:
+        """The service's images the host already holds: those travel without content."""
+        if not service.images:
+            return set()
+        digests = [image.sha256 for image in service.images]
+        return await self._client.query_images(host, digests, timeout=30.0)
+
+    def _shipment(self, service: ServiceRecord, held: set[str]) -> PackageShipment:
+        images = tuple(
+            ShippedImage(ref, None if ref.sha256 in held else self._images.path(ref.sha256))
+            for ref in service.images
+        )
+        return PackageShipment(
+            service=service.name,
+            version=service.version,
+            kind=service.kind,
+            stateless=service.stateless,
+            path=Path(service.package),
+            sha256=service.sha256,
+            images=images,
+        )
+
+    async def probe(self, endpoint: str, timeout: float) -> None:
+        """Readiness from the SP's side: the endpoint serves its WSDL."""
+        try:
+            response = await self._pool.request(
+                endpoint + "?wsdl", "GET", headers=[], timeout=timeout
+            )
+            await response.read_all(4 << 20)
+        except DynasoarError as exc:
+            raise DeploymentFailed(
+                f"the new endpoint {endpoint} does not answer: {exc.reason}"
+            ) from exc
+        if response.status != 200:
+            raise DeploymentFailed(f"the new endpoint {endpoint} answered HTTP {response.status}")
+
+    async def undeploy(self, host: str, deployment_id: str, timeout: float = 30.0) -> bool:
+        """Ask ``host`` to undeploy; a host that does not answer is logged, not raised."""
+        try:
+            return await self._client.undeploy(host, deployment_id, timeout=timeout)
+        except DynasoarError as exc:
+            log.warning("could not undeploy %s on %s: %s", deployment_id, host, exc.reason)
+            return False
+
+    def undeploy_later(self, host: str, deployment_id: str) -> None:
+        task = asyncio.create_task(self.undeploy(host, deployment_id, timeout=10.0))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
