@@ -157,6 +157,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="evict least-recently-used VM images above this size (default 20G)",
     )
+    p.add_argument(
+        "--log-bytes",
+        type=_log_size,
+        default=4 << 20,
+        metavar="SIZE",
+        help="each deployment's output log (a service's stdout and stderr, a VM's console) "
+        "at most, rotated in two halves (default 4M)",
+    )
+    p.add_argument(
+        "--kept-logs",
+        type=_count,
+        default=3,
+        metavar="N",
+        help="logs kept of a service's ended deployments (failed, undeployed, died), "
+        "the latest N (default 3)",
+    )
     _upload_arg(p)
     _security_args(p, "Service Providers")
     p.set_defaults(func=_run_hp)
@@ -245,6 +261,23 @@ def size_arg(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 512M, 20G, ...)") from None
+
+
+def _log_size(text: str) -> int:
+    size = size_arg(text)
+    if size < 8 << 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small for a log (at least 8K)")
+    return size
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return number
 
 
 def _site(text: str) -> tuple[str, int]:
@@ -415,6 +448,8 @@ def _run_hp(args: argparse.Namespace) -> int:
                 terms=HostTerms(args.price, tuple(args.site), tuple(args.label)),
                 heartbeat=args.heartbeat,
                 service_host=args.service_host,
+                log_bytes=args.log_bytes,
+                kept_logs=args.kept_logs,
             )
         )
         loop = new_event_loop()

@@ -16,6 +16,8 @@ from dynasoar.errors import DynasoarError
 from dynasoar.host.backends import Backend
 from dynasoar.host.backends.process import ProcessBackend
 from dynasoar.host.hosting import HostProvider
+from dynasoar.host.logpump import LogPump
+from dynasoar.host.logstore import LogLimits, LogStore
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.images import ImageCache
 from dynasoar.paths import HOST_PORT as PORT_PATH
@@ -51,6 +53,8 @@ class HostConfig:
     ca: Path | None = None  # verifies an https:// Service Provider
     security: Policy = field(default_factory=Policy)  # signs replies, believes trusted SPs
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
+    log_bytes: int = LogLimits.bytes_per_deployment  # each deployment's output log, at most
+    kept_logs: int = LogLimits.kept_per_service  # logs of ended deployments kept per service
 
 
 def _backends(config: HostConfig) -> dict[str, Backend]:
@@ -72,11 +76,17 @@ class HostApp:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         fresh_spool(config.data / "spool")
+        self.pump = LogPump()
         self.host = HostProvider(
             config.data,
             _backends(config),
             config.capacity,
             ImageCache(config.data / "images", config.image_cache_bytes),
+            LogStore(
+                config.data / "logs",
+                LogLimits(bytes_per_deployment=config.log_bytes, kept_per_service=config.kept_logs),
+                self.pump,
+            ),
             config.start_timeout,
             terms=config.terms,
         )
@@ -137,6 +147,7 @@ class HostApp:
         if self._registration is not None:
             self._registration.cancel()
         await asyncio.get_running_loop().run_in_executor(None, self.host.shutdown)
+        self.pump.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def handle(self, request: Request) -> Response:

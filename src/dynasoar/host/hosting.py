@@ -1,10 +1,11 @@
 """The Host Provider's state: what it hosts, its capacity, its image cache, and the deploy /
 undeploy steps.
 
-A deployment directory is ``DATA/deployments/ID/`` holding the unpacked package (``pkg/``) and
-the service's log; a VM package's images are links into the image cache (``DATA/images``),
-pinned while the deployment lives. Deploy validates before it runs anything and leaves nothing
-behind on failure.
+A deployment directory is ``DATA/deployments/ID/`` holding the unpacked package (``pkg/``); a
+VM package's images are links into the image cache (``DATA/images``), pinned while the
+deployment lives. Its output goes to its log (``DATA/logs/ID``, see :mod:`dynasoar.host.logstore`),
+which outlives it. Deploy validates before it runs anything and leaves nothing behind on failure
+but the log of a package that was started and failed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from dynasoar import __version__
 from dynasoar.errors import (
     Busy,
+    DynasoarError,
     ImageNotHeld,
     InvalidPackage,
     InvalidRequest,
@@ -30,6 +32,7 @@ from dynasoar.errors import (
 )
 from dynasoar.host import sandbox
 from dynasoar.host.backends import Backend
+from dynasoar.host.logstore import LogStore, ServiceLog
 from dynasoar.images import ImageCache, IncomingImage
 from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
 from dynasoar.qcow2 import is_qcow2
@@ -73,11 +76,13 @@ class HostProvider:
         backends: dict[str, Backend],
         capacity: int,
         images: ImageCache,
+        logs: LogStore,
         start_timeout: float = 60.0,
         unpack_limits: UnpackLimits = UnpackLimits(),
         terms: HostTerms = HostTerms(),
     ) -> None:
         self.data = data
+        self.logs = logs
         self.terms = terms
         self.backends = backends  # by package kind: "code", "vm"
         self.capacity = capacity
@@ -120,6 +125,7 @@ class HostProvider:
         directory = self._deployments_dir / deployment_id
         pinned: list[str] = []
         received: list[str] = []  # images this Deploy brought into the cache
+        output: ServiceLog | None = None
         try:
             root = unpack(package.path, directory / "pkg", self._limits)
             names = frozenset(image.name for image in request.images)
@@ -130,9 +136,15 @@ class HostProvider:
                     f"{request.kind} service {request.service!r} as declared"
                 )
             pinned, base = self._place_images(root, manifest, request.images, received)
+            output = self.logs.open(deployment_id, manifest.name, manifest.version, manifest.kind)
             deadline = time.monotonic() + self.start_timeout
-            started = backend.start(deployment_id, root, manifest, deadline, base_image=base)
-        except BaseException:
+            started = backend.start(
+                deployment_id, root, manifest, deadline, output=output, base_image=base
+            )
+        except BaseException as exc:
+            if output is not None:  # kept: what the package said is why it failed
+                reason = exc.reason if isinstance(exc, DynasoarError) else repr(exc)
+                self.logs.ended(deployment_id, "failed", reason)
             self._release()
             self.images.unpin(pinned)
             # A refused deployment leaves nothing behind: not even the images it brought.
@@ -153,6 +165,7 @@ class HostProvider:
         with self._lock:
             self._starting -= 1
             self._hosted[deployment_id] = hosted
+        self.logs.running(deployment_id)
         self.images.evict()
         log.info(
             "deployed %s %s as %s at %s", hosted.service, hosted.version, hosted.id, hosted.endpoint
@@ -218,12 +231,16 @@ class HostProvider:
         with self._lock:
             self._starting -= 1
 
-    def undeploy(self, deployment_id: str, grace: float = 5.0) -> bool:
+    def undeploy(
+        self, deployment_id: str, grace: float = 5.0, ended: str = "undeployed", reason: str = ""
+    ) -> bool:
+        """Stop a deployment; its log is kept as ``ended`` (with ``reason``)."""
         with self._lock:
             hosted = self._hosted.pop(deployment_id, None)
         if hosted is None:
             return False
         self.backends[hosted.kind].stop(hosted.handle, grace)
+        self.logs.ended(deployment_id, ended, reason)
         shutil.rmtree(hosted.directory, ignore_errors=True)
         self.images.unpin(hosted.images)
         self.images.evict()
@@ -239,7 +256,7 @@ class HostProvider:
         if self.backends[hosted.kind].alive(hosted.handle):
             return True
         log.warning("deployment %s (%s) died; dropping it", hosted.id, hosted.service)
-        self.undeploy(hosted.id, grace=0.1)
+        self.undeploy(hosted.id, grace=0.1, ended="exited", reason="it stopped by itself")
         return False
 
     @property
@@ -260,7 +277,7 @@ class HostProvider:
 
     def shutdown(self, grace: float = 5.0) -> None:
         for deployment_id in list(self._hosted):
-            self.undeploy(deployment_id, grace)
+            self.undeploy(deployment_id, grace, reason="the host shut down")
         if self._scratch:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
 
