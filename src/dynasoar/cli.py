@@ -1,5 +1,6 @@
 """The ``dynasoar`` command: run the actors (``sp``, ``hp``) and act as their consumer
-(``publish``, ``deploy``, ``undeploy``, ``status``, ``call``), plus ``demo`` and ``bench``."""
+(``publish``, ``deploy``, ``undeploy``, ``status``, ``logs``, ``call``), plus ``demo`` and
+``bench``."""
 
 from __future__ import annotations
 
@@ -209,6 +210,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sp", default=sp_default, metavar="URL")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("logs", help="a service's output logs (stdout, stderr, VM console)")
+    _ca_arg(p)
+    p.add_argument("service")
+    p.add_argument("--deployment", metavar="ID", help="this deployment's log only")
+    p.add_argument("--follow", action="store_true", help="keep printing new output (Ctrl-C ends)")
+    p.add_argument("--tail", type=_count, metavar="N", help="the last N lines of each log")
+    p.add_argument("--sp", default=sp_default, metavar="URL")
+    p.set_defaults(func=_logs)
 
     p = sub.add_parser("call", help="call an operation through its WSDL (zeep, WS-Addressing)")
     _ca_arg(p)
@@ -524,6 +534,14 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(render_table(status))
     return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from dynasoar.consumer.logs import show_logs
+
+    return show_logs(
+        args.sp, args.service, deployment=args.deployment, tail=args.tail, follow=args.follow
+    )
 
 
 def _call(args: argparse.Namespace) -> int:

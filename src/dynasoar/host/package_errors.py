@@ -23,7 +23,10 @@ _ABSOLUTE = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"():,]+/)+[^\s/'\"():,]*")
 
 
 def inside(path: str, root: Path) -> str | None:
-    """``path`` relative to ``root`` if it lies inside it, else None."""
+    """``path`` relative to ``root`` if it lies inside it, else None (``<frozen ...>`` and
+    other names that are no file's are not inside)."""
+    if not Path(path).is_absolute():
+        return None
     try:
         return str(Path(path).resolve().relative_to(root.resolve()))
     except (ValueError, OSError):

@@ -22,6 +22,7 @@ from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.logs import ServiceLogs
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.registry import Registry
 from dynasoar.provider.repository import Repository
@@ -85,6 +86,7 @@ class ProviderApp:
             config.placement,
         )
         self.provider = ServiceProvider(data, self.registry, repository, self.hosts, self.deployer)
+        self.logs = ServiceLogs(self.registry, host_client)
         self.autoscaler = Autoscaler(self.provider, self.registry, self.deployer, config.scaling)
         self.provider.on_heartbeat = self.autoscaler.heartbeat
         self._control: asyncio.Task[None] | None = None
@@ -109,7 +111,7 @@ class ProviderApp:
                 security=Policy(credentials=config.security.credentials),
             ),
             self.executor,
-            lambda: {"provider": self.provider, "run": self._run_on_loop},
+            lambda: {"provider": self.provider, "run": self._run_on_loop, "logs": self.logs},
         )
         self._wsdl_cache: dict[tuple[str, str, str], bytes] = {}
         self.url = ""

@@ -160,6 +160,7 @@ class Deployer:
         self, host: str, service: ServiceRecord, consumer: str | None = None
     ) -> DeploymentRecord:
         started = time.monotonic()
+        self._registry.note_service_host(service.name, host)  # its log stays there, failed or not
         held = await self._held_by(host, service)
         try:
             deployment_id, endpoint = await self._client.deploy(
