@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import zeep
+import zeep.exceptions
 
 from dynasoar import ns
 from dynasoar.consumer.zeep_client import new_client
@@ -232,3 +233,79 @@ def test_the_hosts_get_logs_through_its_served_wsdl(
     assert (log.deployment, log.service, log.state) == (deployment.id, "Direct", "running")
     assert log.host is None and log.first == log.start == 0 and log.next == log.end
     assert hp.GetLogs(service="Direct", deployment="someone-else") == []
+
+
+RAISER = '''
+"""Echo, failing on "boom"."""
+import echo_service
+
+
+def check(body):
+    if b"boom" in body:
+        raise ValueError("boom asked for")
+
+
+def application(environ, start_response):
+    import io
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    check(body)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return echo_service.application(environ, start_response)
+'''
+
+
+def test_an_exception_while_serving_is_logged_in_the_packages_terms(
+    make_cluster: MakeCluster, tmp_path: Path
+) -> None:
+    cluster = make_cluster(hps=[[]])
+    package = make_package(tmp_path, "echo", "Raiser")
+    (package / "raiser.py").write_text(RAISER)
+    manifest = package / "dynasoar.toml"
+    manifest.write_text(
+        manifest.read_text().replace("echo_service:application", "raiser:application")
+    )
+    cluster.client.publish(package)
+    echo = new_client(cluster.service_url("Raiser") + "?wsdl", timeout=60).service
+    assert echo.Echo(text="fine") == "fine"
+    with pytest.raises(zeep.exceptions.TransportError, match="500"):  # waitress's own answer
+        echo.Echo(text="boom")
+    (log,) = cluster.client.call("GetLogs", name="Raiser").log
+    assert 'File "raiser.py", line 14, in application\n    check(body)\n' in log.text
+    assert 'File "raiser.py", line 8, in check\n' in log.text
+    assert "ValueError: boom asked for" in log.text
+    assert "site-packages" not in log.text and sys.prefix not in log.text
+
+
+DIES = '''
+"""Echo, exiting when asked to "die"."""
+import io, os, sys
+
+import echo_service
+
+
+def application(environ, start_response):
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    if b"die" in body:
+        print("dying now", flush=True)
+        os._exit(3)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return echo_service.application(environ, start_response)
+'''
+
+
+def test_the_log_of_a_service_that_died_is_kept(make_cluster: MakeCluster, tmp_path: Path) -> None:
+    cluster = make_cluster(hps=[[]])
+    package = make_package(tmp_path, "echo", "Mortal")
+    (package / "mortal.py").write_text(DIES)
+    manifest = package / "dynasoar.toml"
+    manifest.write_text(
+        manifest.read_text().replace("echo_service:application", "mortal:application")
+    )
+    cluster.client.publish(package)
+    deployment = cluster.client.call("Deploy", name="Mortal")
+    hp = zeep.Client(cluster.hps[0].url + HOST_PORT + "?wsdl").service
+    with pytest.raises(zeep.exceptions.Fault):  # the SP's fault: the deployment went away
+        new_client(cluster.service_url("Mortal") + "?wsdl", timeout=60).service.Echo(text="die")
+    wait_for(lambda: hp.List() == [], what="the host to notice the service died")
+    (log,) = cluster.client.call("GetLogs", name="Mortal", deployment=deployment.id).log
+    assert log.state == "exited" and log.text.endswith("\ndying now\n")

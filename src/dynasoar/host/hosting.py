@@ -239,7 +239,10 @@ class HostProvider:
             hosted = self._hosted.pop(deployment_id, None)
         if hosted is None:
             return False
-        self.backends[hosted.kind].stop(hosted.handle, grace)
+        backend = self.backends[hosted.kind]
+        if ended == "undeployed" and not backend.alive(hosted.handle):
+            ended, reason = "exited", "it had stopped by itself"  # before it was undeployed
+        backend.stop(hosted.handle, grace)
         self.logs.ended(deployment_id, ended, reason)
         shutil.rmtree(hosted.directory, ignore_errors=True)
         self.images.unpin(hosted.images)
