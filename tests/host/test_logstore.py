@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dynasoar.errors import InvalidRequest
 from dynasoar.host.logpump import LogPump
 from dynasoar.host.logstore import LogLimits, LogStore
 
@@ -131,3 +132,13 @@ def test_only_the_hosts_user_can_read_the_logs(tmp_path: Path, pump: LogPump) ->
     for path in log.directory.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert path.stat().st_uid == os.getuid()
+
+
+@pytest.mark.parametrize("unusable", ["", "..", "../x", "a/b", ".hidden", "x" * 200])
+def test_a_deployment_id_that_is_no_directory_name_is_refused(
+    tmp_path: Path, pump: LogPump, unusable: str
+) -> None:
+    store = LogStore(tmp_path / "logs", LogLimits(), pump)
+    with pytest.raises(InvalidRequest):
+        store.open(unusable, "S", "1", "code")
+    assert list((tmp_path / "logs").iterdir()) == []

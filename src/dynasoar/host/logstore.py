@@ -19,12 +19,14 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dynasoar.errors import InvalidRequest
 from dynasoar.host.logpump import LogPump
 from dynasoar.logs import LogChunk, xml_text
 
@@ -37,6 +39,7 @@ KEPT_IN_ALL = 256
 MIN_BYTES = 8 << 10
 RELEASE_SECONDS = 5.0
 ENDED = frozenset({"failed", "undeployed", "exited", "lost"})
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,8 @@ class LogStore:
 
     def open(self, deployment_id: str, service: str, version: str, kind: str) -> ServiceLog:
         """A new deployment's log, ``starting``."""
+        if not _ID.match(deployment_id):  # it names a directory
+            raise InvalidRequest(f"unusable deployment id {deployment_id!r}")
         directory = self.directory / deployment_id
         directory.mkdir(mode=0o700)
         meta = LogMeta(deployment_id, service, version, kind, "starting", datetime.now(UTC))
