@@ -39,12 +39,15 @@ CONTRACTS = {
     "wsdl/ServiceProvider.wsdl": (
         ops(
             "urn:dynasoar:2006:provider", "Publish", "Deploy", "Undeploy", "ListServices",
-            "ListDeployments", "ListHosts", "RegisterHost", "QueryImages",
+            "ListDeployments", "ListHosts", "RegisterHost", "QueryImages", "GetLogs",
         ),
         True,
     ),
     "wsdl/HostProvider.wsdl": (
-        ops("urn:dynasoar:2006:host", "Deploy", "Undeploy", "List", "Status", "QueryImages"),
+        ops(
+            "urn:dynasoar:2006:host", "Deploy", "Undeploy", "List", "Status", "QueryImages",
+            "GetLogs",
+        ),
         True,
     ),
 }

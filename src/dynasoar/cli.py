@@ -1,5 +1,6 @@
 """The ``dynasoar`` command: run the actors (``sp``, ``hp``) and act as their consumer
-(``publish``, ``deploy``, ``undeploy``, ``status``, ``call``), plus ``demo`` and ``bench``."""
+(``publish``, ``deploy``, ``undeploy``, ``status``, ``logs``, ``call``), plus ``demo`` and
+``bench``."""
 
 from __future__ import annotations
 
@@ -183,6 +184,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="evict least-recently-used VM images above this size (default 20G)",
     )
+    p.add_argument(
+        "--log-bytes",
+        type=_log_size,
+        default=4 << 20,
+        metavar="SIZE",
+        help="each deployment's output log (a service's stdout and stderr, a VM's console) "
+        "at most, rotated in two halves (default 4M)",
+    )
+    p.add_argument(
+        "--kept-logs",
+        type=_count,
+        default=3,
+        metavar="N",
+        help="logs kept of a service's ended deployments (failed, undeployed, died), "
+        "the latest N (default 3)",
+    )
     _upload_arg(p)
     _security_args(p, "Service Providers")
     p.set_defaults(func=_run_hp)
@@ -219,6 +236,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sp", default=sp_default, metavar="URL")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("logs", help="a service's output logs (stdout, stderr, VM console)")
+    _ca_arg(p)
+    p.add_argument("service")
+    p.add_argument("--deployment", metavar="ID", help="this deployment's log only")
+    p.add_argument("--follow", action="store_true", help="keep printing new output (Ctrl-C ends)")
+    p.add_argument("--tail", type=_count, metavar="N", help="the last N lines of each log")
+    p.add_argument("--sp", default=sp_default, metavar="URL")
+    p.set_defaults(func=_logs)
 
     p = sub.add_parser("call", help="call an operation through its WSDL (zeep, WS-Addressing)")
     _ca_arg(p)
@@ -271,6 +297,23 @@ def size_arg(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 512M, 20G, ...)") from None
+
+
+def _log_size(text: str) -> int:
+    size = size_arg(text)
+    if size < 8 << 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small for a log (at least 8K)")
+    return size
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return number
 
 
 def _site(text: str) -> tuple[str, int]:
@@ -459,6 +502,8 @@ def _run_hp(args: argparse.Namespace) -> int:
                 service_host=args.service_host,
                 drain=args.drain,
                 grace=args.grace,
+                log_bytes=args.log_bytes,
+                kept_logs=args.kept_logs,
             )
         )
         tls = _tls_context(args)
@@ -536,6 +581,14 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(render_table(status))
     return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from dynasoar.consumer.logs import show_logs
+
+    return show_logs(
+        args.sp, args.service, deployment=args.deployment, tail=args.tail, follow=args.follow
+    )
 
 
 def _call(args: argparse.Namespace) -> int:

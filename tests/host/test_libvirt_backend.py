@@ -27,6 +27,7 @@ from vm_support import (
     edit_manifest,
     fingerprint,
     lay_out,
+    output_log,
     qemu_processes,
     require_vm_host,
 )
@@ -34,6 +35,7 @@ from vm_support import (
 from dynasoar.errors import DeploymentFailed, DeploymentTimeout, InvalidPackage
 from dynasoar.host.backends.kvm_probe import KvmVerdicts
 from dynasoar.host.backends.libvirt import LibvirtBackend, VmDeployment
+from dynasoar.host.logstore import ServiceLog
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -92,12 +94,18 @@ def assert_echoed(reply: etree._Element, soap_ns: str, text: str, message_id: st
     assert reply.findtext(f"{{{soap_ns}}}Body/{{{ECHO}}}EchoResponse/{{{ECHO}}}text") == text
 
 
-def start(backend: LibvirtBackend, deployment: Deployment, **kwargs: object) -> VmDeployment:
+def start(
+    backend: LibvirtBackend,
+    deployment: Deployment,
+    output: ServiceLog | None = None,
+    **kwargs: object,
+) -> VmDeployment:
     started = backend.start(
         uuid.uuid4().hex,
         deployment.root,
         deployment.manifest,
         time.monotonic() + BOOT_SECONDS,
+        output=output or output_log(deployment),
         **kwargs,  # type: ignore[arg-type]
     )
     assert isinstance(started.handle, VmDeployment)
@@ -108,7 +116,8 @@ def start(backend: LibvirtBackend, deployment: Deployment, **kwargs: object) -> 
 def test_boots_serves_soap_and_stops_clean(backend: LibvirtBackend, tmp_path: Path) -> None:
     deployment = lay_out(FULL, tmp_path / "deployment")
     disk_before = fingerprint(FULL / "disk.qcow2")
-    vm = start(backend, deployment)
+    console = output_log(deployment)
+    vm = start(backend, deployment, console)
 
     assert vm.endpoint.startswith("http://127.0.0.1:") and vm.endpoint.endswith("/Echo")
     assert (deployment.directory / "overlay.qcow2").is_file()
@@ -141,6 +150,10 @@ def test_boots_serves_soap_and_stops_clean(backend: LibvirtBackend, tmp_path: Pa
     client = zeep.Client(vm.endpoint + "?wsdl")
     service = client.create_service(f"{{{ECHO}}}VmEchoSoap11Binding", vm.endpoint)
     assert service.Echo(text="through zeep") == "through zeep"
+
+    # The guest's serial console went to the deployment's log (drained from its FIFO).
+    console.drain()
+    assert "dynasoar-guest: serving" in console.chunk(1 << 20, cursor=0).text
 
     backend.stop(vm, grace=1.0)
     assert not backend.alive(vm)
@@ -207,7 +220,13 @@ def test_a_guest_that_never_answers_times_out_and_leaves_nothing(
     )
     began = time.monotonic()
     with pytest.raises(DeploymentTimeout) as caught:
-        backend.start("never", deployment.root, deployment.manifest, time.monotonic() + 4.0)
+        backend.start(
+            "never",
+            deployment.root,
+            deployment.manifest,
+            time.monotonic() + 4.0,
+            output=output_log(deployment),
+        )
 
     assert time.monotonic() - began < 15
     assert "?wsdl" in caught.value.reason and "guest console:" in caught.value.reason
@@ -228,7 +247,13 @@ def test_a_guest_that_dies_fails_fast_with_its_console(
 
     began = time.monotonic()
     with pytest.raises(DeploymentFailed) as caught:
-        backend.start("dies", deployment.root, deployment.manifest, time.monotonic() + BOOT_SECONDS)
+        backend.start(
+            "dies",
+            deployment.root,
+            deployment.manifest,
+            time.monotonic() + BOOT_SECONDS,
+            output=output_log(deployment),
+        )
 
     assert time.monotonic() - began < 30  # not the whole deadline
     assert "the disk has no /dynasoar/start" in caught.value.reason
@@ -243,5 +268,11 @@ def test_an_overlay_disk_without_a_declared_base_is_refused(
         lambda t: "\n".join(line for line in t.splitlines() if not line.startswith("base")),
     )
     with pytest.raises(InvalidPackage, match="names no \\[vm\\] base"):
-        backend.start("nobase", deployment.root, deployment.manifest, time.monotonic() + 5)
+        backend.start(
+            "nobase",
+            deployment.root,
+            deployment.manifest,
+            time.monotonic() + 5,
+            output=output_log(deployment),
+        )
     assert_nothing_left(backend.domain_name("nobase"), deployment.directory)

@@ -28,7 +28,7 @@ def spec(**changes: object) -> DomainSpec:
         kernel=ODD / "pkg" / "vmlinux",
         initrd=ODD / "pkg" / "initrd.img",
         cmdline="console=ttyS0 quiet",
-        console_log=ODD / "console.log",
+        console=ODD / "console",
         host_port=40123,
         guest_port=8000,
         uid=0,
@@ -51,7 +51,8 @@ def test_values_land_in_their_elements_escaped_by_the_serializer() -> None:
     assert domain.findtext("vcpu") == "2"
     assert domain.findtext("os/kernel") == str(ODD / "pkg" / "vmlinux")
     assert domain.findtext("os/cmdline") == "console=ttyS0 quiet"
-    assert domain.find("devices/serial/source").get("path") == str(ODD / "console.log")
+    assert domain.find("devices/serial").get("type") == "pipe"
+    assert domain.find("devices/serial/source").get("path") == str(ODD / "console")
     assert domain.findtext("seclabel/label") == "+0:+0"
     assert domain.find("cpu").get("mode") == "maximum"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import zeep
 from lxml import etree
-from vm_support import FULL, URI, lay_out, require_vm_host
+from vm_support import FULL, URI, lay_out, output_log, require_vm_host
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO_AWK = ROOT / "deploy" / "services" / "vm-echo" / "guest" / "service" / "echo.awk"
@@ -220,7 +220,11 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         deployment = lay_out(FULL, tmp_path_factory.mktemp("guest") / "deployment")
         started = backend.start(
-            uuid.uuid4().hex, deployment.root, deployment.manifest, time.monotonic() + 90.0
+            uuid.uuid4().hex,
+            deployment.root,
+            deployment.manifest,
+            time.monotonic() + 90.0,
+            output=output_log(deployment),
         )
         assert isinstance(started.handle, VmDeployment)
         yield started.handle.endpoint

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vm_support import BASE, FULL, OVERLAY, URI, lay_out, require_vm_host
+from vm_support import BASE, FULL, OVERLAY, URI, lay_out, output_log, require_vm_host
 
 from dynasoar.host.backends.libvirt import LibvirtBackend
 
@@ -36,7 +36,12 @@ def one_boot(backend: LibvirtBackend, package: Path, work: Path) -> tuple[float,
     base = BASE if package == OVERLAY else None
     began = time.monotonic()
     started = backend.start(
-        uuid.uuid4().hex, deployment.root, deployment.manifest, began + 120, base_image=base
+        uuid.uuid4().hex,
+        deployment.root,
+        deployment.manifest,
+        began + 120,
+        output=output_log(deployment),
+        base_image=base,
     )
     ready = time.monotonic() - began
     try:

@@ -1,6 +1,7 @@
 """Shared by the VM tests and the boot bench: the built vm-echo packages, a deployment directory
 laid out as a Host Provider lays it out (package files linked to read-only "cached" images), the
-libvirt daemons started, and what a finished deployment must not leave behind."""
+libvirt daemons started, the log its output goes to, and what a finished deployment must not
+leave behind."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from dynasoar.host.logpump import LogPump
+from dynasoar.host.logstore import LogLimits, LogStore, ServiceLog
 from dynasoar.package import Manifest, parse_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +41,20 @@ class Deployment:
     directory: Path
     root: Path
     manifest: Manifest
+
+
+_pump: LogPump | None = None
+
+
+def output_log(deployment: Deployment) -> ServiceLog:
+    """The deployment's log (console output), beside its directory as a Host Provider keeps
+    one, drained by one pump for the whole test run."""
+    global _pump
+    if _pump is None:
+        _pump = LogPump()
+    store = LogStore(deployment.directory.parent / "logs", LogLimits(), _pump)
+    name = deployment.directory.name
+    return store.open(name, deployment.manifest.name, deployment.manifest.version, "vm")
 
 
 def lay_out(package: Path, directory: Path) -> Deployment:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
+import dynasoar
 from dynasoar import ns
 from dynasoar.consumer.provider_client import ProviderClient
 from dynasoar.consumer.publish import Upload
@@ -171,5 +173,54 @@ def test_a_package_that_cannot_start_says_why_without_leaking_the_host(
     reply = post(url, envelope(echo_body()), soap_action=ECHO_ACTION)
     assert DYN + "DeploymentFailed" in reply.fault_codes()
     assert b"ModuleNotFoundError: No module named 'no_such_module_here'" in reply.body
-    assert b"Traceback" not in reply.body and str(cluster.work).encode() not in reply.body
+    assert b'File "echo_service.py", line 1, in &lt;module&gt;' in reply.body
+    assert_no_host_paths(reply.body, cluster)
     assert not cluster.client.call("ListDeployments")
+
+
+def assert_no_host_paths(body: bytes, cluster: Cluster) -> None:
+    """A fault about a package names the package's files only, never the host's."""
+    for host_path in (str(cluster.work), sys.prefix, str(Path(dynasoar.__file__).parent)):
+        assert host_path.encode() not in body
+    assert b"runner.py" not in body and b"importlib" not in body
+    assert b"Traceback (most recent call last)" not in body  # Python's, of the host's frames
+
+
+SYNTAX_ERROR = """\"\"\"Echo, mistyped.\"\"\"
+from echo_service_ok import application
+
+
+def broken(:
+    pass
+"""
+
+
+def test_a_package_with_a_syntax_error_is_refused_naming_file_and_line(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    package = make_package(tmp_path, "echo", "Typo")
+    (package / "echo_service.py").rename(package / "echo_service_ok.py")
+    (package / "lib").mkdir()
+    (package / "lib" / "helpers.py").write_text(SYNTAX_ERROR.replace("echo_service_ok", "os"))
+    (package / "echo_service.py").write_text("from lib import helpers\n")
+    cluster.client.publish(package)
+    for version in ("1.1", "1.2"):
+        reply = post(
+            cluster.service_url("Typo"),
+            envelope(echo_body(), version=version),
+            version=version,
+            soap_action=ECHO_ACTION,
+        )
+        assert DYN + "DeploymentFailed" in reply.fault_codes()
+        text = reply.body.decode()
+        # the importing frame, then where the syntax error is: file (relative), line, code
+        assert 'File "echo_service.py", line 1, in &lt;module&gt;' in text
+        assert 'File "lib/helpers.py", line 5\n    def broken(:\n' in text
+        assert "SyntaxError: " in text
+        assert_no_host_paths(reply.body, cluster)
+    assert not cluster.client.call("ListDeployments")
+    # the host keeps the failed start's log, which says the same
+    (failed, *_) = cluster.client.call("GetLogs", name="Typo").log
+    assert failed.state == "failed"
+    assert 'File "lib/helpers.py", line 5' in failed.text
+    assert 'File "lib/helpers.py", line 5' in failed.reason

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,10 @@ from .test_crash import slow_echo
 
 
 @pytest.fixture
-def hp(tmp_path: Path) -> Actor:
-    with start_actor("hp", ["--port", "0", "--data", str(tmp_path / "hp")], tmp_path / "hp.log") as a:
-        yield a
+def hp(tmp_path: Path) -> Iterator[Actor]:
+    args = ["--port", "0", "--data", str(tmp_path / "hp")]
+    with start_actor("hp", args, tmp_path / "hp.log") as actor:
+        yield actor
 
 
 def test_a_deploy_runs_under_the_id_and_owner_its_requester_chose(

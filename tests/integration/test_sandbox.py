@@ -72,6 +72,9 @@ def test_a_package_cannot_read_the_hosts_secrets(cluster: Cluster, tmp_path: Pat
     targets = [
         str(secret),
         str(hp_data / "spool"),
+        str(hp_data / "logs"),  # every deployment's output, its own included
+        str(hp_data / "logs" / tenant.id),
+        *(str(p) for p in (hp_data / "logs" / tenant.id).iterdir()),
         str(tenant_dirs[0]),
         str(tenant_dirs[0] / "pkg" / "echo_service.py"),
         str(cluster.work / "sp" / "registry.sqlite"),

@@ -69,7 +69,21 @@ def test_a_vm_service_cold_warm_and_undeployed_clean(vm_cluster: Cluster) -> Non
     assert not qemu_processes(deployment.id)
     data = vm_cluster.work / "hp1"
     leftovers = [p for p in data.rglob("*") if "deployments" in p.parts and p.is_file()]
-    assert leftovers == []  # no overlay, no console log, no package
+    assert leftovers == []  # no overlay, no console FIFOs, no package
+    # the guest's console was its log, and is kept after undeploy
+    (log,) = vm_cluster.client.call("GetLogs", name="VmEcho").log
+    assert (log.deployment, log.state) == (deployment.id, "undeployed")
+    assert "dynasoar-guest: serving" in log.text
+
+
+def test_a_guest_never_outlives_its_killed_host(vm_cluster: Cluster) -> None:
+    vm_cluster.client.publish(FULL)
+    deployment = vm_cluster.client.call("Deploy", name="VmEcho")
+    name = f"-{deployment.id}"
+    assert name in domains() and qemu_processes(deployment.id)
+    vm_cluster.hps[0].kill()  # SIGKILL, and no Host Provider starts on its data directory again
+    wait_for(lambda: name not in domains(), timeout=60, what="libvirt to destroy the guest")
+    wait_for(lambda: not qemu_processes(deployment.id), timeout=30, what="QEMU to exit")
 
 
 def test_a_redeploy_ships_no_image_bytes(vm_cluster: Cluster) -> None:

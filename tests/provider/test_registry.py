@@ -3,6 +3,7 @@ survives a restart; concurrent writers from threads."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry, ServiceRecord
+from dynasoar.provider.registry import (
+    SERVICE_HOSTS_KEPT,
+    DeploymentRecord,
+    HostRecord,
+    Registry,
+    ServiceRecord,
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -176,6 +183,44 @@ def test_a_new_registry_starts_empty_and_creates_its_directory(tmp_path: Path) -
         assert (reg.services(), reg.hosts(), reg.deployments()) == ([], [], [])
     finally:
         reg.close()
+
+
+# -- where services ran -------------------------------------------------------------------------
+
+
+def test_the_hosts_a_service_ran_on_are_remembered_latest_first_and_bounded(
+    registry: Registry, db: Path
+) -> None:
+    for number in range(SERVICE_HOSTS_KEPT + 4):
+        registry.note_service_host("Echo", f"http://hp{number}:8001")
+    registry.note_service_host("Echo", "http://hp5:8001")  # again: it moves to the front
+    registry.note_service_host("Other", "http://hp0:8001")
+    again = reopen(registry, db)
+    try:
+        hosts = again.service_hosts("Echo")
+        assert len(hosts) == SERVICE_HOSTS_KEPT
+        assert hosts[:2] == ["http://hp5:8001", f"http://hp{SERVICE_HOSTS_KEPT + 3}:8001"]
+        assert "http://hp0:8001" not in hosts  # the oldest went
+        assert again.service_hosts("Other") == ["http://hp0:8001"]
+        assert again.service_hosts("Never") == []
+    finally:
+        again.close()
+
+
+def test_a_registry_from_before_the_history_gains_it(registry: Registry, db: Path) -> None:
+    registry.put_service(service())
+    registry.close()
+    old = sqlite3.connect(db)
+    old.execute("DROP TABLE service_hosts")  # as a registry written before it existed
+    old.commit()
+    old.close()
+    again = Registry(db)
+    try:
+        assert again.services() == [service()]
+        again.note_service_host("Echo", "http://hp1:8001")
+        assert again.service_hosts("Echo") == ["http://hp1:8001"]
+    finally:
+        again.close()
 
 
 # -- threads -----------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """A client of the Host Provider port (the Service Provider uses it): Deploy with the package as
-an MTOM attachment, Undeploy, List, Status. HP faults come back as dynasoar errors."""
+an MTOM attachment, Undeploy, List, Status, GetLogs. HP faults come back as dynasoar errors."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from lxml import etree
@@ -18,6 +20,7 @@ from dynasoar.errors import (
     RemoteFault,
 )
 from dynasoar.images import CacheStats, ImageRef
+from dynasoar.logs import LogChunk
 from dynasoar.paths import HOST_PORT
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.mtom_writer import OutgoingAttachment
@@ -157,6 +160,33 @@ class HostClient:
             for item in reply.findall(f"{_T}deployment")
         ]
 
+    async def get_logs(
+        self,
+        host: str,
+        service: str,
+        timeout: float,
+        *,
+        deployment: str | None = None,
+        tail: int | None = None,
+        cursors: Mapping[str, int] | None = None,
+    ) -> list[LogChunk]:
+        """The output logs of ``service``'s deployments on ``host`` (see dyn:DeploymentLog)."""
+        request = etree.Element(f"{_T}GetLogs", nsmap={"hp": ns.DYN_HP, "dyn": ns.DYN})
+        etree.SubElement(request, f"{_T}service").text = service
+        if deployment is not None:
+            etree.SubElement(request, f"{_T}deployment").text = deployment
+        if tail is not None:
+            etree.SubElement(request, f"{_T}tail").text = str(tail)
+        for deployment_id, offset in (cursors or {}).items():
+            cursor = etree.SubElement(request, f"{_T}cursor")
+            etree.SubElement(cursor, f"{_D}deployment").text = deployment_id
+            etree.SubElement(cursor, f"{_D}offset").text = str(offset)
+        reply = await self._call(host, "GetLogs", request, timeout)
+        try:
+            return [read_log(item) for item in reply.findall(f"{_T}log")]
+        except ValueError as exc:
+            raise DeploymentFailed(f"{host} answered GetLogs with a malformed log: {exc}") from exc
+
     async def _call(
         self,
         host: str,
@@ -198,6 +228,32 @@ def read_terms(element: etree._Element | None) -> HostTerms:
         for lb in element.findall(f"{_D}label")
     )
     return HostTerms(float(element.findtext(f"{_D}price") or 0.0), sites, labels)
+
+
+def read_log(element: etree._Element) -> LogChunk:
+    """A dyn:DeploymentLog (raises ValueError when it is not one)."""
+
+    def text(name: str) -> str:
+        return element.findtext(f"{_D}{name}") or ""
+
+    def number(name: str) -> int:
+        return int(text(name).strip() or "0")
+
+    ended = text("ended").strip()
+    return LogChunk(
+        deployment=text("deployment"),
+        service=text("service"),
+        state=text("state"),
+        started=datetime.fromisoformat(text("started").strip()),
+        ended=datetime.fromisoformat(ended) if ended else None,
+        reason=text("reason"),
+        first=number("first"),
+        start=number("start"),
+        next=number("next"),
+        end=number("end"),
+        text=text("text"),
+        host=text("host"),
+    )
 
 
 def read_cache_stats(element: etree._Element | None) -> CacheStats | None:

@@ -17,6 +17,8 @@ from dynasoar.errors import DynasoarError
 from dynasoar.host.backends import Backend
 from dynasoar.host.backends.process import ProcessBackend
 from dynasoar.host.hosting import HostProvider
+from dynasoar.host.logpump import LogPump
+from dynasoar.host.logstore import LogLimits, LogStore
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.images import ImageCache
 from dynasoar.paths import HOST_PORT as PORT_PATH
@@ -55,6 +57,8 @@ class HostConfig:
     #: when stopping, ask the SP to move this host's stateless deployments elsewhere first
     drain: bool = False
     grace: float = 30.0  # seconds a stop may take to drain (and the SP to move deployments)
+    log_bytes: int = LogLimits.bytes_per_deployment  # each deployment's output log, at most
+    kept_logs: int = LogLimits.kept_per_service  # logs of ended deployments kept per service
 
 
 def _sp_port(sp: str) -> str:
@@ -81,11 +85,17 @@ class HostApp:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         fresh_spool(config.data / "spool")
+        self.pump = LogPump()
         self.host = HostProvider(
             config.data,
             _backends(config),
             config.capacity,
             ImageCache(config.data / "images", config.image_cache_bytes),
+            LogStore(
+                config.data / "logs",
+                LogLimits(bytes_per_deployment=config.log_bytes, kept_per_service=config.kept_logs),
+                self.pump,
+            ),
             config.start_timeout,
             terms=config.terms,
         )
@@ -175,6 +185,7 @@ class HostApp:
     async def stop(self) -> None:
         await self.quiesce()
         await asyncio.get_running_loop().run_in_executor(None, self.host.shutdown)
+        self.pump.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         await self._pool.close()
 

@@ -1,10 +1,11 @@
 """The Host Provider's state: what it hosts, its capacity, its image cache, and the deploy /
 undeploy steps.
 
-A deployment directory is ``DATA/deployments/ID/`` holding the unpacked package (``pkg/``) and
-the service's log; a VM package's images are links into the image cache (``DATA/images``),
-pinned while the deployment lives. Deploy validates before it runs anything and leaves nothing
-behind on failure.
+A deployment directory is ``DATA/deployments/ID/`` holding the unpacked package (``pkg/``); a
+VM package's images are links into the image cache (``DATA/images``), pinned while the
+deployment lives. Its output goes to its log (``DATA/logs/ID``, see :mod:`dynasoar.host.logstore`),
+which outlives it. Deploy validates before it runs anything and leaves nothing behind on failure
+but the log of a package that was started and failed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dynasoar import __version__
 from dynasoar.errors import (
     Busy,
     DeploymentFailed,
+    DynasoarError,
     ImageNotHeld,
     InvalidPackage,
     InvalidRequest,
@@ -32,6 +34,7 @@ from dynasoar.errors import (
 )
 from dynasoar.host import sandbox
 from dynasoar.host.backends import Backend
+from dynasoar.host.logstore import LogStore, ServiceLog
 from dynasoar.images import ImageCache, IncomingImage
 from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
 from dynasoar.qcow2 import is_qcow2
@@ -80,11 +83,13 @@ class HostProvider:
         backends: dict[str, Backend],
         capacity: int,
         images: ImageCache,
+        logs: LogStore,
         start_timeout: float = 60.0,
         unpack_limits: UnpackLimits = UnpackLimits(),
         terms: HostTerms = HostTerms(),
     ) -> None:
         self.data = data
+        self.logs = logs
         self.terms = terms
         self.backends = backends  # by package kind: "code", "vm"
         self.capacity = capacity
@@ -128,6 +133,7 @@ class HostProvider:
         directory = self._deployments_dir / deployment_id
         pinned: list[str] = []
         received: list[str] = []  # images this Deploy brought into the cache
+        output: ServiceLog | None = None
         try:
             root = unpack(package.path, directory / "pkg", self._limits)
             names = frozenset(image.name for image in request.images)
@@ -138,9 +144,15 @@ class HostProvider:
                     f"{request.kind} service {request.service!r} as declared"
                 )
             pinned, base = self._place_images(root, manifest, request.images, received)
+            output = self.logs.open(deployment_id, manifest.name, manifest.version, manifest.kind)
             deadline = time.monotonic() + self.start_timeout
-            started = backend.start(deployment_id, root, manifest, deadline, base_image=base)
-        except BaseException:
+            started = backend.start(
+                deployment_id, root, manifest, deadline, output=output, base_image=base
+            )
+        except BaseException as exc:
+            if output is not None:  # kept: what the package said is why it failed
+                reason = exc.reason if isinstance(exc, DynasoarError) else repr(exc)
+                self.logs.ended(deployment_id, "failed", reason)
             self._release(deployment_id)
             self.images.unpin(pinned)
             # A refused deployment leaves nothing behind: not even the images it brought.
@@ -164,8 +176,9 @@ class HostProvider:
             self._hosted[deployment_id] = hosted
             cancelled = deployment_id in self._cancelled
             self._cancelled.discard(deployment_id)
+        self.logs.running(deployment_id)
         if cancelled:
-            self.undeploy(deployment_id, grace=1.0)
+            self.undeploy(deployment_id, grace=1.0, reason="undeployed while it started")
             raise DeploymentFailed(f"deployment {deployment_id} was undeployed while it started")
         self.images.evict()
         log.info(
@@ -253,8 +266,11 @@ class HostProvider:
             self._starting.pop(deployment_id, None)
             self._cancelled.discard(deployment_id)
 
-    def undeploy(self, deployment_id: str, grace: float = 5.0) -> bool:
-        """Stop a deployment; one still starting is undone as soon as it has started."""
+    def undeploy(
+        self, deployment_id: str, grace: float = 5.0, ended: str = "undeployed", reason: str = ""
+    ) -> bool:
+        """Stop a deployment; its log is kept as ``ended`` (with ``reason``). One still
+        starting is undone as soon as it has started."""
         with self._lock:
             hosted = self._hosted.pop(deployment_id, None)
             if hosted is None and deployment_id in self._starting:
@@ -263,7 +279,11 @@ class HostProvider:
                 return True
         if hosted is None:
             return False
-        self.backends[hosted.kind].stop(hosted.handle, grace)
+        backend = self.backends[hosted.kind]
+        if ended == "undeployed" and not backend.alive(hosted.handle):
+            ended, reason = "exited", "it had stopped by itself"  # before it was undeployed
+        backend.stop(hosted.handle, grace)
+        self.logs.ended(deployment_id, ended, reason)
         shutil.rmtree(hosted.directory, ignore_errors=True)
         self.images.unpin(hosted.images)
         self.images.evict()
@@ -283,7 +303,7 @@ class HostProvider:
         if self.backends[hosted.kind].alive(hosted.handle):
             return True
         log.warning("deployment %s (%s) died; dropping it", hosted.id, hosted.service)
-        self.undeploy(hosted.id, grace=0.1)
+        self.undeploy(hosted.id, grace=0.1, ended="exited", reason="it stopped by itself")
         return False
 
     @property
@@ -306,7 +326,7 @@ class HostProvider:
         with self._lock:
             self._cancelled.update(self._starting)  # undone as soon as they have started
         for deployment_id in list(self._hosted):
-            self.undeploy(deployment_id, grace)
+            self.undeploy(deployment_id, grace, reason="the host shut down")
         if self._scratch:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
 

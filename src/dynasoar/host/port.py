@@ -23,11 +23,15 @@ from dynasoar.host.hosting import DeployRequest, HostProvider
 from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
 from dynasoar.service.types import (
+    DeploymentLog,
     HostTermsModel,
     ImageCache,
+    LogCursor,
     Required,
+    deployment_log,
     host_terms,
     image_cache,
+    log_request,
 )
 
 
@@ -139,6 +143,19 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
     )
     def QueryImages(ctx, sha256):  # type: ignore[no-untyped-def]
         return _host(ctx).images.query(sha256 or [])
+
+    @rpc(
+        Required,
+        Unicode(min_occurs=0),
+        Integer(min_occurs=0),
+        LogCursor.customize(max_occurs="unbounded"),
+        _returns=DeploymentLog.customize(max_occurs="unbounded"),
+        _out_variable_name="log",
+    )
+    def GetLogs(ctx, service, deployment, tail, cursor):  # type: ignore[no-untyped-def]
+        cursors = log_request(tail, cursor)
+        chunks = _host(ctx).logs.read(service, deployment or None, tail, cursors)
+        return [deployment_log(chunk) for chunk in chunks]
 
 
 def host_port() -> SpynePort:

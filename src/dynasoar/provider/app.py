@@ -23,6 +23,7 @@ from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.logs import ServiceLogs
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
@@ -95,6 +96,7 @@ class ProviderApp:
         )
         self.hosts.on_up = self.reconciler.soon
         self.provider = ServiceProvider(data, self.registry, repository, self.hosts, self.deployer)
+        self.logs = ServiceLogs(self.registry, host_client)
         self.autoscaler = Autoscaler(
             self.provider, self.registry, self.deployer, config.scaling, self.reconciler
         )
@@ -127,6 +129,7 @@ class ProviderApp:
                 "provider": self.provider,
                 "run": self._run_on_loop,
                 "drain_timeout": config.message_timeout * 0.8,
+                "logs": self.logs,
             },
             self.deadlines,
         )

@@ -30,11 +30,15 @@ from dynasoar.provider.registry import DeploymentRecord, HostRecord, ServiceReco
 from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
 from dynasoar.service.types import (
+    DeploymentLog,
     HostTermsModel,
     ImageCache,
+    LogCursor,
     Required,
+    deployment_log,
     host_terms,
     image_cache,
+    log_request,
 )
 
 
@@ -191,6 +195,22 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
     )
     def QueryImages(ctx, sha256):  # type: ignore[no-untyped-def]
         return _sp(ctx).repository.images.query(sha256 or [])
+
+    @rpc(
+        Required,
+        Unicode(min_occurs=0),
+        Integer(min_occurs=0),
+        LogCursor.customize(max_occurs="unbounded"),
+        _returns=(
+            DeploymentLog.customize(max_occurs="unbounded"),
+            AnyUri(max_occurs="unbounded"),
+        ),
+        _out_variable_names=("log", "unreachable"),
+    )
+    def GetLogs(ctx, name, deployment, tail, cursor):  # type: ignore[no-untyped-def]
+        cursors = log_request(tail, cursor)
+        gathered = ctx.udc.run(ctx.udc.logs.gather(name, deployment or None, tail, cursors))
+        return [deployment_log(chunk) for chunk in gathered.logs], gathered.unreachable
 
 
 def provider_port() -> SpynePort:

@@ -48,7 +48,13 @@ CREATE TABLE IF NOT EXISTS deployments (
     reason TEXT, changed TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS service_hosts (
+    service TEXT NOT NULL, host TEXT NOT NULL, last_deployed TEXT NOT NULL,
+    PRIMARY KEY (service, host)
+);
 """
+#: Hosts remembered per service as where its deployments ran (and their logs are), latest first.
+SERVICE_HOSTS_KEPT = 16
 
 
 SERVICE_COLUMNS = (
@@ -324,6 +330,31 @@ class Registry:
     def _index(self, service: str, records: list[DeploymentRecord]) -> None:
         self._records[service] = records
         self._ready[service] = [r for r in records if r.state == "ready"]
+
+    # -- where services ran (their logs stay there) -------------------------------------
+
+    def note_service_host(self, service: str, host: str) -> None:
+        """``host`` is where a deployment of ``service`` is being made (kept after it ends)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO service_hosts (service, host, last_deployed) "
+                "VALUES (?,?,?)",
+                (service, host, now().isoformat()),
+            )
+            db.execute(
+                "DELETE FROM service_hosts WHERE service = ? AND host NOT IN (SELECT host FROM "
+                "service_hosts WHERE service = ? ORDER BY last_deployed DESC LIMIT ?)",
+                (service, service, SERVICE_HOSTS_KEPT),
+            )
+
+    def service_hosts(self, service: str) -> list[str]:
+        """The hosts ``service`` was last deployed on, latest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host FROM service_hosts WHERE service = ? ORDER BY last_deployed DESC",
+                (service,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def _load_deployments(self) -> list[DeploymentRecord]:
         rows = self._db.execute(

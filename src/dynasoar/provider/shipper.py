@@ -68,6 +68,7 @@ class Shipper:
             changed=now(),
         )
         self._registry.add_deployment(record)
+        self._registry.note_service_host(service.name, host)  # its log stays there, failed or not
         self.in_progress.add(record.id)
         try:
             endpoint = await self._deploy(host, service, record.id)

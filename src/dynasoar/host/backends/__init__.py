@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from dynasoar.host.logstore import ServiceLog
 from dynasoar.package import Manifest
 
 
@@ -28,13 +29,15 @@ class Backend(Protocol):
         manifest: Manifest,
         deadline: float,
         *,
+        output: ServiceLog,
         base_image: Path | None = None,
     ) -> Started:
         """Run the package at ``root``; return once its endpoint answers a probe.
 
-        ``base_image`` is the cached image a VM package's disk is an overlay on (its
-        manifest's ``base``). Raises DeploymentFailed / DeploymentTimeout; leaves nothing
-        running on failure."""
+        The deployment's output (a service's stdout and stderr, a guest's console) goes to
+        ``output``: the backend attaches the read ends of its pipes. ``base_image`` is the cached
+        image a VM package's disk is an overlay on (its manifest's ``base``). Raises
+        DeploymentFailed / DeploymentTimeout; leaves nothing running on failure."""
         ...
 
     def stop(self, handle: object, grace: float) -> None: ...

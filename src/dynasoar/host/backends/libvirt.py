@@ -6,16 +6,25 @@ How a caller uses it (the Host Provider)::
 
     backend = LibvirtBackend(uri, accel="tcg", scope=scope_for(data_dir))
     backend.clear_leftovers()      # at start: the domains a crashed run of this HP left behind
-    started = backend.start(deployment_id, root, manifest, deadline, base_image=cached_base)
+    started = backend.start(deployment_id, root, manifest, deadline, output=log, base_image=base)
     backend.stop(started.handle, grace)
 
 ``root`` is the unpacked package; its files (or the image-cache files they link to) are only
-read. The guest writes into ``root.parent / "overlay.qcow2"``, its serial console goes to
-``root.parent / "console.log"``. For a manifest with ``[vm] base`` the package's disk is an
-overlay on that base: its path is ``base_image`` or, when not given, what the optional
-``base_images`` callable answers for ``manifest.vm.base`` ("sha256:HEX"). The backing paths
-written inside the images are never followed: the domain XML spells the whole chain out.
-Domains are named ``dynasoar-<scope>-<deployment id>``.
+read. The guest writes into ``root.parent / "overlay.qcow2"``. Its serial console is a pair of
+FIFOs (``root.parent / "console.in"``, ``"console.out"``, a libvirt ``pipe`` serial) whose
+output the log pump drains into the deployment's log (``output``), bounded like a code
+service's output.
+For a manifest with ``[vm] base`` the package's disk is an overlay on that base: its path is
+``base_image`` or, when not given, what the optional ``base_images`` callable answers for
+``manifest.vm.base`` ("sha256:HEX"). The backing paths written inside the images are never
+followed: the domain XML spells the whole chain out. Domains are named
+``dynasoar-<scope>-<deployment id>``.
+
+Domains are started with ``VIR_DOMAIN_START_AUTODESTROY``: libvirt destroys them when the
+connection that created them closes, so a guest never outlives its Host Provider (killed, it
+leaves no domain running; ``clear_leftovers`` at the next start is for what is left anyway). The
+backend keeps that one connection open for as long as it runs; should it break (libvirtd
+restarted), its guests go with it and ``alive`` reports them dead.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from dynasoar.host.backends import Started, vm_disk
 from dynasoar.host.backends.kvm_probe import KvmVerdicts
 from dynasoar.host.backends.vm_domain import DYN_NS, Accel, DomainSpec, default_template, render
 from dynasoar.host.backends.vm_ready import console_tail, ensure_daemons, free_port, wait_ready
+from dynasoar.host.logstore import ServiceLog
 from dynasoar.package import Manifest, VmSection
 
 log = logging.getLogger(__name__)
@@ -63,7 +73,7 @@ class VmDeployment:
 
     domain: str
     overlay: Path
-    console_log: Path
+    console: Path  # the FIFOs' common name (without .in / .out)
     endpoint: str
     accel: Accel
 
@@ -78,6 +88,7 @@ class _Boot:
     vm: VmSection
     chain: tuple[Path, ...]  # the disk, top first: overlay, package disk, base
     console: Path
+    output: ServiceLog
 
 
 def scope_for(data_dir: Path) -> str:
@@ -127,6 +138,7 @@ class LibvirtBackend:
         manifest: Manifest,
         deadline: float,
         *,
+        output: ServiceLog,
         base_image: Path | None = None,
     ) -> Started:
         vm = manifest.vm
@@ -144,9 +156,11 @@ class LibvirtBackend:
             root=root,
             vm=vm,
             chain=(overlay, *chain),
-            console=root.parent / "console.log",
+            console=root.parent / "console",
+            output=output,
         )
         try:
+            _console_fifos(boot.console, output)
             running = self._boot(boot, deadline)
         except BaseException:
             _unlink(overlay)
@@ -253,9 +267,7 @@ class LibvirtBackend:
                 running.endpoint,
                 deadline,
                 alive=lambda: self.alive(running),
-                describe=lambda: (
-                    f"{_ACCEL_NOTES[accel]}; guest console: " + console_tail(boot.console)
-                ),
+                describe=lambda: f"{_ACCEL_NOTES[accel]}; guest console: " + _console(boot.output),
             )
         except BaseException:
             self._remove_quietly(running.domain)
@@ -267,7 +279,10 @@ class LibvirtBackend:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = free_port(self._listen)
             try:
-                conn.createXML(render(self._spec(boot, accel, port), self._template), 0)
+                conn.createXML(
+                    render(self._spec(boot, accel, port), self._template),
+                    libvirt.VIR_DOMAIN_START_AUTODESTROY,  # gone when this HP's connection is
+                )
             except libvirt.libvirtError as exc:
                 # Another process may have taken the port between our look and QEMU's bind.
                 if "host forwarding" in str(exc) and attempt < PORT_ATTEMPTS:
@@ -292,7 +307,7 @@ class LibvirtBackend:
             kernel=boot.root / vm.kernel if vm.kernel else None,
             initrd=boot.root / vm.initrd if vm.initrd else None,
             cmdline=self._cmdline,
-            console_log=boot.console,
+            console=boot.console,
             host_port=port,
             guest_port=vm.port,
             uid=os.getuid(),
@@ -345,6 +360,20 @@ def _open(uri: str) -> libvirt.virConnect:
             f"cannot connect to libvirt at {uri}: {exc}; is libvirtd running "
             "(scripts/start-libvirt.sh starts it and virtlogd)?"
         ) from exc
+
+
+def _console_fifos(console: Path, output: ServiceLog) -> None:
+    """The guest's serial console: QEMU writes ``console.out`` and reads ``console.in`` (nothing
+    is ever typed into it). The pump holds ``console.out`` open for reading and writing, so it
+    sees no end when a QEMU goes (a KVM probe boot, then TCG) and reads until released."""
+    for end in (".in", ".out"):
+        os.mkfifo(f"{console}{end}", 0o600)
+    output.attach(os.open(f"{console}.out", os.O_RDWR | os.O_NONBLOCK))
+
+
+def _console(output: ServiceLog) -> str:
+    output.drain()
+    return console_tail(output.tail_bytes(800))
 
 
 def _recorded_overlay(domain: libvirt.virDomain) -> Path | None:

@@ -1,5 +1,9 @@
 """The process backend: each code package runs as its own OS process on its own port
-(``python -m dynasoar.host.runner``), ready once its endpoint answers a probe."""
+(``python -m dynasoar.host.runner``), ready once its endpoint answers a probe.
+
+The runner reports readiness (or why it could not start) on a pipe of its own; its stdout and
+stderr share another pipe, which the log pump drains into the deployment's log, so a service
+may print as much as it likes without ever blocking on it."""
 
 from __future__ import annotations
 
@@ -20,18 +24,23 @@ from urllib.parse import urlsplit
 from dynasoar.errors import DeploymentFailed, DeploymentTimeout
 from dynasoar.host import sandbox
 from dynasoar.host.backends import Started
+from dynasoar.host.logstore import ServiceLog
+from dynasoar.host.package_errors import scrub
+from dynasoar.host.runner import FAILED, LISTENING
 from dynasoar.package import Manifest
 
 log = logging.getLogger(__name__)
 
-LISTENING = "listening on "
+#: what the runner may report on its ready pipe (a line, or a failure's description)
+MAX_REPORT = 16 << 10
 
 
 @dataclass
 class ServiceProcess:
     process: subprocess.Popen[bytes]
-    log_path: Path
+    output: ServiceLog
     deployment_id: str
+    root: Path
 
 
 def runner_command(root: Path, manifest: Manifest, host: str = "127.0.0.1") -> list[str]:
@@ -70,54 +79,80 @@ class ProcessBackend:
         manifest: Manifest,
         deadline: float,
         *,
+        output: ServiceLog,
         base_image: Path | None = None,
     ) -> Started:
         assert manifest.code is not None, "the process backend runs code packages"
-        log_path = root.parent / "service.log"
-        log_path.touch(mode=0o600)
         uid = self._sandbox_user(deployment_id, root.parent)
-        inner = [*runner_command(root, manifest, self._host), "--parent-pid", str(os.getpid())]
-        with log_path.open("ab") as service_log:
+        ready, ready_w = os.pipe()
+        pipe, pipe_w = os.pipe()
+        inner = [
+            *runner_command(root, manifest, self._host),
+            "--parent-pid", str(os.getpid()), "--ready-fd", str(ready_w),
+        ]  # fmt: skip
+        try:
             process = subprocess.Popen(
                 sandbox.command(inner, self._limits, uid),
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=service_log,
+                stdout=pipe_w,
+                stderr=pipe_w,
+                pass_fds=(ready_w,),
                 cwd=root,
                 start_new_session=True,
                 env=_service_environment(),
             )
-        running = ServiceProcess(process, log_path, deployment_id)
+        except BaseException:
+            os.close(ready)
+            os.close(pipe)
+            raise
+        finally:
+            os.close(ready_w)
+            os.close(pipe_w)
+        output.attach(pipe)  # the pump's now
+        running = ServiceProcess(process, output, deployment_id, root)
         try:
-            endpoint = self._await_listening(running, deadline)
+            endpoint = self._await_listening(ready, running, deadline)
             _probe(endpoint, deadline)
         except BaseException:
             self.stop(running, grace=1.0)
             raise
+        finally:
+            os.close(ready)
         return Started(endpoint=endpoint, handle=running)
 
-    def _await_listening(self, running: ServiceProcess, deadline: float) -> str:
-        stdout = running.process.stdout
-        assert stdout is not None
-        buffered = b""
-        while b"\n" not in buffered:
+    def _await_listening(self, ready: int, running: ServiceProcess, deadline: float) -> str:
+        """The runner's report: its endpoint, or why it could not start."""
+        report = b""
+        while not report.startswith(LISTENING.encode()) or b"\n" not in report:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DeploymentTimeout("the service process did not start listening in time")
-            ready, _, _ = select.select([stdout], [], [], min(remaining, 0.5))
-            if ready:
-                chunk = os.read(stdout.fileno(), 4096)
-                if not chunk:
-                    running.process.wait(timeout=5)
-                    raise DeploymentFailed(
-                        f"the service process exited with status {running.process.returncode}: "
-                        f"{_last_error(running.log_path)}"
-                    )
-                buffered += chunk
-        line = buffered.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-        if not line.startswith(LISTENING):
-            raise DeploymentFailed(f"the service process said {line[:200]!r} instead of listening")
+            readable, _, _ = select.select([ready], [], [], min(remaining, 0.5))
+            if not readable:
+                continue
+            chunk = os.read(ready, 4096)
+            if not chunk or len(report) >= MAX_REPORT:
+                raise self._no_start(running, report)
+            report += chunk
+        line = report.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
         return line[len(LISTENING) :]
+
+    def _no_start(self, running: ServiceProcess, report: bytes) -> DeploymentFailed:
+        """The runner ended its report without listening: what it said, or what the log says."""
+        try:
+            status: int | str = running.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            status = "still running"
+        text = report.decode("utf-8", "replace")[:MAX_REPORT]
+        if text.startswith(FAILED + "\n"):
+            return DeploymentFailed(f"the service could not start:\n{text[len(FAILED) + 1 :]}")
+        if text:
+            return DeploymentFailed(f"the service process said {text[:200]!r} instead of listening")
+        running.output.drain()
+        return DeploymentFailed(
+            f"the service process exited with status {status}: "
+            f"{_last_error(running.output.tail_bytes(8192), running.root)}"
+        )
 
     def _sandbox_user(self, deployment_id: str, directory: Path) -> int | None:
         """A user id no other deployment here has; its directory becomes that user's."""
@@ -142,8 +177,6 @@ class ProcessBackend:
             except subprocess.TimeoutExpired:
                 _signal_group(process, signal.SIGKILL)
                 process.wait(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()
 
     def alive(self, handle: object) -> bool:
         assert isinstance(handle, ServiceProcess)
@@ -187,18 +220,15 @@ def _probe(endpoint: str, deadline: float) -> None:
     raise DeploymentTimeout(f"{endpoint} did not answer its readiness probe in time: {last}")
 
 
-def _last_error(path: Path, limit: int = 8192) -> str:
-    """What went wrong, for the fault: the last ``SomeError: message`` line of the service's
-    log. Not the whole log: the fault travels to consumers, and tracebacks name the host's
-    files; the log stays on the host for its operator."""
-    try:
-        lines = path.read_bytes()[-limit:].decode("utf-8", "replace").splitlines()
-    except OSError:
-        return "(no log)"
+def _last_error(tail: bytes, root: Path) -> str:
+    """What went wrong when the runner could not even report: the last ``SomeError: message``
+    line of the service's output, with paths outside the package hidden (the fault travels to
+    consumers; the host's files are none of theirs)."""
+    lines = tail.decode("utf-8", "replace").splitlines()
     errors = [ln.strip() for ln in lines if _ERROR_LINE.match(ln.strip())]
     if errors:
-        return errors[-1][:300]
-    return "see the service's log on the host" if lines else "(no output)"
+        return scrub(errors[-1][:300], root)
+    return "see the service's log (dynasoar logs)" if lines else "(no output)"
 
 
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")

@@ -41,7 +41,8 @@ class DomainSpec:
     kernel: Path | None
     initrd: Path | None
     cmdline: str
-    console_log: Path
+    #: the serial console's FIFOs, without their .in / .out
+    console: Path
     host_port: int
     guest_port: int
     uid: int
@@ -83,7 +84,7 @@ def _fill(root: etree._Element, spec: DomainSpec) -> None:
     _fill_boot(_one(root, "os"), spec)
     _one(root, "seclabel/label").text = f"+{spec.uid}:+{spec.gid}"
     _fill_disk(_one(root, "devices/disk"), spec.disk_chain)
-    _one(root, "devices/serial/source").set("path", str(spec.console_log))
+    _one(root, "devices/serial/source").set("path", str(spec.console))
     args = root.findall(f"{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg")
     netdev = next(a for a in args if a.get("value", "").startswith("user,"))
     netdev.set(

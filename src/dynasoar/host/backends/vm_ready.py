@@ -10,7 +10,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from dynasoar.errors import DeploymentFailed, DeploymentTimeout
@@ -95,15 +94,8 @@ def _probe(host: str, port: int, target: str) -> int | str:
         conn.close()
 
 
-def console_tail(path: Path, limit: int = 800) -> str:
+def console_tail(raw: bytes) -> str:
     """The end of the guest's serial console, on one line, for an error a person can act on."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - limit))
-            raw = f.read()
-    except OSError:
-        return f"(no console log at {path})"
     text = _ANSI.sub(b"", raw).decode("utf-8", "replace").replace("\r", "")
     lines = [line.strip() for line in text.split("\n") if line.strip()]
     return " | ".join(lines) or "(the guest printed nothing)"
