@@ -12,129 +12,34 @@ A deployment is recorded before its host is asked for it, so that a crash leaves
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from dynasoar.images import CacheStats, ImageRef
-from dynasoar.package import Placement
-from dynasoar.terms import HostTerms
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS services (
-    name TEXT PRIMARY KEY, version TEXT NOT NULL, kind TEXT NOT NULL,
-    stateless INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-    published TEXT NOT NULL, package TEXT NOT NULL, wsdl BLOB NOT NULL,
-    images TEXT NOT NULL DEFAULT '[]', placement TEXT NOT NULL DEFAULT '{}',
-    require_signed INTEGER NOT NULL DEFAULT 0, call_timeout REAL
-);
-CREATE TABLE IF NOT EXISTS hosts (
-    address TEXT PRIMARY KEY, state TEXT NOT NULL, capacity INTEGER NOT NULL,
-    deployments INTEGER NOT NULL, load REAL NOT NULL, last_seen TEXT NOT NULL,
-    cache_images INTEGER NOT NULL DEFAULT 0, cache_bytes INTEGER NOT NULL DEFAULT 0,
-    cache_capacity INTEGER NOT NULL DEFAULT 0, cache_received INTEGER NOT NULL DEFAULT 0,
-    terms TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS deployments (
-    id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
-    endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL, deployed_for TEXT,
-    reason TEXT, changed TEXT
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS service_hosts (
-    service TEXT NOT NULL, host TEXT NOT NULL, last_deployed TEXT NOT NULL,
-    PRIMARY KEY (service, host)
-);
-"""
-#: Hosts remembered per service as where its deployments ran (and their logs are), latest first.
-SERVICE_HOSTS_KEPT = 16
-
-
-SERVICE_COLUMNS = (
-    "name, version, kind, stateless, sha256, size, published, package, wsdl, images, placement, "
-    "require_signed, call_timeout"
-)
-HOST_COLUMNS = (
-    "address, state, capacity, deployments, load, last_seen, "
-    "cache_images, cache_bytes, cache_capacity, cache_received, terms"
-)
-#: Columns added after a table was first created: (table, column, declaration).
-MIGRATIONS = [
-    ("services", "images", "TEXT NOT NULL DEFAULT '[]'"),
-    ("hosts", "cache_images", "INTEGER NOT NULL DEFAULT 0"),
-    ("hosts", "cache_bytes", "INTEGER NOT NULL DEFAULT 0"),
-    ("hosts", "cache_capacity", "INTEGER NOT NULL DEFAULT 0"),
-    ("hosts", "cache_received", "INTEGER NOT NULL DEFAULT 0"),
-    ("hosts", "terms", "TEXT NOT NULL DEFAULT '{}'"),
-    ("services", "placement", "TEXT NOT NULL DEFAULT '{}'"),
-    ("services", "require_signed", "INTEGER NOT NULL DEFAULT 0"),
-    ("deployments", "deployed_for", "TEXT"),
-    ("services", "call_timeout", "REAL"),
-    ("deployments", "reason", "TEXT"),
-    ("deployments", "changed", "TEXT"),
-]
-DEPLOYMENT_COLUMNS = (
-    "id, service, version, host, endpoint, state, created, deployed_for, reason, changed"
+from dynasoar.provider.records import (
+    DEPLOYMENT_COLUMNS,
+    HOST_COLUMNS,
+    MIGRATIONS,
+    SCHEMA,
+    SERVICE_COLUMNS,
+    SERVICE_HOSTS_KEPT,
+    DeploymentRecord,
+    HostRecord,
+    ServiceRecord,
+    deployment_of,
+    deployment_row,
+    host_of,
+    host_row,
+    now,
+    service_of,
+    service_row,
 )
 
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class ServiceRecord:
-    name: str
-    version: str
-    kind: str
-    stateless: bool
-    sha256: str
-    size: int
-    published: datetime
-    package: str  # path of the archive in the repository
-    wsdl: bytes
-    images: tuple[ImageRef, ...] = ()  # a VM package's images, kept in the repository by digest
-    placement: Placement = Placement()  # what its manifest asks of hosts
-    require_signed: bool = False  # consumers' messages must be signed
-    call_timeout: float | None = None  # seconds a message waits for a reply (None: SP default)
-
-
-@dataclass(frozen=True)
-class HostRecord:
-    address: str
-    #: "up"; "down" (stopped answering); "unknown" (named, not yet asked); "draining" (its
-    #: deployments are moving away, it takes no new ones); "left" (deregistered)
-    state: str
-    capacity: int
-    deployments: int
-    load: float
-    last_seen: datetime
-    cache: CacheStats | None = None  # its VM image cache, as last reported
-    terms: HostTerms = HostTerms()  # its price, sites and labels, as last reported
-
-
-@dataclass(frozen=True)
-class DeploymentRecord:
-    id: str
-    service: str
-    version: str
-    host: str
-    endpoint: str  # "" while deploying
-    state: str  # "deploying" | "ready" | "lost"
-    created: datetime
-    #: who its first message came from (a signed consumer's certificate subject), if known
-    deployed_for: str | None = None
-    #: why it is in its state (for "lost": what happened to its host)
-    reason: str | None = None
-    #: when it entered its state
-    changed: datetime | None = None
+__all__ = ["DeploymentRecord", "HostRecord", "Registry", "ServiceRecord", "now"]
 
 
 class Registry:
@@ -184,21 +89,7 @@ class Registry:
             db.execute(
                 f"INSERT OR REPLACE INTO services ({SERVICE_COLUMNS}) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    s.name,
-                    s.version,
-                    s.kind,
-                    int(s.stateless),
-                    s.sha256,
-                    s.size,
-                    s.published.isoformat(),
-                    s.package,
-                    s.wsdl,
-                    json.dumps([[i.name, i.sha256, i.size] for i in s.images]),
-                    json.dumps(s.placement.to_json()),
-                    int(s.require_signed),
-                    s.call_timeout,
-                ),
+                service_row(s),
             )
 
     def service(self, name: str) -> ServiceRecord | None:
@@ -206,14 +97,14 @@ class Registry:
             row = self._db.execute(
                 f"SELECT {SERVICE_COLUMNS} FROM services WHERE name = ?", (name,)
             ).fetchone()
-        return _service(row) if row else None
+        return service_of(row) if row else None
 
     def services(self) -> list[ServiceRecord]:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {SERVICE_COLUMNS} FROM services ORDER BY name"
             ).fetchall()
-        return [_service(r) for r in rows]
+        return [service_of(r) for r in rows]
 
     # -- hosts ----------------------------------------------------------------------------
 
@@ -226,16 +117,7 @@ class Registry:
             self._host_states[h.address] = h.state
             db.execute(
                 f"INSERT OR REPLACE INTO hosts ({HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    h.address,
-                    h.state,
-                    h.capacity,
-                    h.deployments,
-                    h.load,
-                    h.last_seen.isoformat(),
-                    *_cache_columns(h.cache),
-                    json.dumps(h.terms.to_json()),
-                ),
+                host_row(h),
             )
 
     def host(self, address: str) -> HostRecord | None:
@@ -243,12 +125,12 @@ class Registry:
             row = self._db.execute(
                 f"SELECT {HOST_COLUMNS} FROM hosts WHERE address = ?", (address,)
             ).fetchone()
-        return _host(row) if row else None
+        return host_of(row) if row else None
 
     def hosts(self) -> list[HostRecord]:
         with self._lock:
             rows = self._db.execute(f"SELECT {HOST_COLUMNS} FROM hosts ORDER BY address").fetchall()
-        return [_host(r) for r in rows]
+        return [host_of(r) for r in rows]
 
     def set_host_state(self, address: str, state: str) -> None:
         with self._tx() as db:
@@ -270,18 +152,7 @@ class Registry:
             db.execute(
                 f"INSERT OR REPLACE INTO deployments ({DEPLOYMENT_COLUMNS}) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    d.id,
-                    d.service,
-                    d.version,
-                    d.host,
-                    d.endpoint,
-                    d.state,
-                    d.created.isoformat(),
-                    d.deployed_for,
-                    d.reason,
-                    d.changed.isoformat() if d.changed else None,
-                ),
+                deployment_row(d),
             )
             current = [x for x in self._records.get(d.service, []) if x.id != d.id]
             self._index(d.service, [*current, d])
@@ -360,21 +231,7 @@ class Registry:
         rows = self._db.execute(
             f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY created"
         ).fetchall()
-        return [
-            DeploymentRecord(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                created=datetime.fromisoformat(r[6]),
-                deployed_for=r[7],
-                reason=r[8],
-                changed=datetime.fromisoformat(r[9]) if r[9] else None,
-            )
-            for r in rows
-        ]
+        return [deployment_of(r) for r in rows]
 
     # -- this registry's identity ---------------------------------------------------------
 
@@ -388,40 +245,3 @@ class Registry:
             value = f"urn:uuid:{uuid.uuid4()}"
             db.execute("INSERT INTO meta (key, value) VALUES ('identity', ?)", (value,))
             return value
-
-
-def _service(r: Any) -> ServiceRecord:
-    return ServiceRecord(
-        name=str(r[0]),
-        version=str(r[1]),
-        kind=str(r[2]),
-        stateless=bool(r[3]),
-        sha256=str(r[4]),
-        size=int(r[5]),
-        published=datetime.fromisoformat(str(r[6])),
-        package=str(r[7]),
-        wsdl=bytes(r[8]),
-        images=tuple(ImageRef(str(n), str(d), int(z)) for n, d, z in json.loads(r[9])),
-        placement=Placement.from_json(json.loads(r[10])),
-        require_signed=bool(r[11]),
-        call_timeout=float(r[12]) if r[12] is not None else None,
-    )
-
-
-def _host(r: Any) -> HostRecord:
-    return HostRecord(
-        address=str(r[0]),
-        state=str(r[1]),
-        capacity=int(r[2]),
-        deployments=int(r[3]),
-        load=float(r[4]),
-        last_seen=datetime.fromisoformat(str(r[5])),
-        cache=CacheStats(int(r[6]), int(r[7]), int(r[8]), int(r[9])) if r[8] else None,
-        terms=HostTerms.from_json(json.loads(r[10])),
-    )
-
-
-def _cache_columns(cache: CacheStats | None) -> tuple[int, int, int, int]:
-    if cache is None:
-        return (0, 0, 0, 0)
-    return (cache.images, cache.bytes, cache.capacity, cache.received)
