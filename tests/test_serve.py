@@ -53,9 +53,7 @@ def test_a_port_in_use_is_named() -> None:
 
 
 @pytest.mark.parametrize("args", [["--port", "PORT_IN_USE"], ["--port", "-5"]])
-def test_a_start_up_mistake_is_one_line_and_exit_status_2(
-    tmp_path: Path, args: list[str]
-) -> None:
+def test_a_start_up_mistake_is_one_line_and_exit_status_2(tmp_path: Path, args: list[str]) -> None:
     taken = bind_listener("127.0.0.1", 0)
     try:
         argv = [a.replace("PORT_IN_USE", str(taken.getsockname()[1])) for a in args]

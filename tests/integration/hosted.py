@@ -50,9 +50,7 @@ def deploy_directly(
         sha256=sha256_file(upload.archive),
     )
     deployed = _with_client(
-        lambda client: client.deploy(
-            hp, shipment, 120, deployment_id=deployment_id, owner=owner
-        )
+        lambda client: client.deploy(hp, shipment, 120, deployment_id=deployment_id, owner=owner)
     )
     return deployed[0]
 

@@ -61,9 +61,9 @@ def test_what_a_host_no_longer_runs_is_forgotten_or_lost(make_cluster: MakeClust
         what="the SP to notice",
     )
     # The stateless one simply deploys again; the stateful one says it is lost.
-    assert call(c.service_url("Echo") + "?wsdl", "Echo", ["text=y"]).headers[
-        "x-dynasoar-cold"
-    ] == "1"
+    assert (
+        call(c.service_url("Echo") + "?wsdl", "Echo", ["text=y"]).headers["x-dynasoar-cold"] == "1"
+    )
     with pytest.raises(RemoteFault) as lost:
         call(c.service_url("Counter") + "?wsdl", "Increment", [])
     assert (ns.DYN, "HostLost") in lost.value.fault.subcodes

@@ -143,8 +143,10 @@ def held(tmp_path: Path) -> Iterator[tuple[Holder, list[Actor]]]:
             )
         client = ProviderClient(sp.url)
         wait_for(
-            lambda: {h.address for h in client.call("ListHosts") if h.state == "up"}
-            >= {hp.url for hp in hps},
+            lambda: (
+                {h.address for h in client.call("ListHosts") if h.state == "up"}
+                >= {hp.url for hp in hps}
+            ),
             what="the hosts to register",
         )
         yield sp, hps
@@ -221,4 +223,3 @@ def test_restarts_and_a_hung_host_under_load_lose_and_refuse_nothing(
     assert after["hp rss"] <= before["hp rss"] + 32 * 1024, (before, after)
     hosts = {h.address: h.state for h in client.call("ListHosts")}
     assert all(hosts[hp.url] == "up" for hp in hps), hosts
-

@@ -17,13 +17,13 @@ from dynasoar.consumer.call import call
 from dynasoar.paths import samples_dir
 
 from .conftest import Cluster, wait_for
-from .wire import ECHO_NS, envelope, post
+from .wire import ECHO_NS, Reply, envelope, post
 
 MakeCluster = Callable[..., Cluster]
 DYN = "{urn:dynasoar:2006}"
 
 
-def compute(sp: Cluster, millis: int, timeout: float = 120.0) -> object:
+def compute(sp: Cluster, millis: int, timeout: float = 120.0) -> Reply:
     body = f'<e:Compute xmlns:e="{ECHO_NS}"><e:millis>{millis}</e:millis></e:Compute>'
     return post(
         sp.service_url("Echo"),

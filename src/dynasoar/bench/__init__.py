@@ -10,6 +10,7 @@ from pathlib import Path
 from dynasoar.bench.cold import cold_start
 from dynasoar.bench.mtom import image_transfer
 from dynasoar.bench.relay import warm_relay
+from dynasoar.bench.restart import restart_under_load
 from dynasoar.bench.vm import image_deploy, vm_boot
 
 
@@ -22,6 +23,7 @@ def run_bench(quick: bool = False, which: str | None = None, out: Path | None = 
         work = Path(tmp)
         print("dynasoar bench" + (" (quick)" if quick else ""), flush=True)
         warm_relay(work / "relay", duration=2.0 if quick else 5.0, rounds=1 if quick else 3)
+        restart_under_load(work / "restart", restarts=1 if quick else 3)
         cold_start(work / "cold", rounds=2 if quick else 5)
         image_transfer(work / "image", size=(256 if quick else 2048) << 20, rounds=2)
         image_deploy(work / "deploy", size=(256 if quick else 2048) << 20)

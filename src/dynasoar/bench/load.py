@@ -30,9 +30,11 @@ async def _worker(
             data = await response.read_all(1 << 20)
         except Exception as exc:
             errors.append(type(exc).__name__)
+            await asyncio.sleep(0.01)  # a failed call is retried as a client would: not at once
             continue
         if response.status != 200 or expect not in data:
             errors.append(f"HTTP {response.status}")
+            await asyncio.sleep(0.01)
             continue
         latencies.append(time.perf_counter() - started)
 
@@ -80,6 +82,8 @@ async def run(
         "rps": len(latencies) / elapsed,
         "p50": pct(0.50),
         "p99": pct(0.99),
+        "max": latencies[-1] if latencies else 0.0,
+        "error_kinds": sorted(set(errors)),
     }
 
 
