@@ -279,10 +279,8 @@ class HostProvider:
                 return True
         if hosted is None:
             return False
-        backend = self.backends[hosted.kind]
-        if ended == "undeployed" and not backend.alive(hosted.handle):
+        if self.backends[hosted.kind].stop(hosted.handle, grace) and ended == "undeployed":
             ended, reason = "exited", "it had stopped by itself"  # before it was undeployed
-        backend.stop(hosted.handle, grace)
         self.logs.ended(deployment_id, ended, reason)
         shutil.rmtree(hosted.directory, ignore_errors=True)
         self.images.unpin(hosted.images)

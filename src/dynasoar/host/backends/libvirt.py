@@ -168,12 +168,15 @@ class LibvirtBackend:
         log.info("VM %s serving at %s (%s)", running.domain, running.endpoint, running.accel)
         return Started(endpoint=running.endpoint, handle=running)
 
-    def stop(self, handle: object, grace: float) -> None:
+    def stop(self, handle: object, grace: float) -> bool:
         """Destroy (QEMU is killed: the overlay is about to be deleted, so there is nothing to
-        flush) and undefine the domain, then delete its overlay. ``grace`` is not needed."""
+        flush) and undefine the domain, then delete its overlay. ``grace`` is not needed.
+        Returns whether the guest had stopped by itself."""
         assert isinstance(handle, VmDeployment)
+        by_itself = not self.alive(handle)
         self._remove_domain(handle.domain)
         _unlink(handle.overlay)
+        return by_itself
 
     def alive(self, handle: object) -> bool:
         assert isinstance(handle, VmDeployment)

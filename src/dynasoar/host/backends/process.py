@@ -166,17 +166,21 @@ class ProcessBackend:
         sandbox.hand_over(directory, uid)
         return uid
 
-    def stop(self, handle: object, grace: float) -> None:
+    def stop(self, handle: object, grace: float) -> bool:
         assert isinstance(handle, ServiceProcess)
         self._uids.pop(handle.deployment_id, None)
         process = handle.process
-        if process.poll() is None:
-            _signal_group(process, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait(timeout=5)
+        if process.poll() is not None:
+            return True
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait(timeout=5)
+        # The runner ends with 0 on SIGTERM; another status is its own doing (it was already
+        # exiting: its sockets close before it can be reaped).
+        return process.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL)
 
     def alive(self, handle: object) -> bool:
         assert isinstance(handle, ServiceProcess)
