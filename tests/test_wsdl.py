@@ -40,14 +40,14 @@ CONTRACTS = {
         ops(
             "urn:dynasoar:2006:provider", "Publish", "Deploy", "Undeploy", "ListServices",
             "ListDeployments", "ListHosts", "RegisterHost", "DeregisterHost", "QueryImages",
-            "GetLogs",
+            "GetLogs", "Unpublish", "Rollout", "Rollback", "SetTraffic", "GetUsage",
         ),
         True,
     ),
     "wsdl/HostProvider.wsdl": (
         ops(
             "urn:dynasoar:2006:host", "Deploy", "Undeploy", "List", "Status", "QueryImages",
-            "GetLogs",
+            "GetLogs", "GetUsage",
         ),
         True,
     ),

@@ -154,7 +154,19 @@ def _parser() -> argparse.ArgumentParser:
         help="when stopping, have the SP move this host's stateless deployments to other "
         "hosts first (without it, the SP is told at once and redeploys on the next message)",
     )
-    p.add_argument("--price", type=float, default=0.0, help="price per deployment-hour")
+    p.add_argument(
+        "--price",
+        type=float,
+        default=0.0,
+        help="price per CPU-second of the services run here (the bill; placement's cheapest)",
+    )
+    p.add_argument(
+        "--price-gib",
+        type=float,
+        default=0.0,
+        metavar="PRICE",
+        help="price per GiB moved for a consumer: messages in and out, images shipped",
+    )
     p.add_argument(
         "--site",
         action="append",
@@ -208,7 +220,18 @@ def _parser() -> argparse.ArgumentParser:
     _ca_arg(p)
     p.add_argument("package", type=Path, help="a package directory, .zip or .tar.gz")
     p.add_argument("--sp", default=sp_default, metavar="URL")
+    p.add_argument(
+        "--no-rollout",
+        action="store_true",
+        help="keep the service's traffic where it is (the version is only kept); by default "
+        "a deployed stateless service rolls out to it",
+    )
     p.set_defaults(func=_publish)
+
+    from dynasoar.consumer import usage, versions
+
+    versions.add_commands(sub, sp_default)
+    usage.add_command(sub, sp_default)
 
     for name, help_text, what in (
         (
@@ -497,7 +520,9 @@ def _run_hp(args: argparse.Namespace) -> int:
                 accel=args.accel,
                 image_cache_bytes=args.image_cache,
                 max_upload_bytes=args.max_upload,
-                terms=HostTerms(args.price, tuple(args.site), tuple(args.label)),
+                terms=HostTerms(
+                    args.price, tuple(args.site), tuple(args.label), price_gib=args.price_gib
+                ),
                 heartbeat=args.heartbeat,
                 service_host=args.service_host,
                 drain=args.drain,
@@ -526,12 +551,25 @@ def _publish(args: argparse.Namespace) -> int:
     from dynasoar.consumer.provider_client import ProviderClient
 
     with ProgressBar(f"publishing {args.package.name}", stream=sys.stderr) as bar:
-        info = ProviderClient(args.sp).publish(args.package, on_progress=bar.update)
+        info = ProviderClient(args.sp).publish(
+            args.package, on_progress=bar.update, rollout=not args.no_rollout
+        )
     print(
         f"published {info.name} {info.version} ({info.kind}, "
         f"{'stateless' if info.stateless else 'stateful'}, {info.size} bytes, "
         f"sha256 {info.sha256[:16]}…)"
     )
+    shares = ", ".join(f"{v} {w}%" for v, w in info.traffic)
+    print(
+        f"traffic: {shares}"
+        + (
+            f" ({info.started} started, {info.retired} drained)"
+            if info.started or info.retired
+            else ""
+        )
+    )
+    if info.note:
+        print(info.note)
     return 0
 
 

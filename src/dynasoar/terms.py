@@ -1,5 +1,6 @@
-"""What a Host Provider offers, as placement policies see it: a price per deployment-hour, the
-data sites it is near (with a distance: smaller is nearer) and labels such as ``trusted=yes``."""
+"""What a Host Provider offers, as placement policies and the bill see it: a price per
+CPU-second and per GiB moved (messages and images), the data sites it is near (with a
+distance: smaller is nearer) and labels such as ``trusted=yes``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class HostTerms:
-    price: float = 0.0
+    price: float = 0.0  # per CPU-second
     sites: tuple[tuple[str, int], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    price_gib: float = 0.0  # per GiB moved: messages in and out, images shipped
 
     def distance_to(self, site: str) -> int | None:
         return next((d for name, d in self.sites if name == site), None)
@@ -23,6 +25,7 @@ class HostTerms:
     def to_json(self) -> dict[str, object]:
         return {
             "price": self.price,
+            "price_gib": self.price_gib,
             "sites": [list(s) for s in self.sites],
             "labels": [list(lb) for lb in self.labels],
         }
@@ -34,6 +37,7 @@ class HostTerms:
         assert isinstance(sites, list) and isinstance(labels, list)
         return cls(
             price=float(data.get("price") or 0.0),  # type: ignore[arg-type]
+            price_gib=float(data.get("price_gib") or 0.0),  # type: ignore[arg-type]
             sites=tuple((str(n), int(d)) for n, d in sites),
             labels=tuple((str(n), str(v)) for n, v in labels),
         )

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from dynasoar.consumer.host_client import HostClient, PackageShipment
+from dynasoar.consumer.host_client import DeploymentUsage, HostClient, PackageShipment
 from dynasoar.consumer.publish import prepare
 from dynasoar.http import ConnectionPool
 from dynasoar.images import sha256_file
@@ -33,6 +33,11 @@ def hosted(hp: str) -> dict[str, dict[str, str]]:
     """The host's deployments (starting ones too), by id."""
     listed = _with_client(lambda client: client.list_deployments(hp, timeout=30))
     return {item["id"]: item for item in listed}
+
+
+def host_usage(hp: str) -> list[DeploymentUsage]:
+    """What the host says its deployments consumed."""
+    return _with_client(lambda client: client.usage(hp, timeout=30))
 
 
 def deploy_directly(

@@ -27,6 +27,7 @@ class Outcome:
     value: str | None = None  # the answer (Echo's text, Counter's count)
     fault: str | None = None  # what went wrong, when it did
     sent: str = ""
+    version: str | None = None  # the X-Dynasoar-Version of the reply
 
     @property
     def ok(self) -> bool:
@@ -35,7 +36,8 @@ class Outcome:
 
 @dataclass
 class Load:
-    """``echo`` + ``counter`` callers against ``sp`` until :meth:`stop`."""
+    """``echo`` + ``counter`` callers against ``sp`` until :meth:`stop`; ``since`` marks a
+    moment, so that :meth:`after` gives the calls started after it."""
 
     sp: str
     echo: int = 12
@@ -64,6 +66,10 @@ class Load:
         with self._lock:
             return len(self.outcomes)
 
+    def after(self, moment: float) -> list[Outcome]:
+        with self._lock:
+            return [o for o in self.outcomes if o.started >= moment]
+
     def _caller(self, service: str) -> None:
         session = requests.Session()
         session.trust_env = False
@@ -82,6 +88,7 @@ class Load:
                     timeout=self.timeout,
                 )
                 outcome.status = reply.status_code
+                outcome.version = reply.headers.get("X-Dynasoar-Version")
                 outcome.value, outcome.fault = _read(reply.content, service)
                 if service == "Echo" and outcome.fault is None and outcome.value != text:
                     outcome.fault = f"wrong answer {outcome.value!r} to {text!r}"

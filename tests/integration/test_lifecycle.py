@@ -144,7 +144,7 @@ def test_a_stateful_service_whose_host_vanished_is_lost_until_deployed_again(
     assert [d.state for d in cluster.client.call("ListDeployments")] == ["ready"]
 
 
-def test_republishing_replaces_the_package(cluster: Cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_republishing_keeps_each_version_once(cluster: Cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
     package = make_package(tmp_path)
     first = cluster.client.publish(package)
     again = cluster.client.publish(package)
@@ -154,6 +154,8 @@ def test_republishing_replaces_the_package(cluster: Cluster, tmp_path) -> None: 
     second = cluster.client.publish(package)
     assert second.version == "2.0" and second.sha256 != first.sha256
     services = cluster.client.call("ListServices")
-    assert [(s.name, s.version) for s in services] == [("Echo", "2.0")]
-    stored = list((cluster.work / "sp" / "repository" / "packages" / "Echo").iterdir())
-    assert [p.name for p in stored] == [f"2.0-{second.sha256[:12]}.pkg"]
+    assert [(s.name, s.version, s.available) for s in services] == [("Echo", "2.0", ["1.0", "2.0"])]
+    stored = sorted(
+        p.name for p in (cluster.work / "sp" / "repository" / "packages" / "Echo").iterdir()
+    )
+    assert stored == [f"1.0-{first.sha256[:12]}.pkg", f"2.0-{second.sha256[:12]}.pkg"]

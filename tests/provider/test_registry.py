@@ -72,20 +72,72 @@ def reopen(registry: Registry, db: Path) -> Registry:
 # -- services ----------------------------------------------------------------------------------
 
 
+def publish(registry: Registry, record: ServiceRecord) -> None:
+    """As publishing a first version does: kept, and given all its service's traffic."""
+    registry.put_version(record)
+    registry.set_route(record.name, ((record.version, 100),))
+
+
 def test_put_and_get_services(registry: Registry) -> None:
     echo, counter = service("Echo"), service("Counter", stateless=False)
-    registry.put_service(echo)
-    registry.put_service(counter)
+    publish(registry, echo)
+    publish(registry, counter)
     assert registry.service("Echo") == echo
     assert registry.service("Nope") is None
     assert registry.services() == [counter, echo]  # by name
 
 
-def test_publishing_again_replaces_the_service(registry: Registry) -> None:
-    registry.put_service(service("Echo", "1.0"))
-    newer = service("Echo", "1.1", sha256="cd" * 32, published=T0 + timedelta(days=1))
-    registry.put_service(newer)
-    assert registry.services() == [newer]
+def test_versions_are_kept_and_the_route_says_which_is_advertised(registry: Registry) -> None:
+    v1 = service("Echo", "1.0")
+    v2 = service("Echo", "2.0", sha256="cd" * 32, published=T0 + timedelta(days=1))
+    publish(registry, v1)
+    registry.put_version(v2)
+    assert registry.versions("Echo") == [v1, v2]  # oldest first
+    assert registry.service("Echo") == v1  # the route still says 1.0
+    route = registry.set_route("Echo", (("1.0", 10), ("2.0", 90)))
+    assert (route.primary, route.previous) == ("2.0", (("1.0", 100),))
+    assert registry.service("Echo") == v2
+    assert registry.version("Echo", "1.0") == v1
+    registry.remove_version("Echo", "1.0")
+    assert registry.versions("Echo") == [v2]
+    registry.remove_service("Echo")
+    assert (registry.versions("Echo"), registry.route("Echo")) == ([], None)
+
+
+def test_the_same_version_published_again_replaces_it(registry: Registry) -> None:
+    publish(registry, service("Echo", "1.0"))
+    again = service("Echo", "1.0", sha256="cd" * 32, published=T0 + timedelta(days=1))
+    registry.put_version(again)
+    assert registry.versions("Echo") == [again]
+
+
+def test_a_registry_from_before_versions_keeps_its_services(db: Path) -> None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    old = sqlite3.connect(db)
+    old.execute(
+        "CREATE TABLE services (name TEXT PRIMARY KEY, version TEXT NOT NULL, kind TEXT NOT "
+        "NULL, stateless INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, "
+        "published TEXT NOT NULL, package TEXT NOT NULL, wsdl BLOB NOT NULL)"
+    )
+    old.execute(
+        "INSERT INTO services VALUES ('Echo', '1.0', 'code', 1, ?, 10, ?, '/p', x'00')",
+        ("ab" * 32, T0.isoformat()),
+    )
+    old.commit()
+    old.close()
+    registry = Registry(db)
+    try:
+        (echo,) = registry.services()
+        assert (echo.name, echo.version, echo.images, echo.call_timeout) == (
+            "Echo",
+            "1.0",
+            (),
+            None,
+        )
+        route = registry.route("Echo")
+        assert route is not None and route.traffic == (("1.0", 100),)
+    finally:
+        registry.close()
 
 
 # -- hosts -------------------------------------------------------------------------------------
@@ -161,7 +213,7 @@ def test_a_readers_list_is_a_snapshot(registry: Registry) -> None:
 def test_state_survives_closing_and_reopening(registry: Registry, db: Path) -> None:
     echo, hp = service(), host()
     d1, d2 = deployment("d1", minutes=1), deployment("d2", minutes=2)
-    registry.put_service(echo)
+    publish(registry, echo)
     registry.put_host(hp)
     for d in (d1, d2, deployment("gone", minutes=3)):
         registry.add_deployment(d)
@@ -208,7 +260,7 @@ def test_the_hosts_a_service_ran_on_are_remembered_latest_first_and_bounded(
 
 
 def test_a_registry_from_before_the_history_gains_it(registry: Registry, db: Path) -> None:
-    registry.put_service(service())
+    publish(registry, service())
     registry.close()
     old = sqlite3.connect(db)
     old.execute("DROP TABLE service_hosts")  # as a registry written before it existed

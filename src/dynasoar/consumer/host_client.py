@@ -57,6 +57,19 @@ class HostStatus:
 
 
 @dataclass(frozen=True)
+class DeploymentUsage:
+    """What a deployment consumed on its host, cumulative since it started."""
+
+    id: str
+    service: str
+    version: str
+    state: str  # "running" | "ended"
+    cpu_seconds: float
+    memory_gib_seconds: float
+    image_bytes: int
+
+
+@dataclass(frozen=True)
 class ShippedImage:
     """An image named in a Deploy; ``path`` is None when the host holds it (no content sent)."""
 
@@ -153,6 +166,21 @@ class HostClient:
             terms=read_terms(status.find(f"{_D}terms")),
         )
 
+    async def usage(self, host: str, timeout: float) -> list[DeploymentUsage]:
+        reply = await self._call(host, "GetUsage", etree.Element(f"{_T}GetUsage"), timeout)
+        return [
+            DeploymentUsage(
+                id=item.findtext(f"{_D}id") or "",
+                service=item.findtext(f"{_D}service") or "",
+                version=item.findtext(f"{_D}version") or "",
+                state=item.findtext(f"{_D}state") or "",
+                cpu_seconds=float(item.findtext(f"{_D}cpuSeconds") or 0.0),
+                memory_gib_seconds=float(item.findtext(f"{_D}memoryGiBSeconds") or 0.0),
+                image_bytes=int(item.findtext(f"{_D}imageBytes") or 0),
+            )
+            for item in reply.findall(f"{_T}deployment")
+        ]
+
     async def list_deployments(self, host: str, timeout: float) -> list[dict[str, str]]:
         reply = await self._call(host, "List", etree.Element(f"{_T}List"), timeout)
         return [
@@ -227,7 +255,12 @@ def read_terms(element: etree._Element | None) -> HostTerms:
         (lb.findtext(f"{_D}name") or "", lb.findtext(f"{_D}value") or "")
         for lb in element.findall(f"{_D}label")
     )
-    return HostTerms(float(element.findtext(f"{_D}price") or 0.0), sites, labels)
+    return HostTerms(
+        float(element.findtext(f"{_D}price") or 0.0),
+        sites,
+        labels,
+        float(element.findtext(f"{_D}priceGiB") or 0.0),
+    )
 
 
 def read_log(element: etree._Element) -> LogChunk:

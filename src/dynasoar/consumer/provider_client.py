@@ -38,6 +38,11 @@ class PublishedService:
     sha256: str
     size: int
     images_sent: int = 0
+    #: what publishing did to the service's route: the shares now, and a word where needed
+    traffic: tuple[tuple[str, int], ...] = ()
+    note: str = ""
+    started: int = 0  # deployments of the new version made for the rollout
+    retired: int = 0  # deployments of other versions drained and undeployed after it
 
 
 class ProviderClient:
@@ -56,27 +61,36 @@ class ProviderClient:
         return invoke(self.service, operation, **kwargs)
 
     def publish(
-        self, package: Path, on_progress: Callable[[int, int], None] | None = None
+        self,
+        package: Path,
+        on_progress: Callable[[int, int], None] | None = None,
+        rollout: bool = True,
     ) -> PublishedService:
-        """Upload a package directory or archive (.zip / .tar.gz)."""
+        """Upload a package directory or archive (.zip / .tar.gz). With ``rollout`` (the
+        default), a deployed stateless service moves to the new version."""
         with tempfile.TemporaryDirectory(prefix="dynasoar-publish-") as tmp:
             upload = prepare(package, Path(tmp))
-            return self.send(upload, on_progress)
+            return self.send(upload, on_progress, rollout)
 
     def send(
-        self, upload: Upload, on_progress: Callable[[int, int], None] | None = None
+        self,
+        upload: Upload,
+        on_progress: Callable[[int, int], None] | None = None,
+        rollout: bool = True,
     ) -> PublishedService:
         """Publish what ``upload`` holds as it is (``publish`` prepares and checks it first)."""
-        return asyncio.run(self._publish(upload, on_progress))
+        return asyncio.run(self._publish(upload, on_progress, rollout))
 
     async def _publish(
-        self, upload: Upload, on_progress: Callable[[int, int], None] | None
+        self, upload: Upload, on_progress: Callable[[int, int], None] | None, rollout: bool
     ) -> PublishedService:
         pool = ConnectionPool(ssl_context=client_context(None))
         try:
             soap = SoapClient(pool)
             held = await self._held(soap, [ref.sha256 for ref, _ in upload.images])
             request, attachments = _publish_request(upload, held)
+            if not rollout:
+                etree.SubElement(request, f"{{{ns.DYN_SP}}}rollout").text = "false"
             reply = await soap.call(
                 self.url,
                 f"{ns.DYN_SP}/Publish",
@@ -89,11 +103,30 @@ class ProviderClient:
             await pool.close()
         info = reply.body.find(f"{{{ns.DYN_SP}}}service")
         assert info is not None
+        outcome = reply.body.find(f"{{{ns.DYN_SP}}}rollout")
 
         def field(name: str) -> str:
             return (info.findtext(f"{{{ns.DYN}}}{name}") or "").strip()
 
+        def shares() -> tuple[tuple[str, int], ...]:
+            if outcome is None:
+                return ()
+            return tuple(
+                (
+                    s.findtext(f"{{{ns.DYN}}}version") or "",
+                    int(s.findtext(f"{{{ns.DYN}}}percent") or 0),
+                )
+                for s in outcome.findall(f"{{{ns.DYN}}}share")
+            )
+
+        def count(name: str) -> int:
+            return len(outcome.findall(f"{{{ns.DYN}}}{name}")) if outcome is not None else 0
+
         return PublishedService(
+            traffic=shares(),
+            note=(outcome.findtext(f"{{{ns.DYN}}}note") or "") if outcome is not None else "",
+            started=count("started"),
+            retired=count("retired"),
             name=field("name"),
             version=field("version"),
             kind=field("kind"),

@@ -26,14 +26,25 @@ def _plain(value: Any) -> list[dict[str, Any]]:
 
 def render_table(status: dict[str, list[dict[str, Any]]]) -> str:
     hosts = [{**h, **_host_extras(h)} for h in status["hosts"]]
-    replicas = Counter(d["service"] for d in status["deployments"])
-    services = [{**s, "replicas": replicas.get(s["name"], 0)} for s in status["services"]]
+    replicas = Counter(d["service"] for d in status["deployments"] if d.get("state") == "ready")
+    services = [
+        {**s, "replicas": replicas.get(s["name"], 0), "traffic": _traffic(s)}
+        for s in status["services"]
+    ]
+    deployments = [
+        {**d, "state": f"{d['state']}: {d['reason']}" if d.get("reason") else d["state"]}
+        for d in status["deployments"]
+    ]
     sections = [
-        ("SERVICES", ["name", "version", "kind", "stateless", "replicas", "size"], services),
+        (
+            "SERVICES",
+            ["name", "version", "kind", "stateless", "replicas", "traffic", "size"],
+            services,
+        ),
         (
             "DEPLOYMENTS",
-            ["service", "host", "id", "state", "outstanding", "endpoint"],
-            status["deployments"],
+            ["service", "version", "host", "id", "state", "outstanding", "endpoint"],
+            deployments,
         ),
         (
             "HOSTS",
@@ -47,6 +58,11 @@ def render_table(status: dict[str, list[dict[str, Any]]]) -> str:
         out.append(_table(columns, [[_cell(r.get(c)) for c in columns] for r in rows]))
         out.append("")
     return "\n".join(out).rstrip()
+
+
+def _traffic(service: dict[str, Any]) -> str:
+    shares = service.get("share") or []
+    return ", ".join(f"{s['version']} {s['percent']}%" for s in shares)
 
 
 def _host_extras(host: dict[str, Any]) -> dict[str, Any]:

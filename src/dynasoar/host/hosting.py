@@ -35,6 +35,7 @@ from dynasoar.errors import (
 from dynasoar.host import sandbox
 from dynasoar.host.backends import Backend
 from dynasoar.host.logstore import LogStore, ServiceLog
+from dynasoar.host.meter import UsageMeter
 from dynasoar.images import ImageCache, IncomingImage
 from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
 from dynasoar.qcow2 import is_qcow2
@@ -87,9 +88,13 @@ class HostProvider:
         start_timeout: float = 60.0,
         unpack_limits: UnpackLimits = UnpackLimits(),
         terms: HostTerms = HostTerms(),
+        meter: UsageMeter | None = None,
     ) -> None:
         self.data = data
         self.logs = logs
+        #: What each deployment consumes (for the bill).
+        self.meter = meter or UsageMeter()
+        self.meter.start()
         self.terms = terms
         self.backends = backends  # by package kind: "code", "vm"
         self.capacity = capacity
@@ -177,6 +182,14 @@ class HostProvider:
             cancelled = deployment_id in self._cancelled
             self._cancelled.discard(deployment_id)
         self.logs.running(deployment_id)
+        handle = started.handle
+        self.meter.track(
+            deployment_id,
+            manifest.name,
+            manifest.version,
+            sum(self.images.path(digest).stat().st_size for digest in received),
+            lambda: backend.usage(handle),
+        )
         if cancelled:
             self.undeploy(deployment_id, grace=1.0, reason="undeployed while it started")
             raise DeploymentFailed(f"deployment {deployment_id} was undeployed while it started")
@@ -279,6 +292,7 @@ class HostProvider:
                 return True
         if hosted is None:
             return False
+        self.meter.end(deployment_id)
         if self.backends[hosted.kind].stop(hosted.handle, grace) and ended == "undeployed":
             ended, reason = "exited", "it had stopped by itself"  # before it was undeployed
         self.logs.ended(deployment_id, ended, reason)
@@ -325,6 +339,7 @@ class HostProvider:
             self._cancelled.update(self._starting)  # undone as soon as they have started
         for deployment_id in list(self._hosted):
             self.undeploy(deployment_id, grace, reason="the host shut down")
+        self.meter.close()
         if self._scratch:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
 

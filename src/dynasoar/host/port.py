@@ -12,6 +12,7 @@ from spyne import (
     DateTime,
     Double,
     Integer,
+    Long,
     ServiceBase,
     Unicode,
     rpc,
@@ -51,6 +52,19 @@ class HostedDeployment(ComplexModel):  # type: ignore[misc]
     state = Unicode
     started = DateTime
     owner = Unicode
+
+
+class DeploymentUsage(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    id = Unicode
+    service = Unicode
+    version = Unicode
+    state = Unicode
+    cpuSeconds = Double
+    memoryGiBSeconds = Double
+    imageBytes = Long
+    started = DateTime
+    ended = DateTime
 
 
 class HostStatus(ComplexModel):  # type: ignore[misc]
@@ -143,6 +157,26 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
     )
     def QueryImages(ctx, sha256):  # type: ignore[no-untyped-def]
         return _host(ctx).images.query(sha256 or [])
+
+    @rpc(
+        _returns=DeploymentUsage.customize(max_occurs="unbounded"),
+        _out_variable_name="deployment",
+    )
+    def GetUsage(ctx):  # type: ignore[no-untyped-def]
+        return [
+            DeploymentUsage(
+                id=c.id,
+                service=c.service,
+                version=c.version,
+                state=c.state,
+                cpuSeconds=round(c.cpu_seconds, 3),
+                memoryGiBSeconds=round(c.memory_gib_seconds, 6),
+                imageBytes=c.image_bytes,
+                started=c.started,
+                ended=c.ended,
+            )
+            for c in _host(ctx).meter.all()
+        ]
 
     @rpc(
         Required,

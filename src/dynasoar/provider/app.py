@@ -30,6 +30,7 @@ from dynasoar.provider.registry import Registry
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.provider.shipper import Shipper
+from dynasoar.provider.usage import Usage
 from dynasoar.serve import base_url_of, text, wants_wsdl
 from dynasoar.service.endpoint import (
     EndpointConfig,
@@ -97,8 +98,9 @@ class ProviderApp:
         self.hosts.on_up = self.reconciler.soon
         self.provider = ServiceProvider(data, self.registry, repository, self.hosts, self.deployer)
         self.logs = ServiceLogs(self.registry, host_client)
+        self.usage = Usage(self.registry, host_client)
         self.autoscaler = Autoscaler(
-            self.provider, self.registry, self.deployer, config.scaling, self.reconciler
+            self.provider, self.registry, self.deployer, config.scaling, self.reconciler, self.usage
         )
         self.provider.on_heartbeat = self.autoscaler.heartbeat
         self._control: asyncio.Task[None] | None = None
@@ -110,6 +112,7 @@ class ProviderApp:
             self.deadlines,
             message_timeout=config.message_timeout,
             call_timeout=config.call_timeout,
+            usage=self.usage,
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sp-port")
         from dynasoar.provider.port import provider_port  # spyne: imported with the port only
@@ -130,6 +133,7 @@ class ProviderApp:
                 "run": self._run_on_loop,
                 "drain_timeout": config.message_timeout * 0.8,
                 "logs": self.logs,
+                "usage": self.usage,
             },
             self.deadlines,
         )
@@ -169,6 +173,7 @@ class ProviderApp:
         await self.quiesce()
         await self.reconciler.close()
         await self.deployer.close()
+        self.usage.flush()
         self.executor.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
         self.registry.close()

@@ -1,7 +1,8 @@
 """The Service Provider's control loop: scale stateless services out when their replicas cannot
 keep up (Dynasoar's rule: deploy again when the existing deployments cannot meet demand),
 undeploy deployments left idle (scale to zero; the next message deploys again), mark hosts
-down when their heartbeats stop, and reconcile the registry with every host now and then.
+down when their heartbeats stop, and now and then reconcile the registry with every host and
+ask them what their deployments consumed (the usage book, flushed on every look).
 Every decision but the reconciliation reads only in-memory state.
 
 It is the first thing a stopping Service Provider stops: while the SP drains, nobody hears the
@@ -15,10 +16,12 @@ import logging
 import time
 from dataclasses import dataclass
 
+from dynasoar.provider.catalog import Advertised
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
-from dynasoar.provider.service_provider import Advertised, ServiceProvider
+from dynasoar.provider.service_provider import ServiceProvider
+from dynasoar.provider.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,9 @@ class Autoscaler:
         deployer: Deployer,
         scaling: Scaling,
         reconciler: Reconciler,
+        usage: Usage,
     ) -> None:
+        self._usage = usage
         self._provider = provider
         self._registry = registry
         self._deployer = deployer
@@ -79,6 +84,7 @@ class Autoscaler:
             if advertised.record.stateless:
                 self._scale(advertised)
         self._reconcile_now_and_then()
+        self._usage.flush()
 
     def _reconcile_now_and_then(self) -> None:
         now = time.monotonic()
@@ -86,9 +92,14 @@ class Autoscaler:
             return
         self._reconciled = now
         hosts = [h.address for h in self._registry.hosts() if h.state in ("up", "draining")]
-        task = asyncio.create_task(self._reconciler.hosts(hosts))
+        task = asyncio.create_task(self._with_hosts(hosts))
         self._reconciling = task
         task.add_done_callback(self._reconciled_all)
+
+    async def _with_hosts(self, hosts: list[str]) -> None:
+        """Now and then: what each host runs (reconciled), and what it consumed (the book)."""
+        await self._reconciler.hosts(hosts)
+        await self._usage.poll(hosts)
 
     def _reconciled_all(self, task: asyncio.Task[None]) -> None:
         self._reconciling = None

@@ -46,6 +46,7 @@ from dynasoar.provider.interceptors import (
 )
 from dynasoar.provider.relay import Relay
 from dynasoar.provider.service_provider import ServiceProvider
+from dynasoar.provider.usage import Usage
 from dynasoar.soap.faults import fault_reply
 from dynasoar.soap.security import Policy
 
@@ -117,8 +118,9 @@ def build_chain(
     *,
     message_timeout: float,
     call_timeout: float,
+    usage: Usage,
 ) -> tuple[Chain, Relay]:
-    relay = Relay(pool, deployer, deployer.load, deadlines, call_timeout)
+    relay = Relay(pool, deployer, deployer.load, deadlines, call_timeout, usage)
     chain = Chain(
         [
             ReadEnvelopeHead(),

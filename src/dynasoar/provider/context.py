@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 from dynasoar.http import Request, Response
-from dynasoar.provider.registry import DeploymentRecord
-from dynasoar.provider.service_provider import Advertised
+from dynasoar.provider.catalog import Advertised
+from dynasoar.provider.registry import DeploymentRecord, ServiceRecord
 from dynasoar.soap.addressing import AddressingHeaders
 from dynasoar.soap.envelope import Envelope, SoapVersion
 
@@ -27,8 +27,12 @@ class MessageContext:
     addressing: AddressingHeaders | None = None
     soap_action: str | None = None
     service: Advertised | None = None
+    #: The version of the service this message goes to (its route's choice).
+    record: ServiceRecord | None = None
     #: Who signed the message (certificate subject), for services requiring signatures.
     consumer: str | None = None
+    #: Who the message says it is from (its dyn:Consumer header): a claim, not a proof.
+    claimed_consumer: str | None = None
     #: The consumer's dyn:PreferredHosts, when it sent them.
     preferred: frozenset[str] | None = None
     deployment: DeploymentRecord | None = None
@@ -36,6 +40,17 @@ class MessageContext:
     #: The relay already sent this message again after losing a deployment.
     retried: bool = False
     response: Response | None = None
+
+    @property
+    def billed_to(self) -> str:
+        """Who the message is counted for: its signer, else who it claims to be, else its
+        client's address."""
+        if self.consumer:
+            return self.consumer
+        if self.claimed_consumer:
+            return self.claimed_consumer
+        client = self.request.client
+        return client[0] if client else "(unknown)"
 
     @property
     def remaining(self) -> float:

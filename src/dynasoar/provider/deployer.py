@@ -61,6 +61,8 @@ class Deployer:
         self.deploy_timeout = shipper.deploy_timeout
         self._flight: SingleFlight[DeploymentRecord] = SingleFlight()
         self._checks: set[asyncio.Task[None]] = set()
+        #: Deployments retiring in this process (their "retiring" records are no leftovers).
+        self.retiring: set[str] = set()
         hosts.on_down = self.host_down
 
     # -- where a message goes ----------------------------------------------------------------
@@ -73,8 +75,14 @@ class Deployer:
         consumer: str | None = None,
     ) -> tuple[DeploymentRecord, bool]:
         """A deployment for a message: the least busy usable replica, or a new deployment
-        (then ``cold`` is True). ``preferred`` is the consumer's PreferredHosts, if any."""
-        usable = [d for d in self._registry.deployments_of(service.name) if self._usable(d)]
+        (then ``cold`` is True). ``service`` is the version the message goes to (a stateful
+        service's one deployment takes it, whatever version it runs). ``preferred`` is the
+        consumer's PreferredHosts, if any."""
+        usable = [
+            d
+            for d in self._registry.deployments_of(service.name)
+            if (not service.stateless or d.version == service.version) and self._usable(d)
+        ]
         chosen = [d for d in usable if preferred is None or d.host in preferred]
         if chosen:
             return self.load.least_busy(chosen), False
@@ -88,7 +96,9 @@ class Deployer:
             if lost is not None:
                 raise lost_fault(lost)
         need = self._need(service, preferred, exclude=frozenset(d.host for d in usable))
-        key = service.name if preferred is None else f"{service.name}|{sorted(preferred)}"
+        key = f"{service.name}@{service.version}"
+        if preferred is not None:
+            key += f"|{sorted(preferred)}"
         try:
             return await self._flight.do(
                 key, lambda: self._deploy_anywhere(service, need, consumer), timeout
@@ -133,6 +143,34 @@ class Deployer:
         except (NoHostAvailable, TimeoutError) as exc:
             log.info("no room to scale %s out: %s", service.name, exc)
             return None
+
+    async def place(self, service: ServiceRecord) -> DeploymentRecord:
+        """One more deployment of this version, where placement says (a rollout's): a host
+        not running this version yet, if there is one."""
+        running = frozenset(
+            d.host
+            for d in self._registry.deployments_of(service.name)
+            if (d.version, d.sha256) == (service.version, service.sha256)
+        )
+        key = f"{service.name}@{service.version}#place"
+        try:
+            record, _ = await self._flight.do(
+                key,
+                lambda: self._deploy_anywhere(service, self._need(service)),
+                self.deploy_timeout,
+            )
+        except TimeoutError as exc:
+            raise DeploymentTimeout(
+                f"{service.name} {service.version} took too long to deploy"
+            ) from exc
+        if record.host in running:
+            log.info(
+                "%s %s placed beside a replica of itself on %s",
+                service.name,
+                service.version,
+                record.host,
+            )
+        return record
 
     async def deploy(self, service: ServiceRecord, host: str | None) -> DeploymentRecord:
         """An explicit deployment (management Deploy): on ``host``, or wherever placement says.
@@ -207,6 +245,30 @@ class Deployer:
         self.load.forget(record.id)
         self._registry.remove_deployment(record.id)
         return await self.shipper.undeploy(record.host, record.id)
+
+    async def retire(self, record: DeploymentRecord, deadline: float) -> None:
+        """Take no new messages to ``record``; once the ones it has are answered (or at
+        ``deadline``, a loop time), undeploy it."""
+        if self._registry.deployment(record.id) is None:
+            return
+        self._registry.set_state(record.id, "retiring", "its messages move elsewhere")
+        self.retiring.add(record.id)
+        try:
+            loop = asyncio.get_running_loop()
+            while self.load.outstanding(record.id) and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            await self.undeploy(record)
+        finally:
+            self.retiring.discard(record.id)
+
+    async def undeploy_all(self, records: list[DeploymentRecord], within: float) -> int:
+        """Undeploy ``records``: the ready ones retire (their messages in flight are answered,
+        not cut, so no retry brings them back); the others go at once."""
+        deadline = asyncio.get_running_loop().time() + within
+        await asyncio.gather(
+            *(self.retire(r, deadline) if r.state == "ready" else self.undeploy(r) for r in records)
+        )
+        return len(records)
 
     def lose(self, record: DeploymentRecord, reason: str) -> None:
         """``record`` stopped being usable: a stateless one is forgotten, a stateful one lost."""
@@ -284,24 +346,22 @@ class Deployer:
         another host first (if there is none), then the route switches, then the old one ends
         once its messages in flight are answered. Returns how many moved."""
         self._hosts.set_state(address, "draining")
-        loop = asyncio.get_running_loop()
         moved = 0
         for record in self._registry.deployments():
-            service = self._registry.service(record.service)
+            service = self._registry.version(record.service, record.version)
             if record.host != address or record.state != "ready" or service is None:
                 continue
             if not service.stateless:
                 continue  # its state cannot move with it
-            replicas = self._registry.deployments_of(service.name)
+            replicas = [
+                d
+                for d in self._registry.deployments_of(service.name)
+                if d.version == record.version
+            ]
             if all(d.host == address for d in replicas):
                 if await self.scale_out(service, exclude=frozenset({address})) is None:
                     log.warning("%s found no other host to move to", record.service)
-            self._registry.remove_deployment(record.id)  # the route switches here
-            while self.load.outstanding(record.id) and loop.time() < deadline:
-                await asyncio.sleep(0.05)
-            self.load.forget(record.id)
-            left = max(1.0, deadline - loop.time())
-            await self.shipper.undeploy(address, record.id, timeout=left)
+            await self.retire(record, deadline)
             moved += 1
         return moved
 

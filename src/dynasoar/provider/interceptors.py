@@ -14,9 +14,10 @@ from dynasoar.errors import (
     InvalidSecurity,
     VersionMismatch,
 )
+from dynasoar.provider.catalog import Advertised
 from dynasoar.provider.context import MessageContext
 from dynasoar.provider.deployer import Deployer
-from dynasoar.provider.service_provider import Advertised, ServiceProvider
+from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.soap import addressing
 from dynasoar.soap.addressing_rules import EndpointRules, check_request, soap_action_of
 from dynasoar.soap.envelope import Envelope, HeadParser, SoapVersion, parse_envelope
@@ -26,6 +27,9 @@ from dynasoar.soap.security import Policy
 SERVICES = "/services"
 PREFERRED_HOSTS = f"{{{ns.DYN}}}PreferredHosts"
 PREFERRED_HOST = f"{{{ns.DYN}}}Host"
+CONSUMER = f"{{{ns.DYN}}}Consumer"
+#: A consumer's name, as it says it (dyn:Consumer), at most this long.
+MAX_CONSUMER_NAME = 256
 #: A message this small that has fully arrived is parsed whole (PERFORMANCE.md: ~17 µs for
 #: 1 KB); anything larger, or still arriving, only up to its Body.
 SMALL_ENVELOPE = 64 * 1024
@@ -179,8 +183,9 @@ class VerifyConsumer:
 
 
 class ReadPreferences:
-    """The consumer's own criteria: a dyn:PreferredHosts header restricts where its service
-    may be deployed (and which replicas may answer it)."""
+    """The consumer's own criteria and word: a dyn:PreferredHosts header restricts where its
+    service may be deployed (and which replicas may answer it); a dyn:Consumer header says
+    who it is, for the usage book (a claim: a signed message's signer goes before it)."""
 
     phase = "preferences"
 
@@ -194,11 +199,19 @@ class ReadPreferences:
                 if not hosts:
                     raise InvalidRequest("dyn:PreferredHosts names no dyn:Host")
                 ctx.preferred = frozenset(hosts)
-                return
+            elif block.tag == CONSUMER:
+                name = " ".join((block.text or "").split())
+                if not name or len(name) > MAX_CONSUMER_NAME:
+                    raise InvalidRequest(
+                        f"dyn:Consumer must name the consumer in 1 to {MAX_CONSUMER_NAME} "
+                        "characters"
+                    )
+                ctx.claimed_consumer = name
 
 
 class EnsureDeployment:
-    """Resolve-or-deploy: the least busy usable replica, or one deployed now (single-flight)."""
+    """Resolve-or-deploy: the version the service's route picks for this message, then its
+    least busy usable replica, or one deployed now (single-flight)."""
 
     phase = "deploy"
 
@@ -207,8 +220,9 @@ class EnsureDeployment:
 
     async def handle(self, ctx: MessageContext) -> None:
         assert ctx.service is not None
+        ctx.record = ctx.service.pick()
         ctx.deployment, ctx.cold = await self._deployer.ensure(
-            ctx.service.record, ctx.remaining, ctx.preferred, ctx.consumer
+            ctx.record, ctx.remaining, ctx.preferred, ctx.billed_to
         )
         if ctx.consumer is not None:
             self._deployer.load.count(ctx.deployment.id, ctx.consumer)

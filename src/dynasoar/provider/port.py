@@ -6,141 +6,99 @@ goes through ``ctx.udc.run``, which waits for the coroutine on the loop with a d
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from spyne import (
-    AnyUri,
-    AnyXml,
-    Boolean,
-    ComplexModel,
-    DateTime,
-    Double,
-    Integer,
-    Long,
-    ServiceBase,
-    Unicode,
-    rpc,
-)
+from spyne import AnyUri, AnyXml, Boolean, Date, Double, Integer, ServiceBase, Unicode, rpc
 
 from dynasoar import ns
 from dynasoar.errors import InvalidRequest
-from dynasoar.provider.load import LoadTracker
-from dynasoar.provider.registry import DeploymentRecord, HostRecord, ServiceRecord
+from dynasoar.provider.port_types import (
+    DeploymentInfo,
+    HostInfo,
+    RolloutInfo,
+    ServiceInfo,
+    TrafficShare,
+    UsageRow,
+    deployment_info,
+    host_info,
+    rollout_info,
+    service_info,
+    usage_row,
+)
 from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
 from dynasoar.service.types import (
     DeploymentLog,
-    HostTermsModel,
-    ImageCache,
     LogCursor,
     Required,
     deployment_log,
-    host_terms,
-    image_cache,
     log_request,
 )
-
-
-class ServiceInfo(ComplexModel):  # type: ignore[misc]
-    __namespace__ = ns.DYN
-    name = Unicode
-    version = Unicode
-    kind = Unicode
-    stateless = Boolean
-    sha256 = Unicode
-    size = Long
-    published = DateTime
-    deployments = Integer
-
-
-class ConsumerCount(ComplexModel):  # type: ignore[misc]
-    __namespace__ = ns.DYN
-    subject = Unicode
-    messages = Long
-
-
-class DeploymentInfo(ComplexModel):  # type: ignore[misc]
-    __namespace__ = ns.DYN
-    id = Unicode
-    service = Unicode
-    host = AnyUri
-    endpoint = AnyUri
-    state = Unicode
-    created = DateTime
-    outstanding = Integer
-    lastUsed = DateTime
-    deployedFor = Unicode
-    consumer = ConsumerCount.customize(max_occurs="unbounded")
-    reason = Unicode
-    changed = DateTime
-
-
-class HostInfo(ComplexModel):  # type: ignore[misc]
-    __namespace__ = ns.DYN
-    address = AnyUri
-    state = Unicode
-    capacity = Integer
-    deployments = Integer
-    load = Double
-    cache = ImageCache
-    terms = HostTermsModel
-
-
-def service_info(s: ServiceRecord, deployments: int) -> ServiceInfo:
-    return ServiceInfo(
-        name=s.name,
-        version=s.version,
-        kind=s.kind,
-        stateless=s.stateless,
-        sha256=s.sha256,
-        size=s.size,
-        published=s.published,
-        deployments=deployments,
-    )
-
-
-def deployment_info(d: DeploymentRecord, load: LoadTracker) -> DeploymentInfo:
-    return DeploymentInfo(
-        id=d.id,
-        service=d.service,
-        host=d.host,
-        endpoint=d.endpoint,
-        state=d.state,
-        created=d.created,
-        outstanding=load.outstanding(d.id),
-        lastUsed=datetime.now(UTC) - timedelta(seconds=load.idle_for(d.id)),
-        deployedFor=d.deployed_for,
-        consumer=[ConsumerCount(subject=s, messages=n) for s, n in load.consumers(d.id)],
-        reason=d.reason,
-        changed=d.changed,
-    )
-
-
-def host_info(h: HostRecord) -> HostInfo:
-    return HostInfo(
-        address=h.address,
-        state=h.state,
-        capacity=h.capacity,
-        deployments=h.deployments,
-        load=h.load,
-        cache=image_cache(h.cache),
-        terms=host_terms(h.terms),
-    )
 
 
 def _sp(ctx: Any) -> Any:
     return ctx.udc.provider
 
 
+def _service_info(ctx: Any, record: Any) -> ServiceInfo:
+    registry = _sp(ctx).registry
+    return service_info(
+        record,
+        len(registry.deployments_of(record.name)),
+        registry.route(record.name),
+        [v.version for v in registry.versions(record.name)],
+    )
+
+
 class ServiceProviderService(ServiceBase):  # type: ignore[misc]
-    @rpc(AnyXml, AnyXml(max_occurs="unbounded"), _returns=ServiceInfo, _out_variable_name="service")
-    def Publish(ctx, package, image):  # type: ignore[no-untyped-def]
+    @rpc(
+        AnyXml,
+        AnyXml(max_occurs="unbounded"),
+        Boolean(min_occurs=0),
+        _returns=(ServiceInfo, RolloutInfo),
+        _out_variable_names=("service", "rollout"),
+    )
+    def Publish(ctx, package, image, rollout):  # type: ignore[no-untyped-def]
         if package is None:
             raise InvalidRequest("Publish needs the package (an MTOM attachment)")
         images = incoming_images(ctx.udc, image)
         record = _sp(ctx).publish(attachment_of(ctx.udc, package), images)
-        return service_info(record, len(_sp(ctx).registry.deployments_of(record.name)))
+        outcome = ctx.udc.run(_sp(ctx).rollouts.published(record, rollout is not False))
+        return _service_info(ctx, record), rollout_info(outcome)
+
+    @rpc(
+        Required,
+        Unicode(min_occurs=0),
+        Boolean(min_occurs=0),
+        _returns=Unicode(max_occurs="unbounded"),
+        _out_variable_name="removed",
+    )
+    def Unpublish(ctx, name, version, undeploy):  # type: ignore[no-untyped-def]
+        return ctx.udc.run(_sp(ctx).rollouts.unpublish(name, version or None, bool(undeploy)))
+
+    @rpc(
+        Required,
+        Required,
+        Boolean(min_occurs=0),
+        _returns=RolloutInfo,
+        _out_variable_name="rollout",
+    )
+    def Rollout(ctx, name, version, force):  # type: ignore[no-untyped-def]
+        return rollout_info(ctx.udc.run(_sp(ctx).rollouts.rollout(name, version, bool(force))))
+
+    @rpc(Required, _returns=RolloutInfo, _out_variable_name="rollout")
+    def Rollback(ctx, name):  # type: ignore[no-untyped-def]
+        return rollout_info(ctx.udc.run(_sp(ctx).rollouts.rollback(name)))
+
+    @rpc(
+        Required,
+        TrafficShare.customize(min_occurs=1, max_occurs="unbounded"),
+        _returns=RolloutInfo,
+        _out_variable_name="rollout",
+    )
+    def SetTraffic(ctx, name, share):  # type: ignore[no-untyped-def]
+        given = [(s.version or "", s.percent if s.percent is not None else -1) for s in share or []]
+        return rollout_info(ctx.udc.run(_sp(ctx).rollouts.split(name, given)))
 
     @rpc(Required, AnyUri(min_occurs=0), _returns=DeploymentInfo, _out_variable_name="deployment")
     def Deploy(ctx, name, host):  # type: ignore[no-untyped-def]
@@ -153,8 +111,7 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
 
     @rpc(_returns=ServiceInfo.customize(max_occurs="unbounded"), _out_variable_name="service")
     def ListServices(ctx):  # type: ignore[no-untyped-def]
-        registry = _sp(ctx).registry
-        return [service_info(s, len(registry.deployments_of(s.name))) for s in registry.services()]
+        return [_service_info(ctx, s) for s in _sp(ctx).registry.services()]
 
     @rpc(
         Unicode(min_occurs=0),
@@ -211,6 +168,18 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
         cursors = log_request(tail, cursor)
         gathered = ctx.udc.run(ctx.udc.logs.gather(name, deployment or None, tail, cursors))
         return [deployment_log(chunk) for chunk in gathered.logs], gathered.unreachable
+
+    @rpc(
+        Unicode(min_occurs=0),
+        Date(min_occurs=0),
+        _returns=UsageRow.customize(max_occurs="unbounded"),
+        _out_variable_name="usage",
+    )
+    def GetUsage(ctx, consumer, since):  # type: ignore[no-untyped-def]
+        registry = _sp(ctx).registry
+        hosts = [h.address for h in registry.hosts() if h.state in ("up", "draining")]
+        ctx.udc.run(ctx.udc.usage.poll(hosts))  # what the hosts consumed until now
+        return [usage_row(row) for row in ctx.udc.usage.bill(consumer or None, since)]
 
 
 def provider_port() -> SpynePort:

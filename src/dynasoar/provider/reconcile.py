@@ -118,6 +118,11 @@ class Reconciler:
             self._registry.remove_deployment(record.id)
             if on_host is not None:
                 await self._shipper.undeploy(record.host, record.id)
+        elif record.state == "retiring" and record.id not in self._deployer.retiring:
+            # a crash's leftover: it was on its way out
+            self._registry.remove_deployment(record.id)
+            if on_host is not None:
+                await self._shipper.undeploy(record.host, record.id)
         elif record.state == "ready" and on_host is None:
             self._deployer.lose(record, f"its host {record.host} no longer runs it")
         elif record.state == "lost" and on_host is not None and on_host.get("state") == "ready":
@@ -127,7 +132,7 @@ class Reconciler:
     async def _probe_all(self, address: str, why: str) -> None:
         """At start, for a host that does not answer List: its deployments, one by one."""
         for record in [r for r in self._registry.deployments() if r.host == address]:
-            if record.state == "deploying":
+            if record.state in ("deploying", "retiring"):
                 self._registry.remove_deployment(record.id)
                 self._shipper.undeploy_later(record.host, record.id)
                 continue

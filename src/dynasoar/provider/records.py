@@ -1,5 +1,9 @@
-"""The registry's records (services, hosts, deployments), the SQLite schema that keeps them,
-and the codecs between the two (rows <-> records). Pure data: :mod:`.registry` stores them."""
+"""The registry's records (services and their versions, routes, hosts, deployments), the SQLite
+schema that keeps them, and the codecs between the two (rows <-> records). Pure data:
+:mod:`.registry` stores them.
+
+A service is published in versions (each a package, by digest); its route says which versions
+take its messages, and in what shares (a rollout moves the whole share, a canary splits it)."""
 
 from __future__ import annotations
 
@@ -13,12 +17,17 @@ from dynasoar.package import Placement
 from dynasoar.terms import HostTerms
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS services (
-    name TEXT PRIMARY KEY, version TEXT NOT NULL, kind TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS service_versions (
+    name TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL,
     stateless INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     published TEXT NOT NULL, package TEXT NOT NULL, wsdl BLOB NOT NULL,
     images TEXT NOT NULL DEFAULT '[]', placement TEXT NOT NULL DEFAULT '{}',
-    require_signed INTEGER NOT NULL DEFAULT 0, call_timeout REAL
+    require_signed INTEGER NOT NULL DEFAULT 0, call_timeout REAL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS routes (
+    name TEXT PRIMARY KEY, traffic TEXT NOT NULL, previous TEXT NOT NULL DEFAULT '[]',
+    changed TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS hosts (
     address TEXT PRIMARY KEY, state TEXT NOT NULL, capacity INTEGER NOT NULL,
@@ -30,9 +39,22 @@ CREATE TABLE IF NOT EXISTS hosts (
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
     endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL, deployed_for TEXT,
-    reason TEXT, changed TEXT
+    reason TEXT, changed TEXT, sha256 TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS usage (
+    day TEXT NOT NULL, consumer TEXT NOT NULL, service TEXT NOT NULL, version TEXT NOT NULL,
+    host TEXT NOT NULL, messages INTEGER NOT NULL DEFAULT 0, bytes_in INTEGER NOT NULL DEFAULT 0,
+    bytes_out INTEGER NOT NULL DEFAULT 0, wall_seconds REAL NOT NULL DEFAULT 0,
+    cpu_seconds REAL NOT NULL DEFAULT 0, memory_gib_seconds REAL NOT NULL DEFAULT 0,
+    image_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, consumer, service, version, host)
+);
+CREATE TABLE IF NOT EXISTS deployment_usage (
+    id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
+    consumer TEXT NOT NULL, cpu_seconds REAL NOT NULL, memory_gib_seconds REAL NOT NULL,
+    image_bytes INTEGER NOT NULL, updated TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS service_hosts (
     service TEXT NOT NULL, host TEXT NOT NULL, last_deployed TEXT NOT NULL,
     PRIMARY KEY (service, host)
@@ -64,10 +86,12 @@ MIGRATIONS = [
     ("services", "call_timeout", "REAL"),
     ("deployments", "reason", "TEXT"),
     ("deployments", "changed", "TEXT"),
+    ("deployments", "sha256", "TEXT NOT NULL DEFAULT ''"),
 ]
 DEPLOYMENT_COLUMNS = (
-    "id, service, version, host, endpoint, state, created, deployed_for, reason, changed"
+    "id, service, version, host, endpoint, state, created, deployed_for, reason, changed, sha256"
 )
+ROUTE_COLUMNS = "name, traffic, previous, changed"
 
 
 def now() -> datetime:
@@ -112,7 +136,9 @@ class DeploymentRecord:
     version: str
     host: str
     endpoint: str  # "" while deploying
-    state: str  # "deploying" | "ready" | "lost"
+    #: "deploying" | "ready" | "retiring" (taking no new messages: it finishes those in flight,
+    #: then is undeployed) | "lost"
+    state: str
     created: datetime
     #: who its first message came from (a signed consumer's certificate subject), if known
     deployed_for: str | None = None
@@ -120,6 +146,30 @@ class DeploymentRecord:
     reason: str | None = None
     #: when it entered its state
     changed: datetime | None = None
+    #: the digest of the version it runs
+    sha256: str = ""
+
+
+#: A route's traffic: (version, percent) pairs, each over 0, summing to 100.
+Traffic = tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which versions of a service take its messages, and in what shares."""
+
+    service: str
+    traffic: Traffic
+    previous: Traffic  # the traffic before the last change (what a rollback goes back to)
+    changed: datetime
+
+    @property
+    def primary(self) -> str:
+        """The version with the largest share (the first listed among equals)."""
+        return max(self.traffic, key=lambda vw: vw[1])[0]
+
+    def share(self, version: str) -> int:
+        return dict(self.traffic).get(version, 0)
 
 
 def service_row(s: ServiceRecord) -> tuple[object, ...]:
@@ -165,6 +215,7 @@ def deployment_row(d: DeploymentRecord) -> tuple[object, ...]:
         d.deployed_for,
         d.reason,
         d.changed.isoformat() if d.changed else None,
+        d.sha256,
     )
 
 
@@ -180,7 +231,19 @@ def deployment_of(r: Any) -> DeploymentRecord:
         deployed_for=r[7],
         reason=r[8],
         changed=datetime.fromisoformat(r[9]) if r[9] else None,
+        sha256=str(r[10] or ""),
     )
+
+
+def traffic_text(traffic: Traffic) -> str:
+    return json.dumps([list(vw) for vw in traffic])
+
+
+def route_of(r: Any) -> Route:
+    def traffic(text: str) -> Traffic:
+        return tuple((str(v), int(w)) for v, w in json.loads(text))
+
+    return Route(str(r[0]), traffic(r[1]), traffic(r[2]), datetime.fromisoformat(str(r[3])))
 
 
 def service_of(r: Any) -> ServiceRecord:

@@ -15,31 +15,37 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from dynasoar.provider.records import (
     DEPLOYMENT_COLUMNS,
     HOST_COLUMNS,
     MIGRATIONS,
+    ROUTE_COLUMNS,
     SCHEMA,
     SERVICE_COLUMNS,
     SERVICE_HOSTS_KEPT,
     DeploymentRecord,
     HostRecord,
+    Route,
     ServiceRecord,
+    Traffic,
     deployment_of,
     deployment_row,
     host_of,
     host_row,
     now,
+    route_of,
     service_of,
     service_row,
+    traffic_text,
 )
 
-__all__ = ["DeploymentRecord", "HostRecord", "Registry", "ServiceRecord", "now"]
+__all__ = ["DeploymentRecord", "HostRecord", "Registry", "Route", "ServiceRecord", "Traffic", "now"]
 
 
 class Registry:
@@ -64,12 +70,38 @@ class Registry:
     def _migrate(self) -> None:
         for table, column, declaration in MIGRATIONS:
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
+            if columns and column not in columns:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        # Before versions: one row per service, the version published last. Each becomes the
+        # only version of its service, and takes all its traffic.
+        legacy = self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'services'"
+        ).fetchone()
+        if legacy is not None:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                f"INSERT OR IGNORE INTO service_versions ({SERVICE_COLUMNS}) "
+                f"SELECT {SERVICE_COLUMNS} FROM services"
+            )
+            for name, version in self._db.execute("SELECT name, version FROM services").fetchall():
+                self._db.execute(
+                    f"INSERT OR IGNORE INTO routes ({ROUTE_COLUMNS}) VALUES (?,?,?,?)",
+                    (name, traffic_text(((version, 100),)), "[]", now().isoformat()),
+                )
+            self._db.execute("DROP TABLE services")
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """The database in one transaction, for the registry's companions (the usage book)."""
+        return self._tx()
+
+    def query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -82,29 +114,83 @@ class Registry:
                 raise
             self._db.execute("COMMIT")
 
-    # -- services -------------------------------------------------------------------------
+    # -- services: their versions, and their routes -------------------------------------
 
-    def put_service(self, s: ServiceRecord) -> None:
+    def put_version(self, s: ServiceRecord) -> None:
+        """Keep a published version (one of the same name and version is replaced)."""
         with self._tx() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO services ({SERVICE_COLUMNS}) "
+                f"INSERT OR REPLACE INTO service_versions ({SERVICE_COLUMNS}) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 service_row(s),
             )
 
-    def service(self, name: str) -> ServiceRecord | None:
+    def version(self, name: str, version: str) -> ServiceRecord | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT {SERVICE_COLUMNS} FROM services WHERE name = ?", (name,)
+                f"SELECT {SERVICE_COLUMNS} FROM service_versions WHERE name = ? AND version = ?",
+                (name, version),
             ).fetchone()
         return service_of(row) if row else None
 
-    def services(self) -> list[ServiceRecord]:
+    def versions(self, name: str) -> list[ServiceRecord]:
+        """A service's published versions, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {SERVICE_COLUMNS} FROM services ORDER BY name"
+                f"SELECT {SERVICE_COLUMNS} FROM service_versions WHERE name = ? ORDER BY published",
+                (name,),
             ).fetchall()
         return [service_of(r) for r in rows]
+
+    def remove_version(self, name: str, version: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM service_versions WHERE name = ? AND version = ?", (name, version)
+            )
+
+    def remove_service(self, name: str) -> None:
+        """Every version and the route of ``name`` (where it ran is remembered: its logs)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM service_versions WHERE name = ?", (name,))
+            db.execute("DELETE FROM routes WHERE name = ?", (name,))
+
+    def route(self, name: str) -> Route | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {ROUTE_COLUMNS} FROM routes WHERE name = ?", (name,)
+            ).fetchone()
+        return route_of(row) if row else None
+
+    def routes(self) -> list[Route]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {ROUTE_COLUMNS} FROM routes ORDER BY name").fetchall()
+        return [route_of(r) for r in rows]
+
+    def set_route(self, name: str, traffic: Traffic) -> Route:
+        """Send ``name``'s messages to versions in these shares; the old shares are kept as
+        ``previous`` (unless they are the same)."""
+        with self._tx() as db:
+            row = db.execute("SELECT traffic, previous FROM routes WHERE name = ?", (name,))
+            found = row.fetchone()
+            previous = found[1] if found is not None else "[]"
+            if found is not None and found[0] != traffic_text(traffic):
+                previous = found[0]
+            db.execute(
+                f"INSERT OR REPLACE INTO routes ({ROUTE_COLUMNS}) VALUES (?,?,?,?)",
+                (name, traffic_text(traffic), previous, now().isoformat()),
+            )
+        route = self.route(name)
+        assert route is not None
+        return route
+
+    def service(self, name: str) -> ServiceRecord | None:
+        """The version of ``name`` its route gives the largest share (the advertised one)."""
+        route = self.route(name)
+        return self.version(name, route.primary) if route is not None else None
+
+    def services(self) -> list[ServiceRecord]:
+        found = [self.version(r.service, r.primary) for r in self.routes()]
+        return [s for s in found if s is not None]
 
     # -- hosts ----------------------------------------------------------------------------
 
@@ -151,7 +237,7 @@ class Registry:
         with self._tx() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO deployments ({DEPLOYMENT_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 deployment_row(d),
             )
             current = [x for x in self._records.get(d.service, []) if x.id != d.id]

@@ -27,6 +27,7 @@ from dynasoar.provider.context import MessageContext
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.registry import DeploymentRecord
+from dynasoar.provider.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ class Relay:
         load: LoadTracker,
         calls: Deadlines,
         call_timeout: float,
+        usage: Usage,
     ) -> None:
+        self._usage = usage
         self._pool = pool
         self._deployer = deployer
         self._load = load
@@ -61,14 +64,15 @@ class Relay:
 
     async def handle(self, ctx: MessageContext) -> None:
         request = ctx.request
-        assert ctx.service is not None
+        record = ctx.record
+        assert record is not None
         # Header fields travel as the bytes they arrived as: no decoding on the hot path.
         headers = Headers.from_raw(
             [f for f in request.headers.raw if f[0].lower() not in NOT_FORWARDED]
         )
         # A message that has fully arrived can be sent again if its deployment vanishes.
         replayable = request.body.at_eof
-        call_deadline = time.monotonic() + (ctx.service.record.call_timeout or self._call_timeout)
+        call_deadline = time.monotonic() + (record.call_timeout or self._call_timeout)
         while True:
             deployment = ctx.deployment
             assert deployment is not None
@@ -86,17 +90,14 @@ class Relay:
             except TransportError as exc:
                 error = await self._lost(ctx, exc)
             if not (
-                isinstance(error, HostLost)
-                and replayable
-                and not ctx.retried
-                and ctx.service.record.stateless
+                isinstance(error, HostLost) and replayable and not ctx.retried and record.stateless
             ):
                 raise _for_consumer(ctx, error)
             # Stateless, and nothing of a reply has gone to the consumer yet: once more,
             # on another deployment.
             ctx.retried = True
             ctx.deployment, ctx.cold = await self._deployer.ensure(
-                ctx.service.record, ctx.remaining, ctx.preferred
+                record, ctx.remaining, ctx.preferred
             )
         reply_headers = Headers.from_raw([*upstream.headers.raw, *self._tag(deployment, ctx.cold)])
         ctx.response = Response(upstream.status, reply_headers, reply_body)
@@ -123,6 +124,7 @@ class Relay:
                 if upstream.body.complete or (length is not None and length <= SMALL_REPLY):
                     reply = await upstream.read_all(SMALL_REPLY)
                     self._load.end(deployment.id)
+                    self._counted(ctx, deployment, len(reply))
                     return upstream, reply
         except TimeoutError:
             self._load.end(deployment.id)
@@ -130,7 +132,7 @@ class Relay:
         except BaseException:
             self._load.end(deployment.id)
             raise
-        return upstream, self._reply_stream(upstream, deployment.id)
+        return upstream, self._reply_stream(ctx, upstream, deployment)
 
     def _late(
         self, ctx: MessageContext, deployment: DeploymentRecord, reason: str | None, seconds: float
@@ -158,19 +160,34 @@ class Relay:
                 (b"X-Dynasoar-Host", deployment.host.encode("latin-1")),
                 (b"X-Dynasoar-Deployment", deployment.id.encode("latin-1")),
                 (b"X-Dynasoar-Cold", b"1" if cold else b"0"),
+                (b"X-Dynasoar-Version", deployment.version.encode("utf-8")),
             ]
             self._tags[key] = fields
         return fields
 
     async def _reply_stream(
-        self, upstream: ClientResponse, deployment_id: str
+        self, ctx: MessageContext, upstream: ClientResponse, deployment: DeploymentRecord
     ) -> AsyncIterator[bytes]:
+        sent = 0
         try:
             async for chunk in upstream.body:
+                sent += len(chunk)
                 yield chunk
         finally:
-            self._load.end(deployment_id)
+            self._load.end(deployment.id)
+            self._counted(ctx, deployment, sent)
             await upstream.aclose()
+
+    def _counted(self, ctx: MessageContext, deployment: DeploymentRecord, bytes_out: int) -> None:
+        """The message was answered: into the usage book."""
+        self._usage.message(
+            ctx.billed_to,
+            deployment,
+            ctx.request.body.received,
+            bytes_out,
+            time.monotonic() - ctx.started,
+            ctx.cold,
+        )
 
     async def _lost(self, ctx: MessageContext, exc: TransportError) -> DynasoarError:
         """The deployment did not answer: if its endpoint is gone, forget it (the next message
@@ -200,10 +217,10 @@ def _for_consumer(ctx: MessageContext, error: DynasoarError) -> DynasoarError:
     """A lost deployment, told the consumer's way. A stateless service is deployed again by the
     next message: WS-Addressing's EndpointUnavailable (with RetryAfter) says so when the message
     used addressing. A stateful one is lost, and says dyn:HostLost whatever the message."""
-    assert ctx.service is not None
+    assert ctx.record is not None
     if (
         isinstance(error, HostLost)
-        and ctx.service.record.stateless
+        and ctx.record.stateless
         and ctx.addressing is not None
         and ctx.addressing.present
     ):

@@ -1,10 +1,11 @@
 """The Service Provider's repository of published packages, under ``DATA/repository``.
 
 A publish validates the package (manifest, WSDL, safe unpacking) before keeping anything. A
-code package's archive is kept as ``NAME/VERSION-SHA256[:12].pkg``. A VM package's images go to
-the content-addressed store ``images/`` (deduplicated, by SHA-256) and what travels to hosts as
-"the package" is the rest, re-packed without them, so an image is shipped to a host only when
-that host does not hold it yet.
+code package's archive is kept as ``NAME/VERSION-SHA256[:12].pkg``; every published version is
+kept (the latest few, and any still routed or deployed: :meth:`Repository.prune`). A VM
+package's images go to the content-addressed store ``images/`` (deduplicated, by SHA-256) and
+what travels to hosts as "the package" is the rest, re-packed without them, so an image is
+shipped to a host only when that host does not hold it yet.
 """
 
 from __future__ import annotations
@@ -134,12 +135,29 @@ class Repository:
             require_signed=manifest.require_signed,
             call_timeout=manifest.call_timeout,
         )
-        previous = self._registry.service(manifest.name)
-        self._registry.put_service(record)
-        # Running deployments keep their own copy; new ones ship the version published last.
+        previous = self._registry.version(manifest.name, manifest.version)
+        self._registry.put_version(record)
+        # The same version published again with other content: running deployments keep their
+        # own copy; new ones ship the content published last.
         if previous is not None and previous.package != record.package:
             Path(previous.package).unlink(missing_ok=True)
         return record
+
+    def prune(self, name: str, keep: int, in_use: set[str]) -> list[str]:
+        """Forget the versions of ``name`` beyond the ``keep`` newest, but those ``in_use``
+        (routed or deployed); returns the versions removed."""
+        versions = self._registry.versions(name)
+        removed = []
+        for record in versions[: max(0, len(versions) - keep)]:
+            if record.version not in in_use:
+                self.remove(record)
+                removed.append(record.version)
+        return removed
+
+    def remove(self, record: ServiceRecord) -> None:
+        """One version gone: its record and its package (images stay: others may share them)."""
+        self._registry.remove_version(record.name, record.version)
+        Path(record.package).unlink(missing_ok=True)
 
 
 def _require_qcow2(path: Path, name: str) -> None:

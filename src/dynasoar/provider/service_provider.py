@@ -1,31 +1,23 @@
 """The Service Provider's state and operations, shared by its management port and its routing
-interceptor: the catalog of advertised services, publishing, deploying and undeploying."""
+interceptor: the catalog of advertised services, publishing (and rolling out) versions,
+deploying and undeploying, hosts joining and leaving."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from dynasoar.consumer.host_client import normalize
 from dynasoar.errors import UnknownHost, UnknownService
 from dynasoar.images import IncomingImage
+from dynasoar.provider.catalog import Advertised, Catalog
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry, ServiceRecord
 from dynasoar.provider.repository import Repository
+from dynasoar.provider.rollout import Rollouts
 from dynasoar.soap.mtom import Attachment
-from dynasoar.wsdl import ServiceContract, read_contract
-
-
-@dataclass(frozen=True)
-class Advertised:
-    """A published service as the message path needs it (kept in memory)."""
-
-    record: ServiceRecord
-    contract: ServiceContract
 
 
 class ServiceProvider:
@@ -42,11 +34,9 @@ class ServiceProvider:
         self.repository = repository
         self.hosts = hosts
         self.deployer = deployer
-        self._catalog: dict[str, Advertised] = {}
+        self._catalog = Catalog(registry)
+        self.rollouts = Rollouts(registry, repository, deployer, self._catalog.refresh)
         self.on_heartbeat: Callable[[str, float], None] | None = None
-        self._lock = threading.Lock()
-        for record in registry.services():
-            self._catalog[record.name] = Advertised(record, read_contract(record.wsdl))
 
     # -- the catalog (read on every message) --------------------------------------------
 
@@ -54,7 +44,7 @@ class ServiceProvider:
         return self._catalog.get(name)
 
     def catalog(self) -> list[Advertised]:
-        return list(self._catalog.values())
+        return self._catalog.all()
 
     def _service(self, name: str) -> ServiceRecord:
         advertised = self._catalog.get(name)
@@ -65,11 +55,9 @@ class ServiceProvider:
     # -- operations -----------------------------------------------------------------------
 
     def publish(self, package: Attachment, images: Sequence[IncomingImage] = ()) -> ServiceRecord:
-        """Take an uploaded package into the repository and advertise it (blocking)."""
+        """Take an uploaded package into the repository as a version (blocking); what it does
+        to the route is :meth:`Rollouts.published`'s to say."""
         record, _ = self.repository.publish(package.path, package.sha256, images)
-        contract = read_contract(record.wsdl)
-        with self._lock:
-            self._catalog[record.name] = Advertised(record, contract)
         return record
 
     async def deploy(self, name: str, host: str | None) -> DeploymentRecord:
@@ -78,13 +66,10 @@ class ServiceProvider:
     async def undeploy(self, name: str, host: str | None) -> int:
         self._service(name)
         wanted = normalize(host) if host else None
-        # every record, whatever its state: a lost one is undone too, a deploying one cancelled
+        # every record, whatever its state: a lost one is undone too, a deploying one cancelled;
+        # a ready one answers its messages in flight first (their retries do not undo this)
         records = [d for d in self.registry.records_of(name) if wanted in (None, d.host)]
-        count = 0
-        for record in records:
-            await self.deployer.undeploy(record)
-            count += 1
-        return count
+        return await self.deployer.undeploy_all(records, self.rollouts.retire_within)
 
     async def register_host(self, address: str, heartbeat: float | None = None) -> HostRecord:
         """A host's registration; a host that says it will heartbeat is watched for it."""

@@ -66,6 +66,7 @@ class Shipper:
             created=now(),
             deployed_for=consumer,
             changed=now(),
+            sha256=service.sha256,
         )
         self._registry.add_deployment(record)
         self._registry.note_service_host(service.name, host)  # its log stays there, failed or not

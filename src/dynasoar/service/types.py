@@ -38,6 +38,7 @@ class HostTermsModel(ComplexModel):  # type: ignore[misc]
     __namespace__ = ns.DYN
     __type_name__ = "HostTerms"
     price = Double
+    priceGiB = Double
     site = Site.customize(max_occurs="unbounded")
     label = Label.customize(max_occurs="unbounded")
 
@@ -47,6 +48,7 @@ def host_terms(terms: HostTerms | None) -> HostTermsModel | None:
         return None
     return HostTermsModel(
         price=terms.price,
+        priceGiB=terms.price_gib,
         site=[Site(name=n, distance=d) for n, d in terms.sites],
         label=[Label(name=n, value=v) for n, v in terms.labels],
     )

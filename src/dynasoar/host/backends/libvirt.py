@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import libvirt
 from lxml import etree
@@ -184,6 +184,18 @@ class LibvirtBackend:
             return bool(self._connection().lookupByName(handle.domain).isActive())
         except (libvirt.libvirtError, DynasoarError):
             return False
+
+    def usage(self, handle: object) -> tuple[float, int]:
+        """The guest's CPU time and resident memory, from libvirt's domain statistics."""
+        assert isinstance(handle, VmDeployment)
+        try:
+            domain = self._connection().lookupByName(handle.domain)
+            totals: Any = domain.getCPUStats(True)  # [{"cpu_time": ns, ...}]
+            memory: Any = domain.memoryStats()  # {"rss": KiB, "actual": KiB, ...}
+            cpu = totals[0].get("cpu_time", 0) / 1e9
+        except libvirt.libvirtError as exc:
+            raise DeploymentFailed(f"libvirt has no statistics of {handle.domain}: {exc}") from exc
+        return float(cpu), int(memory.get("rss", memory.get("actual", 0))) * 1024
 
     # -- housekeeping --------------------------------------------------------------------------
 

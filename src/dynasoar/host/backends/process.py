@@ -31,6 +31,9 @@ from dynasoar.package import Manifest
 
 log = logging.getLogger(__name__)
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
 #: what the runner may report on its ready pipe (a line, or a failure's description)
 MAX_REPORT = 16 << 10
 
@@ -185,6 +188,17 @@ class ProcessBackend:
     def alive(self, handle: object) -> bool:
         assert isinstance(handle, ServiceProcess)
         return handle.process.poll() is None
+
+    def usage(self, handle: object) -> tuple[float, int]:
+        """The service process's CPU time (its own and its reaped children's), from /proc."""
+        assert isinstance(handle, ServiceProcess)
+        pid = handle.process.pid
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            resident_pages = int(statm.read().split()[1])
+        ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        return ticks / _CLOCK_TICKS, resident_pages * _PAGE_SIZE
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

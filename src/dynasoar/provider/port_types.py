@@ -1,0 +1,186 @@
+"""The data types of the Service Provider's management port (wsdl/dynasoar.xsd), as spyne
+models, and how the registry's records become them."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from spyne import AnyUri, Boolean, ComplexModel, Date, DateTime, Double, Integer, Long, Unicode
+
+from dynasoar import ns
+from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.registry import DeploymentRecord, HostRecord, Route, ServiceRecord, Traffic
+from dynasoar.provider.rollout import Outcome
+from dynasoar.provider.usage import BillRow
+from dynasoar.service.types import HostTermsModel, ImageCache, host_terms, image_cache
+
+
+class UsageRow(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    day = Date
+    consumer = Unicode
+    service = Unicode
+    version = Unicode
+    host = AnyUri
+    messages = Long
+    bytesIn = Long
+    bytesOut = Long
+    wallSeconds = Double
+    cpuSeconds = Double
+    memoryGiBSeconds = Double
+    imageBytes = Long
+    priceCpu = Double
+    priceGiB = Double
+    cost = Double
+
+
+def usage_row(row: BillRow) -> UsageRow:
+    k, t = row.key, row.tally
+    return UsageRow(
+        day=date.fromisoformat(k.day),
+        consumer=k.consumer,
+        service=k.service,
+        version=k.version,
+        host=k.host,
+        messages=t.messages,
+        bytesIn=t.bytes_in,
+        bytesOut=t.bytes_out,
+        wallSeconds=round(t.wall_seconds, 6),
+        cpuSeconds=round(t.cpu_seconds, 6),
+        memoryGiBSeconds=round(t.memory_gib_seconds, 6),
+        imageBytes=t.image_bytes,
+        priceCpu=row.price_cpu,
+        priceGiB=row.price_gib,
+        cost=round(row.cost, 9),
+    )
+
+
+class TrafficShare(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    version = Unicode
+    percent = Integer
+
+
+class RolloutInfo(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    service = Unicode
+    share = TrafficShare.customize(max_occurs="unbounded")
+    started = Unicode(max_occurs="unbounded")
+    retired = Unicode(max_occurs="unbounded")
+    note = Unicode
+    seconds = Double
+
+
+class ServiceInfo(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    name = Unicode
+    version = Unicode
+    kind = Unicode
+    stateless = Boolean
+    sha256 = Unicode
+    size = Long
+    published = DateTime
+    deployments = Integer
+    share = TrafficShare.customize(max_occurs="unbounded")
+    available = Unicode(max_occurs="unbounded")
+
+
+class ConsumerCount(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    subject = Unicode
+    messages = Long
+
+
+class DeploymentInfo(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    id = Unicode
+    service = Unicode
+    host = AnyUri
+    endpoint = AnyUri
+    state = Unicode
+    created = DateTime
+    outstanding = Integer
+    lastUsed = DateTime
+    deployedFor = Unicode
+    consumer = ConsumerCount.customize(max_occurs="unbounded")
+    reason = Unicode
+    changed = DateTime
+    version = Unicode
+    sha256 = Unicode
+
+
+class HostInfo(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    address = AnyUri
+    state = Unicode
+    capacity = Integer
+    deployments = Integer
+    load = Double
+    cache = ImageCache
+    terms = HostTermsModel
+
+
+def shares(traffic: Traffic) -> list[TrafficShare]:
+    return [TrafficShare(version=v, percent=w) for v, w in traffic]
+
+
+def rollout_info(outcome: Outcome) -> RolloutInfo:
+    return RolloutInfo(
+        service=outcome.service,
+        share=shares(outcome.traffic),
+        started=outcome.started,
+        retired=outcome.retired,
+        note=outcome.note or None,
+        seconds=round(outcome.seconds, 3),
+    )
+
+
+def service_info(
+    s: ServiceRecord,
+    deployments: int,
+    route: Route | None = None,
+    available: list[str] | None = None,
+) -> ServiceInfo:
+    return ServiceInfo(
+        name=s.name,
+        version=s.version,
+        kind=s.kind,
+        stateless=s.stateless,
+        sha256=s.sha256,
+        size=s.size,
+        published=s.published,
+        deployments=deployments,
+        share=shares(route.traffic) if route is not None else [],
+        available=available or [],
+    )
+
+
+def deployment_info(d: DeploymentRecord, load: LoadTracker) -> DeploymentInfo:
+    return DeploymentInfo(
+        id=d.id,
+        service=d.service,
+        host=d.host,
+        endpoint=d.endpoint,
+        state=d.state,
+        created=d.created,
+        outstanding=load.outstanding(d.id),
+        lastUsed=datetime.now(UTC) - timedelta(seconds=load.idle_for(d.id)),
+        deployedFor=d.deployed_for,
+        consumer=[ConsumerCount(subject=s, messages=n) for s, n in load.consumers(d.id)],
+        reason=d.reason,
+        changed=d.changed,
+        version=d.version,
+        sha256=d.sha256 or None,
+    )
+
+
+def host_info(h: HostRecord) -> HostInfo:
+    return HostInfo(
+        address=h.address,
+        state=h.state,
+        capacity=h.capacity,
+        deployments=h.deployments,
+        load=h.load,
+        cache=image_cache(h.cache),
+        terms=host_terms(h.terms),
+    )

@@ -1,0 +1,247 @@
+"""Usage and the bill ("payment for the use of resources", one of Dynasoar's concerns).
+
+For every message relayed, the Service Provider counts who sent it (the signer's certificate
+subject when signed; else the ``dyn:Consumer`` it claims; else its address), to which service,
+version and host, its bytes in and out, and its wall time. Each host reports what each
+deployment consumed (CPU seconds, memory GiB-seconds, image bytes received: ``GetUsage``); the
+SP shares a deployment's consumption out among the consumers whose messages it served, by their
+wall time there since its last report (what it consumed with no message in flight goes to whom
+it was deployed for). Everything is kept in the registry, per consumer, service, version,
+host and day, surviving undeploys and restarts; the bill prices it at each host's terms (per
+CPU-second, per GiB moved).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+
+from dynasoar.consumer.host_client import DeploymentUsage, HostClient
+from dynasoar.errors import DynasoarError
+from dynasoar.provider.registry import DeploymentRecord, Registry
+
+log = logging.getLogger(__name__)
+
+GIB = float(1 << 30)
+#: Who is billed for what nobody's message was using.
+NOBODY = "(unattributed)"
+
+
+@dataclass(frozen=True)
+class Key:
+    day: str
+    consumer: str
+    service: str
+    version: str
+    host: str
+
+
+@dataclass
+class Tally:
+    messages: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    memory_gib_seconds: float = 0.0
+    image_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class BillRow:
+    key: Key
+    tally: Tally
+    price_cpu: float  # per CPU-second, the host's
+    price_gib: float  # per GiB moved, the host's
+
+    @property
+    def gib(self) -> float:
+        return (self.tally.bytes_in + self.tally.bytes_out + self.tally.image_bytes) / GIB
+
+    @property
+    def cost(self) -> float:
+        return self.tally.cpu_seconds * self.price_cpu + self.gib * self.price_gib
+
+
+COLUMNS = [f.name for f in fields(Tally)]
+
+
+_days: dict[int, str] = {}
+
+
+def today() -> str:
+    """The UTC date, as the book keys it (cheap: it is asked once per message)."""
+    number = int(time.time() // 86400)
+    day = _days.get(number)
+    if day is None:
+        _days.clear()
+        day = _days[number] = datetime.now(UTC).date().isoformat()
+    return day
+
+
+class Usage:
+    def __init__(self, registry: Registry, client: HostClient, timeout: float = 10.0) -> None:
+        self._registry = registry
+        self._client = client
+        self._timeout = timeout
+        self._pending: dict[Key, Tally] = {}
+        #: deployment -> consumer -> wall seconds of its messages since the host last reported
+        self._walls: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        #: deployment -> the consumer whose message deployed it (billed its image bytes)
+        self._deployed_for: dict[str, str] = {}
+        self._polling: asyncio.Lock | None = None
+
+    # -- the message path ----------------------------------------------------------------
+
+    def message(
+        self,
+        consumer: str,
+        deployment: DeploymentRecord,
+        bytes_in: int,
+        bytes_out: int,
+        seconds: float,
+        cold: bool = False,
+    ) -> None:
+        key = Key(today(), consumer, deployment.service, deployment.version, deployment.host)
+        tally = self._pending.get(key)
+        if tally is None:
+            tally = self._pending[key] = Tally()
+        tally.messages += 1
+        tally.bytes_in += bytes_in
+        tally.bytes_out += bytes_out
+        tally.wall_seconds += seconds
+        self._walls[deployment.id][consumer] += seconds
+        if cold:
+            self._deployed_for.setdefault(deployment.id, consumer)
+
+    # -- hosts' figures ------------------------------------------------------------------
+
+    async def poll(self, hosts: list[str]) -> None:
+        """Ask ``hosts`` what their deployments consumed, and share it out."""
+        if self._polling is None:
+            self._polling = asyncio.Lock()
+        async with self._polling:  # one at a time: the shares depend on the last report
+            reports = await asyncio.gather(
+                *(self._client.usage(h, self._timeout) for h in hosts), return_exceptions=True
+            )
+            for host, report in zip(hosts, reports, strict=True):
+                if isinstance(report, BaseException):
+                    if not isinstance(report, DynasoarError):
+                        raise report
+                    log.info("no usage from %s: %s", host, report.reason)
+                    continue
+                for figures in report:
+                    self._figures(host, figures)
+            self.flush()
+
+    def _figures(self, host: str, now: DeploymentUsage) -> None:
+        rows = self._registry.query(
+            "SELECT consumer, cpu_seconds, memory_gib_seconds, image_bytes "
+            "FROM deployment_usage WHERE id = ?",
+            (now.id,),
+        )
+        record = self._registry.deployment(now.id)
+        owner = rows[0][0] if rows else self._owner(now.id, record)
+        before = (rows[0][1], rows[0][2], rows[0][3]) if rows else (0.0, 0.0, 0)
+        cpu = max(0.0, now.cpu_seconds - before[0])
+        memory = max(0.0, now.memory_gib_seconds - before[1])
+        images = max(0, now.image_bytes - before[2])
+        if cpu or memory or images:
+            day = today()
+            walls = self._walls.pop(now.id, None) or {owner: 1.0}
+            total = sum(walls.values()) or 1.0
+            for consumer, wall in walls.items():
+                tally = self._tally(Key(day, consumer, now.service, now.version, host))
+                tally.cpu_seconds += cpu * wall / total
+                tally.memory_gib_seconds += memory * wall / total
+            self._tally(Key(day, owner, now.service, now.version, host)).image_bytes += images
+        with self._registry.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO deployment_usage (id, service, version, host, consumer, "
+                "cpu_seconds, memory_gib_seconds, image_bytes, updated) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    now.id,
+                    now.service,
+                    now.version,
+                    host,
+                    owner,
+                    max(now.cpu_seconds, before[0]),
+                    max(now.memory_gib_seconds, before[1]),
+                    max(now.image_bytes, before[2]),
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+
+    def _owner(self, deployment_id: str, record: DeploymentRecord | None) -> str:
+        found = self._deployed_for.pop(deployment_id, None)
+        if found is None and record is not None:
+            found = record.deployed_for
+        return found or NOBODY
+
+    def _tally(self, key: Key) -> Tally:
+        tally = self._pending.get(key)
+        if tally is None:
+            tally = self._pending[key] = Tally()
+        return tally
+
+    # -- the book --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the registry."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in COLUMNS)
+        with self._registry.transaction() as db:
+            db.executemany(
+                f"INSERT INTO usage (day, consumer, service, version, host, {', '.join(COLUMNS)}) "
+                f"VALUES (?,?,?,?,?,{','.join('?' * len(COLUMNS))}) "
+                f"ON CONFLICT (day, consumer, service, version, host) DO UPDATE SET {sets}",
+                [
+                    (
+                        k.day,
+                        k.consumer,
+                        k.service,
+                        k.version,
+                        k.host,
+                        *(getattr(t, c) for c in COLUMNS),
+                    )
+                    for k, t in pending.items()
+                ],
+            )
+
+    def bill(self, consumer: str | None = None, since: date | None = None) -> list[BillRow]:
+        """The book, priced at each host's terms (as last reported)."""
+        self.flush()
+        where, args = [], []
+        if consumer:
+            where.append("consumer = ?")
+            args.append(consumer)
+        if since is not None:
+            where.append("day >= ?")
+            args.append(since.isoformat())
+        rows = self._registry.query(
+            f"SELECT day, consumer, service, version, host, {', '.join(COLUMNS)} FROM usage"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY day, consumer, service, version, host",
+            args,
+        )
+        terms = {h.address: h.terms for h in self._registry.hosts()}
+        bill = []
+        for row in rows:
+            key = Key(*(str(v) for v in row[:5]))
+            tally = Tally(*row[5:])
+            host_terms = terms.get(key.host)
+            bill.append(
+                BillRow(
+                    key,
+                    tally,
+                    host_terms.price if host_terms else 0.0,
+                    host_terms.price_gib if host_terms else 0.0,
+                )
+            )
+        return bill

@@ -1,0 +1,142 @@
+"""Usage and the bill: every message counted for its consumer (here, as it says it: dyn:Consumer)
+with its bytes and wall time; each host's report of what its deployments consumed (CPU seconds,
+as the service process's own accounting says, within 10 %); priced at the host's terms; kept
+across an SP restart; and printed by ``dynasoar usage``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+
+import pytest
+
+from dynasoar.bench.cluster import cpu_seconds, pid_of_deployment
+from dynasoar.paths import samples_dir
+
+from .conftest import Cluster
+from .wire import ECHO_NS, envelope, post
+
+MakeCluster = Callable[..., Cluster]
+
+
+def compute_as(consumer: str, millis: int) -> bytes:
+    return envelope(
+        f'<e:Compute xmlns:e="{ECHO_NS}"><e:millis>{millis}</e:millis></e:Compute>',
+        headers=f'<dyn:Consumer xmlns:dyn="urn:dynasoar:2006">{consumer}</dyn:Consumer>',
+    )
+
+
+def by_consumer(rows: list[object]) -> dict[str, dict[str, float]]:
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for row in rows:
+        for name in ("messages", "bytesIn", "bytesOut", "cpuSeconds", "cost"):
+            totals[row.consumer][name] += getattr(row, name)  # type: ignore[attr-defined]
+    return totals
+
+
+def test_usage_per_consumer_matches_the_calls_and_survives_a_restart(
+    make_cluster: MakeCluster,
+) -> None:
+    c = make_cluster(
+        sp_args=["--reconcile-interval", "1"], hps=[["--price", "0.5", "--price-gib", "2"]]
+    )
+    c.client.publish(samples_dir() / "echo")
+    url = c.service_url("Echo")
+    sent: dict[str, dict[str, int]] = {
+        name: {"messages": 0, "in": 0, "out": 0} for name in ("alice", "bob")
+    }
+    deployment = ""
+    for i in range(1000):
+        consumer = "alice" if i % 5 < 3 else "bob"  # 600 and 400
+        body = compute_as(consumer, 5)
+        reply = post(url, body, soap_action=f"{ECHO_NS}/Compute")
+        assert reply.status == 200
+        deployment = reply.headers["x-dynasoar-deployment"]
+        sent[consumer]["messages"] += 1
+        sent[consumer]["in"] += len(body)
+        sent[consumer]["out"] += len(reply.body)
+
+    rows = c.client.call("GetUsage")
+    measured = cpu_seconds(pid_of_deployment(deployment))
+    book = by_consumer(rows)
+    for consumer, mine in sent.items():
+        assert book[consumer]["messages"] == mine["messages"]
+        assert book[consumer]["bytesIn"] == pytest.approx(mine["in"], rel=0.01)
+        assert book[consumer]["bytesOut"] == pytest.approx(mine["out"], rel=0.01)
+    counted = sum(totals["cpuSeconds"] for totals in book.values())
+    assert counted == pytest.approx(measured, rel=0.10)
+    for row in rows:  # priced at the host's terms
+        gib = (row.bytesIn + row.bytesOut + row.imageBytes) / (1 << 30)
+        assert (row.priceCpu, row.priceGiB) == (0.5, 2.0)
+        assert row.cost == pytest.approx(row.cpuSeconds * 0.5 + gib * 2.0, rel=1e-6, abs=1e-9)
+
+    c.sp.stop()
+    c.start_sp()
+    after = by_consumer(c.client.call("GetUsage"))
+    for consumer, mine in sent.items():
+        assert after[consumer]["messages"] == mine["messages"]
+        assert after[consumer]["bytesIn"] == book[consumer]["bytesIn"]
+        assert after[consumer]["cpuSeconds"] >= book[consumer]["cpuSeconds"] * 0.999
+
+    out = subprocess.run(
+        [sys.executable, "-m", "dynasoar", "usage", "--csv", "--sp", c.sp.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    lines = list(csv.DictReader(io.StringIO(out)))
+    assert {line["consumer"] for line in lines} == {"alice", "bob"}
+    assert sum(int(line["messages"]) for line in lines if line["consumer"] == "bob") == 400
+    only = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dynasoar",
+            "usage",
+            "--consumer",
+            "alice",
+            "--json",
+            "--sp",
+            c.sp.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert {row["consumer"] for row in json.loads(only)} == {"alice"}
+    table = subprocess.run(
+        [sys.executable, "-m", "dynasoar", "usage", "--sp", c.sp.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "total for alice:" in table and "total for bob:" in table
+
+
+def test_a_guests_consumption_is_reported_by_its_host(make_cluster: MakeCluster) -> None:
+    from dynasoar.consumer.call import call
+
+    from .hosted import host_usage
+    from .test_vm_images import FULL
+
+    if not (FULL / "dynasoar.toml").is_file():
+        pytest.fail("the vm-echo image is not built: `make vm-image` (make test does it)")
+    c = make_cluster(hps=[["--backend", "libvirt"]])
+    c.client.publish(FULL)
+    reply = call(c.service_url("VmEcho") + "?wsdl", "Echo", ["text=metered"])
+    (guest,) = host_usage(c.hps[0].url)
+    assert guest.id == reply.headers["x-dynasoar-deployment"]
+    assert guest.state == "running"
+    assert guest.cpu_seconds > 0.5  # it booted: seconds of emulated CPU
+    assert guest.image_bytes > 1 << 20  # its images came with the Deploy
+    c.client.call("Undeploy", name="VmEcho")
+    (ended,) = host_usage(c.hps[0].url)
+    assert ended.state == "ended" and ended.memory_gib_seconds > 0
