@@ -12,6 +12,7 @@ from typing import Literal
 from lxml import etree
 
 from dynasoar import ns
+from dynasoar.addresses import OwnAddresses
 from dynasoar.errors import DynasoarError
 from dynasoar.host.backends import Backend
 from dynasoar.host.backends.process import ProcessBackend
@@ -51,6 +52,10 @@ class HostConfig:
     ca: Path | None = None  # verifies an https:// Service Provider
     security: Policy = field(default_factory=Policy)  # signs replies, believes trusted SPs
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
+    #: URLs this HP is reached at besides the one it listens on (behind a proxy, say); the
+    #: first is the one it registers with its SP.
+    public_urls: list[str] = field(default_factory=list)
+    soap12_sender_status: int = 400  # HTTP status of a SOAP 1.2 Sender fault
 
 
 def _backends(config: HostConfig) -> dict[str, Backend]:
@@ -81,6 +86,7 @@ class HostApp:
             terms=config.terms,
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hp-port")
+        self.own = OwnAddresses(config.public_urls)
         from dynasoar.host.port import host_port  # spyne: imported with the port only
 
         self.port = ManagementEndpoint(
@@ -92,6 +98,8 @@ class HostApp:
                 mtom_limits=upload_limits(config.max_upload_bytes),
                 # with a trust store, only signed requests from trusted SPs are acted on
                 security=config.security,
+                own=self.own,
+                sender_status=config.soap12_sender_status,
             ),
             self.executor,
             lambda: {"host": self.host},
@@ -100,8 +108,9 @@ class HostApp:
         self._registration: asyncio.Task[None] | None = None
 
     async def start(self, url: str) -> Handler:
-        self.url = url
-        self.host.address = url
+        self.own.listening(url)
+        self.url = self.config.public_urls[0] if self.config.public_urls else url
+        self.host.address = self.url
         if self.config.service_provider:
             self._registration = asyncio.create_task(self._register(self.config.service_provider))
         return self.handle

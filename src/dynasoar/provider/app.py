@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
+from dynasoar.addresses import OwnAddresses
 from dynasoar.consumer.host_client import HostClient
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.paths import PROVIDER_PORT as PORT_PATH
@@ -57,6 +58,9 @@ class ProviderConfig:
     security: Policy = field(default_factory=Policy)  # signs for hosts, believes their replies
     consumer_trust: TrustStore | None = None  # consumers whose signed messages it believes
     scaling: Scaling = field(default_factory=Scaling)
+    #: URLs this SP is reached at besides the one it listens on (behind a proxy, say).
+    public_urls: list[str] = field(default_factory=list)
+    soap12_sender_status: int = 400  # HTTP status of a SOAP 1.2 Sender fault
 
 
 class ProviderApp:
@@ -96,6 +100,7 @@ class ProviderApp:
             Policy(trust=config.consumer_trust, max_skew=config.security.max_skew),
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sp-port")
+        self.own = OwnAddresses(config.public_urls)
         from dynasoar.provider.port import provider_port  # spyne: imported with the port only
 
         self.port = ManagementEndpoint(
@@ -107,6 +112,8 @@ class ProviderApp:
                 mtom_limits=upload_limits(config.max_upload_bytes),
                 # consumers need not sign management calls; the SP signs what it answers
                 security=Policy(credentials=config.security.credentials),
+                own=self.own,
+                sender_status=config.soap12_sender_status,
             ),
             self.executor,
             lambda: {"provider": self.provider, "run": self._run_on_loop},
@@ -120,6 +127,7 @@ class ProviderApp:
         return future.result(timeout=self.config.message_timeout)
 
     async def start(self, url: str) -> Handler:
+        self.own.listening(url)
         self.url = url
         for address in self.config.hosts:
             self.hosts.add(address)

@@ -8,7 +8,7 @@ themselves (spyne would turn them into a generic "Internal Error"), so that
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from spyne import Application, MethodContext, ServiceBase
@@ -35,6 +35,8 @@ class CallState:
     """Per-call state handed to service methods as ``ctx.udc``."""
 
     def __init__(self, **values: Any) -> None:
+        #: What to do if the requester is gone before it hears the reply (see endpoint.py).
+        self.undo: list[Callable[[], object]] = []
         self.__dict__.update(values)
         self.error: DynasoarError | None = None
 
