@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dynasoar import __version__
+from dynasoar.cli_addressing import add_addressing_args, addressing_config
 from dynasoar.errors import DynasoarError
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         help="certificates of consumers whose signed messages services requiring "
         "signatures accept (repeatable)",
     )
+    add_addressing_args(p, service_provider=True)
     p.set_defaults(func=_run_sp)
 
     p = sub.add_parser("hp", help="run a Host Provider")
@@ -159,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _upload_arg(p)
     _security_args(p, "Service Providers")
+    add_addressing_args(p, service_provider=False)
     p.set_defaults(func=_run_hp)
 
     p = sub.add_parser("publish", help="upload a service package to an SP's repository")
@@ -376,6 +379,7 @@ def _run_sp(args: argparse.Namespace) -> int:
             idle_timeout=args.idle_timeout,
             host_timeout=args.host_timeout,
         ),
+        **addressing_config(args, service_provider=True),
     )
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
@@ -415,6 +419,7 @@ def _run_hp(args: argparse.Namespace) -> int:
                 terms=HostTerms(args.price, tuple(args.site), tuple(args.label)),
                 heartbeat=args.heartbeat,
                 service_host=args.service_host,
+                **addressing_config(args, service_provider=False),
             )
         )
         loop = new_event_loop()

@@ -70,14 +70,14 @@ CASES = [
         [WSA + "DestinationUnreachable"],
     ),
     (
-        "non-anonymous ReplyTo",
+        "non-anonymous ReplyTo, and no --reply-to-allow",
         lambda to: wsa_headers(
             to=to,
             extra="<wsa:ReplyTo><wsa:Address>http://127.0.0.1:9/cb</wsa:Address></wsa:ReplyTo>",
         )[0],
         ECHO_ACTION,
         echo_body(),
-        [WSA + "InvalidAddressingHeader", WSA + "OnlyAnonymousAddressSupported"],
+        [WSA + "InvalidAddressingHeader", DYN + "ReplyToNotAllowed"],
     ),
 ]
 

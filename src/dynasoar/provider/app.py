@@ -19,12 +19,17 @@ from dynasoar.paths import PROVIDER_PORT as PORT_PATH
 from dynasoar.paths import contracts_dir
 from dynasoar.provider.autoscaler import Autoscaler, Scaling
 from dynasoar.provider.chain import build_chain
+from dynasoar.provider.courier import build_courier
+from dynasoar.provider.deliveries import DeliveryStore
 from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.detach import resume
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.registry import Registry
+from dynasoar.provider.replies import ReplyRouter
+from dynasoar.provider.reply_policy import ReplyDestinations
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.serve import base_url_of, text, wants_wsdl
@@ -61,6 +66,9 @@ class ProviderConfig:
     #: URLs this SP is reached at besides the one it listens on (behind a proxy, say).
     public_urls: list[str] = field(default_factory=list)
     soap12_sender_status: int = 400  # HTTP status of a SOAP 1.2 Sender fault
+    #: Patterns of the ReplyTo / FaultTo addresses replies may be sent to (none: no address).
+    reply_to_allow: list[str] = field(default_factory=list)
+    reply_retry_for: float = 600.0  # how long a reply is tried before it is given up
 
 
 class ProviderApp:
@@ -92,15 +100,24 @@ class ProviderApp:
         self.autoscaler = Autoscaler(self.provider, self.registry, self.deployer, config.scaling)
         self.provider.on_heartbeat = self.autoscaler.heartbeat
         self._control: asyncio.Task[None] | None = None
+        self.own = OwnAddresses(config.public_urls)
+        # Replies to ReplyTo / FaultTo addresses: kept in the registry, sent by the courier.
+        self.destinations = ReplyDestinations(config.reply_to_allow)
+        self.deliveries = DeliveryStore(self.registry, config.reply_retry_for)
+        self.courier = build_courier(self.deliveries, self.pool, self.destinations)
+        self._courier: asyncio.Task[None] | None = None
         self.chain, self.relay = build_chain(
             self.provider,
             self.deployer,
             self.pool,
             config.message_timeout,
             Policy(trust=config.consumer_trust, max_skew=config.security.max_skew),
+            own=self.own,
+            destinations=self.destinations,
+            store=self.deliveries,
+            router=ReplyRouter(self.deliveries, self.courier.wake, config.soap12_sender_status),
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sp-port")
-        self.own = OwnAddresses(config.public_urls)
         from dynasoar.provider.port import provider_port  # spyne: imported with the port only
 
         self.port = ManagementEndpoint(
@@ -135,11 +152,25 @@ class ProviderApp:
         if self.config.hosts:
             await self.hosts.survey()
         self._control = asyncio.create_task(self.autoscaler.run())
+        self._courier = asyncio.create_task(self.courier.run())
+        taken_up = await resume(
+            self.deliveries,
+            self.provider,
+            url,
+            self.config.message_timeout,
+            self.chain.resume,
+            self.chain.fail,
+        )
+        if taken_up:
+            log.info("%d messages accepted before the restart taken up again", taken_up)
         return self.handle
 
     async def stop(self) -> None:
         if self._control is not None:
             self._control.cancel()
+        if self._courier is not None:
+            self._courier.cancel()
+        await self.chain.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
         self.registry.close()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,11 +127,22 @@ class Registry:
         for record in self._load_deployments():
             self._deployments.setdefault(record.service, []).append(record)
 
-    def _migrate(self) -> None:
-        for table, column, declaration in MIGRATIONS:
+    def _migrate(self, migrations: Sequence[tuple[str, str, str]] = MIGRATIONS) -> None:
+        for table, column, declaration in migrations:
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in columns:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    def adopt(self, schema: str, migrations: Sequence[tuple[str, str, str]] = ()) -> None:
+        """A table another module keeps in this database: created from its ``schema`` and
+        brought up to date (``migrations``: columns added since) as the registry's own are."""
+        with self._lock:
+            self._db.executescript(schema)
+            self._migrate(migrations)
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction under the registry's lock, for the tables other modules keep."""
+        return self._tx()
 
     def close(self) -> None:
         with self._lock:

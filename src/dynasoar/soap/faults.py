@@ -53,9 +53,9 @@ def http_status(error: DynasoarError, version: SoapVersion, sender_status: int =
     return 500
 
 
-def fault_action(error: DynasoarError, wsa: str) -> str:
-    """SOAP Binding §6: WS-Addressing's own faults ``.../fault``, all others ``.../soap/fault``
-    (2004/08 knows only its ``.../fault``)."""
+def fault_action(wsa: str, error: DynasoarError | None = None) -> str:
+    """SOAP Binding §6: WS-Addressing's own faults ``.../fault``, all others (``error`` None:
+    a fault someone else wrote) ``.../soap/fault``; 2004/08 knows only its ``.../fault``."""
     if wsa == ns.WSA_2004:
         return ns.WSA_2004_FAULT_ACTION
     return ns.WSA_FAULT_ACTION if isinstance(error, AddressingFault) else ns.WSA_SOAP_FAULT_ACTION
@@ -88,7 +88,7 @@ def render_fault(
     wsa = request.namespace if request is not None and request.present else None
     if wsa is not None and request is not None:
         target = target or replies.fault_target(request, error)
-        headers += replies.reply_blocks(request, fault_action(error, wsa), target)
+        headers += replies.reply_blocks(request, fault_action(wsa, error), target)
     if isinstance(error, VersionMismatch):
         return _version_mismatch(error)
     if isinstance(error, MustUnderstand):

@@ -113,6 +113,7 @@ def complete(
     wsa = request.namespace
     mine = [b for b in envelope.header_blocks if etree.QName(b).namespace == wsa]
     added: list[etree._Element] = []
+    changed = False
     if not mine:
         added += reply_blocks(request, action, ANONYMOUS)
         if target.address is not None:
@@ -122,9 +123,13 @@ def complete(
         if target.address is not None:
             to = present.get("To")
             if to is None:
-                added.append(_text_block(wsa, "To", target.address))
+                to = _text_block(wsa, "To", target.address)
+                mine[0].addprevious(to)  # first among the addressing headers, as written
+                envelope.header_blocks.insert(envelope.header_blocks.index(mine[0]), to)
+                changed = True
             elif is_anonymous((to.text or "").strip()):
                 to.text = target.address
+                changed = True
         if "Action" not in present:
             added.append(_text_block(wsa, "Action", action))
         if "RelatesTo" not in present and request.message_id:
@@ -132,7 +137,7 @@ def complete(
     if target.epr is not None:
         added += _missing(addressing.reference_parameter_blocks(target.epr, wsa), envelope, wsa)
     if not added:
-        return False
+        return changed
     ensure_header(envelope.root, envelope.version).extend(added)
     envelope.header_blocks.extend(added)
     return True
