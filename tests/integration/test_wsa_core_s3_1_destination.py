@@ -15,6 +15,7 @@ import pytest
 from lxml import etree
 
 from dynasoar import ns
+from dynasoar.errors import WSSE
 from dynasoar.keys import make_keypair
 from dynasoar.paths import samples_dir
 from dynasoar.soap import addressing
@@ -79,6 +80,15 @@ def test_a_signed_undeploy_for_one_host_is_refused_by_another(
     assert [d.id for d in cluster.client.call("ListDeployments")] == [deployment.id]
     status = post(cluster.service_url("Echo"), envelope(echo_body("still here")), "1.1")
     assert status.status == 200 and status.headers["x-dynasoar-host"] == b
+    # Unsigned, it is a WS-Security fault (whose Action is .../soap/fault: SOAP Binding §6).
+    unsigned = post(
+        b + HP_PORT,
+        envelope(undeploy, wsa_headers(to=b + HP_PORT, action=f"{ns.DYN_HP}/Undeploy")[0], "1.2"),
+        "1.2",
+        soap_action=f"{ns.DYN_HP}/Undeploy",
+    )
+    assert "{%s}InvalidSecurity" % WSSE in unsigned.fault_codes()
+    assert header_text(unsigned, "Action") == ns.WSA_SOAP_FAULT_ACTION
     # The same message, signed for B, is B's to act on.
     mine = signed_for(b, sp, "Undeploy", undeploy)
     done = post(b + HP_PORT, mine, "1.2", soap_action=f"{ns.DYN_HP}/Undeploy")
