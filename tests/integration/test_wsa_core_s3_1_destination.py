@@ -8,6 +8,7 @@ Provider, posted to another that trusts the same SP, undeploys nothing there."""
 from __future__ import annotations
 
 import datetime
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from dynasoar.soap import addressing
 from dynasoar.soap.envelope import SoapVersion, build_envelope, serialize
 from dynasoar.soap.security import Credentials, sign
 
-from .conftest import Cluster
+from .conftest import Cluster, wait_for
 from .wire import ECHO_ACTION, echo_body, envelope, post, wsa_headers
 from .wsa import HP_PORT, SP_LIST, SP_LIST_ACTION, SP_PORT, header_text
 
@@ -134,3 +135,24 @@ def test_public_urls_are_the_actors_own(make_cluster: MakeCluster, version: str)
         headers, _ = wsa_headers(to=elsewhere + SP_PORT, action=SP_LIST_ACTION)
         refused = post(port, envelope(SP_LIST, headers, version), version, SP_LIST_ACTION)
         assert W + "DestinationUnreachable" in refused.fault_codes(), elsewhere
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_hp_registers_and_answers_to_its_public_url(cluster: Cluster) -> None:
+    port = free_port()
+    public = f"http://localhost:{port}"  # how the SP is to reach it
+    hp = cluster.add_hp(
+        register=False, args=["--port", str(port), "--public-url", public, "--sp", cluster.sp.url]
+    )
+    wait_for(lambda: public in cluster.hosts_up(), what="the HP to register its public URL")
+    assert hp.url not in cluster.hosts_up()
+    headers, message_id = wsa_headers(to=public + HP_PORT, action=f"{ns.DYN_HP}/Status")
+    body = f'<h:Status xmlns:h="{ns.DYN_HP}"/>'
+    ok = post(hp.url + HP_PORT, envelope(body, headers, "1.2"), "1.2")
+    assert ok.status == 200 and header_text(ok, "RelatesTo") == message_id
+    assert ok.xml.findtext(f".//{{{ns.DYN}}}address") == public  # as it tells the SP
