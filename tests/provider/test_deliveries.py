@@ -44,7 +44,10 @@ def test_an_accepted_message_survives_a_restart(tmp_path: Path) -> None:
     s = store(tmp_path)
     job = accept(s, b"\x00binary-safe\xff")
     s.reached(job, "relay")
-    (taken,) = store(tmp_path).jobs()  # a new process on the same file
+    again = store(tmp_path)  # a new process on the same file
+    assert again.job_ids() == [job]
+    taken = again.job(job)
+    assert taken is not None
     assert (taken.id, taken.phase, taken.service, taken.consumer) == (
         job,
         "relay",
@@ -53,20 +56,21 @@ def test_an_accepted_message_survives_a_restart(tmp_path: Path) -> None:
     )
     assert taken.preferred == frozenset({"http://hp1"})
     assert taken.request == b"\x00binary-safe\xff" and taken.request_head == HEAD
-    assert store(tmp_path).pending() == 1
+    assert store(tmp_path).pending() == (1, len(b"\x00binary-safe\xff"))
 
 
 def test_a_message_done_with_nothing_to_send_is_forgotten(tmp_path: Path) -> None:
     s = store(tmp_path)
     s.discard(accept(s))
-    assert s.jobs() == [] and s.pending() == 0
+    assert s.job_ids() == [] and s.pending() == (0, 0)
 
 
 def test_the_reply_takes_the_messages_row(tmp_path: Path) -> None:
     s = store(tmp_path)
     job = accept(s)
     assert s.ready(job, address="http://c/r", head=HEAD, body=b"<reply/>", message_id="m") == job
-    assert s.jobs() == []
+    assert s.job_ids() == [] and s.job(job) is None
+    assert s.pending() == (1, len(b"<reply/>")), "the message's bytes are gone, the reply's kept"
     (due,) = s.due(time.time() + 1, 10)
     assert (due.id, due.address, due.body, due.head, due.attempts) == (
         job,
@@ -105,7 +109,7 @@ def test_delivered_and_undeliverable_rows_keep_no_bytes_and_are_counted(tmp_path
         assert db.execute("SELECT COUNT(*) FROM deliveries WHERE reply IS NOT NULL").fetchone() == (
             0,
         )
-    assert s.pending() == 0
+    assert s.pending() == (0, 0)
 
 
 def test_an_attempt_a_stop_cut_short_is_made_again(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 from dynasoar.addresses import OwnAddresses
 from dynasoar.consumer.host_client import HostClient
+from dynasoar.errors import DynasoarError
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.paths import PROVIDER_PORT as PORT_PATH
 from dynasoar.paths import contracts_dir
@@ -106,6 +107,7 @@ class ProviderApp:
         self.deliveries = DeliveryStore(self.registry, config.reply_retry_for)
         self.courier = build_courier(self.deliveries, self.pool, self.destinations)
         self._courier: asyncio.Task[None] | None = None
+        self._resume: asyncio.Task[None] | None = None
         self.chain, self.relay = build_chain(
             self.provider,
             self.deployer,
@@ -153,23 +155,32 @@ class ProviderApp:
             await self.hosts.survey()
         self._control = asyncio.create_task(self.autoscaler.run())
         self._courier = asyncio.create_task(self.courier.run())
-        taken_up = await resume(
-            self.deliveries,
-            self.provider,
-            url,
-            self.config.message_timeout,
-            self.chain.resume,
-            self.chain.fail,
-        )
+        self._resume = asyncio.create_task(self._take_up(url))
+        return self.handle
+
+    async def _take_up(self, url: str) -> None:
+        """Messages accepted (202) before a restart: processed now, a few at a time."""
+        try:
+            taken_up = await resume(
+                self.deliveries,
+                self.provider,
+                url,
+                self.config.message_timeout,
+                self.chain.run_accepted,
+                self.chain.fail,
+            )
+        except DynasoarError as exc:
+            log.error("messages accepted before the restart not taken up: %s", exc.reason)
+            return
         if taken_up:
             log.info("%d messages accepted before the restart taken up again", taken_up)
-        return self.handle
 
     async def stop(self) -> None:
         if self._control is not None:
             self._control.cancel()
-        if self._courier is not None:
-            self._courier.cancel()
+        for task in (self._courier, self._resume):
+            if task is not None:
+                task.cancel()
         await self.chain.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()

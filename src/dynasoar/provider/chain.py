@@ -108,9 +108,10 @@ class Chain:
         ctx = MessageContext(request, base_url, deadline=time.monotonic() + self.message_timeout)
         return await self._run(ctx, self.interceptors)
 
-    async def resume(self, ctx: MessageContext) -> None:
-        """Go on with a message accepted before a restart, in the background."""
-        self._detach(ctx, self.interceptors[AFTER_ACCEPT:])
+    async def run_accepted(self, ctx: MessageContext) -> None:
+        """Go on with a message accepted before a restart, from its deploy phase."""
+        ctx.deadline = time.monotonic() + self.message_timeout
+        await self._run(ctx, self.interceptors[AFTER_ACCEPT:])
 
     def fail(self, ctx: MessageContext, error: DynasoarError) -> None:
         """End a message accepted before a restart with ``error``, sent where it must go."""

@@ -134,34 +134,45 @@ class DeliveryStore:
         with self._tx() as db:
             db.execute("DELETE FROM deliveries WHERE id = ? AND state = 'accepted'", (job_id,))
 
-    def jobs(self) -> list[Job]:
-        """Messages accepted whose processing has not finished (after a restart)."""
+    def job_ids(self) -> list[str]:
+        """Messages accepted whose processing has not finished (after a restart), oldest first."""
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id, phase, service, consumer, preferred, request_head, request, created "
-                "FROM deliveries WHERE state = 'accepted' ORDER BY created"
+                "SELECT id FROM deliveries WHERE state = 'accepted' ORDER BY created"
             ).fetchall()
-        return [
-            Job(
-                str(r[0]),
-                str(r[1]),
-                str(r[2]),
-                r[3],
-                frozenset(json.loads(r[4])) if r[4] is not None else None,
-                [(str(k), str(v)) for k, v in json.loads(r[5])],
-                bytes(r[6] or b""),
-                float(r[7]),
-            )
-            for r in rows
-        ]
+        return [str(r[0]) for r in rows]
 
-    def pending(self) -> int:
-        """Rows not finished: messages in processing and replies not yet delivered."""
+    def job(self, job_id: str) -> Job | None:
+        """One accepted message, bytes and all (read one at a time: they may be big)."""
+        with self._tx() as db:
+            r = db.execute(
+                "SELECT id, phase, service, consumer, preferred, request_head, request, created "
+                "FROM deliveries WHERE id = ? AND state = 'accepted'",
+                (job_id,),
+            ).fetchone()
+        if r is None:
+            return None
+        return Job(
+            str(r[0]),
+            str(r[1]),
+            str(r[2]),
+            r[3],
+            frozenset(json.loads(r[4])) if r[4] is not None else None,
+            [(str(k), str(v)) for k, v in json.loads(r[5])],
+            bytes(r[6] or b""),
+            float(r[7]),
+        )
+
+    def pending(self) -> tuple[int, int]:
+        """Rows not finished (messages in processing, replies not yet delivered) and the
+        bytes they hold."""
         with self._tx() as db:
             row = db.execute(
-                "SELECT COUNT(*) FROM deliveries WHERE state NOT IN (?, ?)", FINISHED
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(request)), 0) + "
+                "COALESCE(SUM(LENGTH(reply)), 0) FROM deliveries WHERE state NOT IN (?, ?)",
+                FINISHED,
             ).fetchone()
-        return int(row[0])
+        return int(row[0]), int(row[1])
 
     # -- replies to send --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ there): that one's answer is the fault dyn:Interrupted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 
 #: The largest message accepted for an asynchronous reply (the store keeps it whole).
 MAX_MESSAGE = 16 << 20
-#: Messages and replies the store holds at once; more are refused with dyn:Busy.
+#: Messages and replies the store holds at once, and their bytes; more are refused (dyn:Busy).
 MAX_PENDING = 10_000
+MAX_PENDING_BYTES = 1 << 30
+#: Messages taken up again at once after a restart.
+RESUME_PARALLEL = 8
 #: The phases from which a restart runs an accepted message again without asking.
 BEFORE_THE_SERVICE = ("accept", "deploy")
 
@@ -65,10 +69,11 @@ class AcceptAsync:
             return
         if not answered_elsewhere(ctx.service, wsa):
             return
-        if self._store.pending() >= self._max_pending:
+        rows, held = self._store.pending()
+        if rows >= self._max_pending or held >= MAX_PENDING_BYTES:
             raise Busy(
-                f"this Service Provider holds {self._max_pending} messages and replies for "
-                "asynchronous delivery already; retry later"
+                f"this Service Provider holds {rows} messages and replies ({held >> 20} MiB) "
+                "for asynchronous delivery already, its most; retry later"
             )
         if not ctx.request.body.at_eof:  # kept whole, so that a restart can send it again
             ctx.prefix += await ctx.request.body.read_all(self._max_message - len(ctx.prefix))
@@ -96,30 +101,49 @@ async def resume(
     run_rest: Continue,
     fail: Fail,
 ) -> int:
-    """Take up the messages accepted before a restart; returns how many."""
-    jobs = store.jobs()
-    for job in jobs:
-        try:
-            ctx = _context(job, provider, base_url, message_timeout)
-        except DynasoarError as exc:
-            log.error("accepted message %s cannot be taken up again: %s", job.id, exc.reason)
-            store.discard(job.id)
-            continue
-        if ctx.service is None:
-            fail(ctx, DestinationUnreachable(f"{job.service} is no longer advertised here"))
-        elif job.phase not in BEFORE_THE_SERVICE and not ctx.service.record.stateless:
-            fail(
-                ctx,
-                Interrupted(
-                    f"the Service Provider restarted while this message was with {job.service}, "
-                    "a stateful service; it was not sent again, since it may have run there: "
-                    "send it again if it did not"
-                ),
-            )
-        else:
-            log.info("taking up accepted message %s for %s again", job.id, job.service)
-            await run_rest(ctx)
-    return len(jobs)
+    """Take up the messages accepted before a restart, a few at a time; returns how many."""
+    job_ids = store.job_ids()
+    slots = asyncio.Semaphore(RESUME_PARALLEL)
+
+    async def take_up(job_id: str) -> None:
+        async with slots:
+            job = store.job(job_id)
+            if job is not None:
+                await _take_up(job, store, provider, base_url, message_timeout, run_rest, fail)
+
+    await asyncio.gather(*(take_up(job_id) for job_id in job_ids))
+    return len(job_ids)
+
+
+async def _take_up(
+    job: Job,
+    store: DeliveryStore,
+    provider: ServiceProvider,
+    base_url: str,
+    message_timeout: float,
+    run_rest: Continue,
+    fail: Fail,
+) -> None:
+    try:
+        ctx = _context(job, provider, base_url, message_timeout)
+    except DynasoarError as exc:
+        log.error("accepted message %s cannot be taken up again: %s", job.id, exc.reason)
+        store.discard(job.id)
+        return
+    if ctx.service is None:
+        fail(ctx, DestinationUnreachable(f"{job.service} is no longer advertised here"))
+    elif job.phase not in BEFORE_THE_SERVICE and not ctx.service.record.stateless:
+        fail(
+            ctx,
+            Interrupted(
+                f"the Service Provider restarted while this message was with {job.service}, "
+                "a stateful service; it was not sent again, since it may have run there: "
+                "send it again if it did not"
+            ),
+        )
+    else:
+        log.info("taking up accepted message %s for %s again", job.id, job.service)
+        await run_rest(ctx)
 
 
 def _context(

@@ -59,20 +59,21 @@ class ReplyRouter:
             completed = _complete(body, wsa, action, target)
             headers = Headers(response.headers)
             headers.remove("content-length")
-            return self._with_status(Response(response.status, headers, completed or body))
+            reply = completed[0] if completed is not None else body
+            return self._with_status(Response(response.status, headers, reply))
         body = await _read(response.body)
         if target.kind is not Destination.ADDRESS or not body.strip():
             self._done(ctx)  # none, or a one-way operation's empty answer: nothing to send
             return Response(ACCEPTED)
-        message = _complete(body, wsa, action, target)
-        if message is None:
+        completed = _complete(body, wsa, action, target)
+        if completed is None:
             content_type = Headers(response.headers).get("content-type")
             raise TransportError(
                 f"the deployed service's reply ({content_type}) is not a SOAP envelope the "
                 "Service Provider can send to the ReplyTo address"
             )
         assert target.address is not None
-        version = parse_envelope(message).version
+        message, version = completed
         self._deliver(ctx, target.address, message, version, action, _tags(response))
         return Response(ACCEPTED)
 
@@ -168,15 +169,16 @@ def _needs_completing(response: Response, wsa: AddressingHeaders, target: ReplyT
 
 def _complete(
     body: bytes, wsa: AddressingHeaders, action: str, target: ReplyTarget
-) -> bytes | None:
-    """The reply with what it lacks added; None when it is not a SOAP envelope."""
+) -> tuple[bytes, SoapVersion] | None:
+    """The reply with what it lacks added, and its SOAP version; None when it is not a SOAP
+    envelope."""
     try:
         envelope = parse_envelope(body)
     except DynasoarError:  # not XML, not SOAP (a service's text/plain error page, MTOM)
         return None
     if not replies.complete(envelope, wsa, action, target):
-        return body
-    return serialize(envelope.root)
+        return body, envelope.version
+    return serialize(envelope.root), envelope.version
 
 
 async def _read(body: bytes | AsyncIterable[bytes]) -> bytes:
