@@ -8,6 +8,9 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
+from dynasoar.errors import Busy
 from dynasoar.provider.deliveries import DeliveryStore
 from dynasoar.provider.registry import Registry
 
@@ -133,3 +136,20 @@ def test_finished_rows_are_pruned_to_the_most_recent(tmp_path: Path) -> None:
     s.prune(2)
     assert s.counts() == {"delivered": 2, "ready": 1}
     assert s.state_of(pending) == ("ready", 0, None)
+
+
+def test_the_store_is_bounded_in_rows_and_bytes(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.sqlite")
+    by_rows = DeliveryStore(registry, 60.0, max_rows=1)
+    by_rows.check_room()
+    job = accept(by_rows)
+    with pytest.raises(Busy):
+        by_rows.check_room()
+    with pytest.raises(Busy):
+        by_rows.ready(None, address="http://c", head=HEAD, body=b"x", message_id=None)
+    # The accepted message's own reply takes its row: no more room needed.
+    assert by_rows.ready(job, address="http://c", head=HEAD, body=b"x", message_id=None) == job
+    by_bytes = DeliveryStore(Registry(tmp_path / "other.sqlite"), 60.0, max_bytes=10)
+    accept(by_bytes, b"0123456789")
+    with pytest.raises(Busy):
+        by_bytes.check_room()

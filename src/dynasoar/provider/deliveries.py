@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from dynasoar.errors import ReceiverError
+from dynasoar.errors import Busy, ReceiverError
 from dynasoar.provider.registry import Registry
 
 SCHEMA = """
@@ -42,6 +42,9 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt);
 MIGRATIONS: list[tuple[str, str, str]] = []
 
 FINISHED = ("delivered", "undeliverable")
+#: Messages and replies held at once, and their bytes; more are refused (dyn:Busy).
+MAX_ROWS = 10_000
+MAX_BYTES = 1 << 30
 Head = list[tuple[str, str]]
 
 
@@ -74,11 +77,28 @@ class Delivery:
 
 
 class DeliveryStore:
-    def __init__(self, registry: Registry, retry_for: float) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        retry_for: float,
+        max_rows: int = MAX_ROWS,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
         self._registry = registry
         #: How long a reply is tried before it is given up, from when its message came.
         self.retry_for = retry_for
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
         registry.adopt(SCHEMA, MIGRATIONS)
+
+    def check_room(self) -> None:
+        """dyn:Busy when the store holds its most: a row more would be unbounded."""
+        rows, held = self.pending()
+        if rows >= self._max_rows or held >= self._max_bytes:
+            raise Busy(
+                f"this Service Provider holds {rows} messages and replies ({held >> 20} MiB) "
+                "for asynchronous delivery already, its most; retry later"
+            )
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -167,12 +187,7 @@ class DeliveryStore:
         """Rows not finished (messages in processing, replies not yet delivered) and the
         bytes they hold."""
         with self._tx() as db:
-            row = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(request)), 0) + "
-                "COALESCE(SUM(LENGTH(reply)), 0) FROM deliveries WHERE state NOT IN (?, ?)",
-                FINISHED,
-            ).fetchone()
-        return int(row[0]), int(row[1])
+            return _pending(db)
 
     # -- replies to send --------------------------------------------------------------------
 
@@ -187,7 +202,7 @@ class DeliveryStore:
     ) -> str:
         """A reply to send to ``address``: the accepted message's row turns into it (its
         message bytes dropped), or a new row for a message that was answered on its HTTP
-        response but whose fault goes elsewhere."""
+        response but whose fault goes elsewhere (dyn:Busy if there is no room for it)."""
         now = time.time()
         with self._tx() as db:
             if job_id is not None:
@@ -199,6 +214,12 @@ class DeliveryStore:
                 )
                 if updated.rowcount == 1:
                     return job_id
+            rows, held = _pending(db)
+            if rows >= self._max_rows or held >= self._max_bytes:
+                raise Busy(
+                    f"this Service Provider holds {rows} replies ({held >> 20} MiB) for "
+                    "asynchronous delivery already, its most"
+                )
             delivery_id = str(uuid.uuid4())
             db.execute(
                 "INSERT INTO deliveries (id, state, created, deadline, phase, message_id, "
@@ -312,3 +333,12 @@ class DeliveryStore:
                 "SELECT state, attempts, last_error FROM deliveries WHERE id = ?", (delivery_id,)
             ).fetchone()
         return (str(row[0]), int(row[1]), row[2]) if row else None
+
+
+def _pending(db: sqlite3.Connection) -> tuple[int, int]:
+    row = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(LENGTH(request)), 0) + COALESCE(SUM(LENGTH(reply)), 0) "
+        "FROM deliveries WHERE state NOT IN (?, ?)",
+        FINISHED,
+    ).fetchone()
+    return int(row[0]), int(row[1])

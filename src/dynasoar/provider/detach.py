@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from dynasoar.errors import Busy, DestinationUnreachable, DynasoarError, Interrupted
+from dynasoar.errors import DestinationUnreachable, DynasoarError, Interrupted
 from dynasoar.http import BodyReader, Headers, Request, Response
 from dynasoar.provider.context import MessageContext
 from dynasoar.provider.deliveries import DeliveryStore, Job
@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 
 #: The largest message accepted for an asynchronous reply (the store keeps it whole).
 MAX_MESSAGE = 16 << 20
-#: Messages and replies the store holds at once, and their bytes; more are refused (dyn:Busy).
-MAX_PENDING = 10_000
-MAX_PENDING_BYTES = 1 << 30
 #: Messages taken up again at once after a restart.
 RESUME_PARALLEL = 8
 #: The phases from which a restart runs an accepted message again without asking.
@@ -56,12 +53,9 @@ class AcceptAsync:
 
     phase = "accept"
 
-    def __init__(
-        self, store: DeliveryStore, max_message: int = MAX_MESSAGE, max_pending: int = MAX_PENDING
-    ) -> None:
+    def __init__(self, store: DeliveryStore, max_message: int = MAX_MESSAGE) -> None:
         self._store = store
         self._max_message = max_message
-        self._max_pending = max_pending
 
     async def handle(self, ctx: MessageContext) -> None:
         wsa = ctx.addressing
@@ -69,12 +63,7 @@ class AcceptAsync:
             return
         if not answered_elsewhere(ctx.service, wsa):
             return
-        rows, held = self._store.pending()
-        if rows >= self._max_pending or held >= MAX_PENDING_BYTES:
-            raise Busy(
-                f"this Service Provider holds {rows} messages and replies ({held >> 20} MiB) "
-                "for asynchronous delivery already, its most; retry later"
-            )
+        self._store.check_room()
         if not ctx.request.body.at_eof:  # kept whole, so that a restart can send it again
             ctx.prefix += await ctx.request.body.read_all(self._max_message - len(ctx.prefix))
         ctx.job = self._store.accept(
