@@ -448,3 +448,33 @@ def test_a_vm_reply_on_the_http_response_gets_the_reference_parameters(
     header = reply.xml.find("{*}Header")
     assert header is not None
     assert [k.get(IS_REF) for k in header if k.tag == KEY] == ["true"]
+
+
+ONE_WAY_CASES = {
+    "action only": "",
+    "with a MessageID": "<wsa:MessageID>urn:uuid:1111-one-way</wsa:MessageID>",
+    "reply-to none": reply_to(ns.WSA_NONE),
+    "fault-to none": fault_to(ns.WSA_NONE),
+    "reply-to with reference parameters": reply_to(ns.WSA_ANONYMOUS, KEY_PARAM),
+}
+
+
+@VERSIONS
+def test_one_way_messages_as_the_w3c_suite_sends_them(
+    make_cluster: MakeCluster, version: str, tmp_path: Path
+) -> None:
+    """The suite's one-way scenarios (a Note with an Action and everything else defaulted, a
+    MessageID, a ReplyTo or FaultTo of none, reference parameters): each answered 202 with no
+    envelope, each processed."""
+    cluster = make_cluster(hps=[[]])
+    cluster.client.publish(notes_package(tmp_path / "notes"))
+    url = cluster.service_url("Notes")
+    note = '<n:Note xmlns:n="urn:test:notes">hello</n:Note>'
+    for noted, (case, extra) in enumerate(ONE_WAY_CASES.items(), start=1):
+        headers = f"<wsa:To>{url}</wsa:To><wsa:Action>urn:test:notes/Note</wsa:Action>{extra}"
+        reply = post(url, envelope(note, headers, version), version, "urn:test:notes/Note")
+        assert (reply.status, reply.body) == (202, b""), case
+        wait_for(lambda: rows(cluster) == [], what=f"{case}: the note to be processed")
+        count = '<n:Count xmlns:n="urn:test:notes"/>'
+        status, body, _ = send(cluster, version, "", count, "urn:test:notes/Count", "Notes")
+        assert status == 200 and f">{noted}</".encode() in body, (case, body)
