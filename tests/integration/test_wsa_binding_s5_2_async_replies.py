@@ -478,3 +478,20 @@ def test_one_way_messages_as_the_w3c_suite_sends_them(
         count = '<n:Count xmlns:n="urn:test:notes"/>'
         status, body, _ = send(cluster, version, "", count, "urn:test:notes/Count", "Notes")
         assert status == 200 and f">{noted}</".encode() in body, (case, body)
+
+
+@VERSIONS
+def test_a_message_too_big_to_keep_is_answered_with_a_fault_at_its_address(
+    async_cluster: Cluster, listener: Listener, version: str
+) -> None:
+    """A message accepted for an asynchronous reply is kept whole, up to 16 MiB: a bigger one
+    is refused with dyn:PayloadTooLarge, sent where its faults go."""
+    text = "x" * (17 << 20)
+    status, body, message_id = send(
+        async_cluster, version, reply_to(listener.url()), echo_body(text)
+    )
+    assert (status, body) == (202, b"")
+    (fault,) = listener.wait_for(1)
+    assert b"PayloadTooLarge" in fault.body
+    assert wsa_text(fault, "RelatesTo") == message_id
+    assert not async_cluster.client.call("ListDeployments"), "nothing deployed for it"
