@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dynasoar import __version__
+from dynasoar.cli_addressing import add_addressing_args, addressing_config
 from dynasoar.errors import DynasoarError
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         help="certificates of consumers whose signed messages services requiring "
         "signatures accept (repeatable)",
     )
+    add_addressing_args(p, service_provider=True)
     p.set_defaults(func=_run_sp)
 
     p = sub.add_parser("hp", help="run a Host Provider")
@@ -214,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _upload_arg(p)
     _security_args(p, "Service Providers")
+    add_addressing_args(p, service_provider=False)
     p.set_defaults(func=_run_hp)
 
     p = sub.add_parser("publish", help="upload a service package to an SP's repository")
@@ -478,6 +481,7 @@ def _run_sp(args: argparse.Namespace) -> int:
             host_timeout=args.host_timeout,
             reconcile_interval=args.reconcile_interval,
         ),
+        **addressing_config(args, service_provider=True),
     )
     tls = _tls_context(args)
     loop = new_event_loop()
@@ -529,6 +533,7 @@ def _run_hp(args: argparse.Namespace) -> int:
                 grace=args.grace,
                 log_bytes=args.log_bytes,
                 kept_logs=args.kept_logs,
+                **addressing_config(args, service_provider=False),
             )
         )
         tls = _tls_context(args)

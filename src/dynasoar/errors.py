@@ -21,6 +21,7 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   │   └── MessageExpired            the wsu:Timestamp is outside its window
     │   └── AddressingFault               WS-Addressing 1.0 faults (their own codes)
     │       ├── InvalidAddressingHeader   (with a subcode such as ActionMismatch)
+    │       │   └── ReplyToNotAllowed     a ReplyTo / FaultTo the operator does not deliver to
     │       ├── MessageAddressingHeaderRequired
     │       ├── ActionNotSupported
     │       ├── DestinationUnreachable
@@ -33,6 +34,7 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── Busy                          dyn:Busy
     │   ├── ShuttingDown                  dyn:ShuttingDown: the actor stopped before answering
     │   ├── CallTimeout                   dyn:CallTimeout: the service did not answer in time
+    │   ├── Interrupted                   dyn:Interrupted (a restart cut a message's processing)
     │   └── TransportError                an HTTP exchange with a peer failed
     └── RemoteFault                       a SOAP fault a peer sent us (client side)
 """
@@ -159,14 +161,29 @@ class AddressingFault(SenderError):
 
 
 class InvalidAddressingHeader(AddressingFault):
+    """``subsubcode``: a WS-Addressing name (``"ActionMismatch"``) or a qualified name of
+    another vocabulary's (``(ns.DYN, "ReplyToNotAllowed")``)."""
+
     subcode = (ns.WSA, "InvalidAddressingHeader")
 
     def __init__(
-        self, reason: str, *, subsubcode: str | None, problem_header: QName | None
+        self, reason: str, *, subsubcode: str | QName | None, problem_header: QName | None
     ) -> None:
         detail = (problem_header_detail(problem_header),) if problem_header else ()
         super().__init__(reason, detail=detail)
-        self.subsubcode = (ns.WSA, subsubcode) if subsubcode else None
+        if isinstance(subsubcode, str):
+            subsubcode = (ns.WSA, subsubcode)
+        self.subsubcode = subsubcode
+
+
+class ReplyToNotAllowed(InvalidAddressingHeader):
+    """A non-anonymous wsa:ReplyTo / wsa:FaultTo the operator has not allowed replies to go to
+    (a reply sent there would be a request made on a stranger's behalf)."""
+
+    def __init__(self, reason: str, *, problem_header: QName) -> None:
+        super().__init__(
+            reason, subsubcode=(ns.DYN, "ReplyToNotAllowed"), problem_header=problem_header
+        )
 
 
 class MessageAddressingHeaderRequired(AddressingFault):
@@ -246,6 +263,13 @@ class CallTimeout(ReceiverError):
     """The deployed service did not answer within the service's call deadline."""
 
     subcode = (ns.DYN, "CallTimeout")
+
+
+class Interrupted(ReceiverError):
+    """The Service Provider stopped while a message accepted for an asynchronous reply was at a
+    stateful service; it is not sent again, since it may have run there already."""
+
+    subcode = (ns.DYN, "Interrupted")
 
 
 class TransportError(ReceiverError):

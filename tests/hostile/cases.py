@@ -782,8 +782,11 @@ CASES: list[Case] = [
                 ),
             ),
         ),
-        wsa("1.2", "InvalidAddressingHeader", "OnlyAnonymousAddressSupported"),
-        note="no reply is ever sent anywhere but back",
+        Expect(
+            400,
+            (q(S12, "Sender"), q(WSA, "InvalidAddressingHeader"), q(DYN, "ReplyToNotAllowed")),
+        ),
+        note="no reply goes anywhere but back unless the operator allows it (--reply-to-allow)",
     ),
     Case(
         "wsa-fault-to-elsewhere-mgmt",

@@ -27,8 +27,9 @@ from dynasoar.package import UnpackLimits
 from dynasoar.paths import samples_dir
 from dynasoar.soap import addressing
 from dynasoar.soap.envelope import SoapVersion, build_envelope, serialize
-from dynasoar.soap.mtom import MtomWriter, OutgoingAttachment, xop_include
+from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
 from dynasoar.soap.security import Credentials, sign
+from dynasoar.soap.xop import xop_include
 
 ENV = {"1.1": ns.SOAP11_ENV, "1.2": ns.SOAP12_ENV}
 ECHO_NS = "urn:dynasoar:samples:echo"

@@ -35,7 +35,8 @@ from dynasoar.soap.envelope import (
     serialize,
 )
 from dynasoar.soap.mime import parse_content_type
-from dynasoar.soap.mtom import MtomLimits, MtomReader, MtomWriter, OutgoingAttachment
+from dynasoar.soap.mtom import MtomLimits, MtomReader
+from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
 
 from . import payloads as P
 

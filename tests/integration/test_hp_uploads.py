@@ -17,7 +17,8 @@ from dynasoar.paths import samples_dir
 from dynasoar.procs import Actor, start_actor
 from dynasoar.soap import addressing
 from dynasoar.soap.envelope import SoapVersion, build_envelope, serialize
-from dynasoar.soap.mtom import MtomWriter, OutgoingAttachment, xop_include
+from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
+from dynasoar.soap.xop import xop_include
 
 from .wire import Reply, post
 

@@ -126,8 +126,9 @@ def _addressing(peer: Peer) -> None:
     expected = {
         "cold": f"{ECHO_NS}/EchoResponse",
         "warm": f"{ECHO_NS}/EchoResponse",
-        "service_fault": ns.WSA_FAULT_ACTION,
-        "provider_fault": ns.WSA_FAULT_ACTION,
+        # Neither is a fault WS-Addressing defines: .../soap/fault (SOAP Binding §6).
+        "service_fault": ns.WSA_SOAP_FAULT_ACTION,
+        "provider_fault": ns.WSA_SOAP_FAULT_ACTION,
         "list_services": f"{SP_NS}/ListServicesResponse",
     }
     for name, action in expected.items():

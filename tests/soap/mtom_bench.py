@@ -24,10 +24,9 @@ from dynasoar.soap.mtom import (
     MiB,
     MtomLimits,
     MtomReader,
-    MtomWriter,
-    OutgoingAttachment,
     read_mtom,
 )
+from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
 
 BIG = MtomLimits(max_parts=4)
 Consumer = Callable[[AsyncIterator[bytes], str, Path], Awaitable[None]]

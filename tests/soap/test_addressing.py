@@ -284,8 +284,8 @@ def test_reply_to_a_request_without_message_id_relates_to_nothing() -> None:
     assert reply_headers(request, "urn:r").relates_to == []
 
 
-@BOTH
-def test_reference_parameters_become_marked_header_blocks(wsa: str) -> None:
+def test_reference_parameters_become_marked_header_blocks() -> None:
+    wsa = ns.WSA
     epr = read_headers(blocks(FULL, wsa)).reply_to
     assert epr is not None
     out = reference_parameter_blocks(epr, wsa)
@@ -294,3 +294,24 @@ def test_reference_parameters_become_marked_header_blocks(wsa: str) -> None:
     assert [b.text for b in out] == ["42", "7"]
     # The EPR itself is not changed.
     assert all(p.get(f"{{{wsa}}}IsReferenceParameter") is None for p in epr.reference_parameters)
+
+
+def test_2004_reference_properties_and_parameters_become_unmarked_header_blocks() -> None:
+    """The 2004/08 submission (its §2.3): each reference property and parameter is a header
+    block of a message to the EPR; it has no IsReferenceParameter attribute."""
+    epr = read_headers(
+        blocks(
+            "<wsa:Action>urn:a</wsa:Action><wsa:ReplyTo><wsa:Address>http://c/r</wsa:Address>"
+            "<wsa:ReferenceProperties><p:Tenant>t1</p:Tenant></wsa:ReferenceProperties>"
+            "<wsa:ReferenceParameters><p:Session>42</p:Session></wsa:ReferenceParameters>"
+            "</wsa:ReplyTo>",
+            ns.WSA_2004,
+        )
+    ).reply_to
+    assert epr is not None
+    out = reference_parameter_blocks(epr, ns.WSA_2004)
+    assert [(etree.QName(b).localname, b.text) for b in out] == [
+        ("Tenant", "t1"),
+        ("Session", "42"),
+    ]
+    assert all(not b.attrib for b in out)

@@ -24,6 +24,7 @@ from dynasoar.errors import (
     FaultInfo,
     HostLost,
     ImageNotHeld,
+    Interrupted,
     InvalidAddressingHeader,
     InvalidPackage,
     InvalidRequest,
@@ -37,6 +38,7 @@ from dynasoar.errors import (
     QName,
     ReceiverError,
     RemoteFault,
+    ReplyToNotAllowed,
     SecurityFault,
     SenderError,
     ShuttingDown,
@@ -89,6 +91,12 @@ CASES: dict[str, Case] = {
         (WSA, "InvalidAddressingHeader"),
         (WSA, "ActionMismatch"),
     ),
+    "ReplyToNotAllowed": Case(
+        ReplyToNotAllowed(REASON, problem_header=(WSA, "ReplyTo")),
+        True,
+        (WSA, "InvalidAddressingHeader"),
+        (DYN, "ReplyToNotAllowed"),
+    ),
     "InvalidAddressingHeader-bare": Case(
         InvalidAddressingHeader(REASON, subsubcode=None, problem_header=None),
         True,
@@ -127,6 +135,7 @@ CASES: dict[str, Case] = {
     "Busy": Case(Busy(REASON), False, (DYN, "Busy")),
     "ShuttingDown": Case(ShuttingDown(REASON), False, (DYN, "ShuttingDown")),
     "CallTimeout": Case(CallTimeout(REASON), False, (DYN, "CallTimeout")),
+    "Interrupted": Case(Interrupted(REASON), False, (DYN, "Interrupted")),
     "TransportError": Case(TransportError(REASON), False, (DYN, "TransportError")),
     "RemoteFault": Case(
         RemoteFault(FaultInfo((S12, "Receiver"), reason="peer said no"), status=500),
@@ -300,7 +309,8 @@ def test_fault_reply_to_an_addressed_request(name: str, version: SoapVersion) ->
     case = CASES[name]
     env = rendered(case.error, version, request())[2]
     headers = wsa_blocks(env, WSA)
-    action = WSA + ("/soap/fault" if isinstance(case.error, AddressingFault) else "/fault")
+    # SOAP Binding §6: WS-Addressing's own faults .../fault, every other .../soap/fault.
+    action = WSA + ("/fault" if isinstance(case.error, AddressingFault) else "/soap/fault")
     assert [b.text for b in headers["Action"]] == [action]
     assert [b.text for b in headers["RelatesTo"]] == ["urn:uuid:request-1"]
     assert headers["RelatesTo"][0].get("RelationshipType") in (None, REPLY_RELATIONSHIP)
@@ -398,7 +408,8 @@ def test_problem_header_qname_names_the_header(
     )
     body = render_fault(error, version, request(req_ns) if req_ns else None)
     root = etree.fromstring(body)
-    [el] = list(root.iter(f"{{{WSA}}}ProblemHeaderQName"))
+    # The detail element is in the request's WS-Addressing namespace (2004/08 for 2004/08).
+    [el] = list(root.iter(f"{{{req_ns or WSA}}}ProblemHeaderQName"))
     assert resolve(el, el.text) == problem
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 from lxml import etree
 
 from dynasoar import ns
+from dynasoar.addresses import OwnAddresses
 from dynasoar.deadlines import Deadlines
 from dynasoar.errors import DynasoarError
 from dynasoar.host.backends import Backend
@@ -59,6 +60,10 @@ class HostConfig:
     grace: float = 30.0  # seconds a stop may take to drain (and the SP to move deployments)
     log_bytes: int = LogLimits.bytes_per_deployment  # each deployment's output log, at most
     kept_logs: int = LogLimits.kept_per_service  # logs of ended deployments kept per service
+    #: URLs this HP is reached at besides the one it listens on (behind a proxy, say); the
+    #: first is the one it registers with its SP.
+    public_urls: list[str] = field(default_factory=list)
+    soap12_sender_status: int = 400  # HTTP status of a SOAP 1.2 Sender fault
 
 
 def _sp_port(sp: str) -> str:
@@ -102,6 +107,7 @@ class HostApp:
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hp-port")
         #: Brought forward when the HP stops: calls still running then get dyn:ShuttingDown.
         self.deadlines = Deadlines()
+        self.own = OwnAddresses(config.public_urls)
         from dynasoar.host.port import host_port  # spyne: imported with the port only
 
         self.port = ManagementEndpoint(
@@ -113,6 +119,8 @@ class HostApp:
                 mtom_limits=upload_limits(config.max_upload_bytes),
                 # with a trust store, only signed requests from trusted SPs are acted on
                 security=config.security,
+                own=self.own,
+                sender_status=config.soap12_sender_status,
             ),
             self.executor,
             lambda: {"host": self.host},
@@ -124,8 +132,9 @@ class HostApp:
         self._sp_client = SoapClient(self._pool)
 
     async def start(self, url: str) -> Handler:
-        self.url = url
-        self.host.address = url
+        self.own.listening(url)
+        self.url = self.config.public_urls[0] if self.config.public_urls else url
+        self.host.address = self.url
         if self.config.service_provider:
             self._registration = asyncio.create_task(self._register(self.config.service_provider))
         return self.handle

@@ -1,7 +1,8 @@
 """The WSGI container around a deployed code package: serves its WSDL at ``?wsdl``, answers
-WS-Addressing requests with RelatesTo + Action when the package's own code does not, and
-faults (env:MustUnderstand) a message with a mandatory header block that neither it nor the
-service's WSDL (its bindings' soap:header parts) says anything processes.
+WS-Addressing requests with RelatesTo, Action and the reply endpoint's reference parameters
+when the package's own code does not, and faults (env:MustUnderstand) a message with a
+mandatory header block that neither it nor the service's WSDL (its bindings' soap:header
+parts) says anything processes.
 
 The deployed service is any WSGI SOAP application; addressing is the platform's job, as a
 container's, so every package gets it."""
@@ -13,19 +14,11 @@ import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lxml import etree
-
 from dynasoar import ns
 from dynasoar.errors import WSSE, DynasoarError, MustUnderstand
-from dynasoar.soap import addressing
-from dynasoar.soap.envelope import (
-    Envelope,
-    ensure_header,
-    not_understood,
-    parse_envelope,
-    serialize,
-)
-from dynasoar.soap.faults import fault_reply
+from dynasoar.soap import addressing, replies
+from dynasoar.soap.envelope import Envelope, not_understood, parse_envelope, serialize
+from dynasoar.soap.faults import fault_action, fault_reply
 from dynasoar.wsdl import ServiceContract, read_contract, rewrite_addresses
 
 StartResponse = Callable[..., Any]
@@ -104,30 +97,30 @@ class ServiceContainer:
     def _add_reply_headers(
         self, body: bytes, request: addressing.AddressingHeaders, status: str
     ) -> bytes:
+        """The reply as a WS-Addressing reply (Core §3.4): RelatesTo, Action, a MessageID and
+        the reference parameters of the endpoint it is for, where the service wrote none of
+        them; the service's own headers are left as they are."""
         try:
             envelope = parse_envelope(body)
         except DynasoarError:
             return body  # not ours to fix: relay what the service wrote
-        already = addressing.read_headers(envelope.header_blocks)
-        if already.present:
-            return body
-        is_fault = status.startswith("5") or (
+        is_fault = status.startswith(("4", "5")) or (
             envelope.body is not None
             and envelope.body.find(f"{{{envelope.version.envelope_ns}}}Fault") is not None
         )
         op = self.contract.operations.get(request.action or "")
         if is_fault:
-            action = request.fault_action
+            action = fault_action(request.namespace)  # a fault the service wrote: generic
         elif op is not None and op.output_action:
             action = op.output_action
         else:
             action = (request.action or "") + "Response"
-        header = ensure_header(envelope.root, envelope.version)
-        header.extend(addressing.write_headers(addressing.reply_headers(request, action)))
-        etree.cleanup_namespaces(
-            envelope.root,
-            top_nsmap={"wsa": request.namespace} if request.namespace == ns.WSA else None,
-        )
+        # The reply goes back on this HTTP response (to the SP, which sends it on): its
+        # endpoint's reference parameters go with it, its address is the SP's to write.
+        selected = replies.select(request, fault=is_fault)
+        target = replies.ReplyTarget(replies.Destination.ANONYMOUS, selected.epr, selected.header)
+        if not replies.complete(envelope, request, action, target):
+            return body
         return serialize(envelope.root)
 
 

@@ -12,14 +12,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
+from dynasoar.addresses import OwnAddresses
 from dynasoar.consumer.host_client import HostClient
 from dynasoar.deadlines import Deadlines
+from dynasoar.errors import DynasoarError
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.paths import PROVIDER_PORT as PORT_PATH
 from dynasoar.paths import contracts_dir
 from dynasoar.provider.autoscaler import Autoscaler, Scaling
 from dynasoar.provider.chain import build_chain
+from dynasoar.provider.courier import build_courier
+from dynasoar.provider.deliveries import DeliveryStore
 from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.detach import resume
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.load import LoadTracker
@@ -27,6 +32,8 @@ from dynasoar.provider.logs import ServiceLogs
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
+from dynasoar.provider.replies import ReplyRouter
+from dynasoar.provider.reply_policy import ReplyDestinations
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.provider.shipper import Shipper
@@ -63,6 +70,12 @@ class ProviderConfig:
     security: Policy = field(default_factory=Policy)  # signs for hosts, believes their replies
     consumer_trust: TrustStore | None = None  # consumers whose signed messages it believes
     scaling: Scaling = field(default_factory=Scaling)
+    #: URLs this SP is reached at besides the one it listens on (behind a proxy, say).
+    public_urls: list[str] = field(default_factory=list)
+    soap12_sender_status: int = 400  # HTTP status of a SOAP 1.2 Sender fault
+    #: Patterns of the ReplyTo / FaultTo addresses replies may be sent to (none: no address).
+    reply_to_allow: list[str] = field(default_factory=list)
+    reply_retry_for: float = 600.0  # how long a reply is tried before it is given up
 
 
 class ProviderApp:
@@ -104,6 +117,13 @@ class ProviderApp:
         )
         self.provider.on_heartbeat = self.autoscaler.heartbeat
         self._control: asyncio.Task[None] | None = None
+        self.own = OwnAddresses(config.public_urls)
+        # Replies to ReplyTo / FaultTo addresses: kept in the registry, sent by the courier.
+        self.destinations = ReplyDestinations(config.reply_to_allow)
+        self.deliveries = DeliveryStore(self.registry, config.reply_retry_for)
+        self.courier = build_courier(self.deliveries, self.pool, self.destinations)
+        self._courier: asyncio.Task[None] | None = None
+        self._resume: asyncio.Task[None] | None = None
         self.chain, self.relay = build_chain(
             self.provider,
             self.deployer,
@@ -113,6 +133,10 @@ class ProviderApp:
             message_timeout=config.message_timeout,
             call_timeout=config.call_timeout,
             usage=self.usage,
+            own=self.own,
+            destinations=self.destinations,
+            store=self.deliveries,
+            router=ReplyRouter(self.deliveries, self.courier.wake, config.soap12_sender_status),
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sp-port")
         from dynasoar.provider.port import provider_port  # spyne: imported with the port only
@@ -126,6 +150,8 @@ class ProviderApp:
                 mtom_limits=upload_limits(config.max_upload_bytes),
                 # consumers need not sign management calls; the SP signs what it answers
                 security=Policy(credentials=config.security.credentials),
+                own=self.own,
+                sender_status=config.soap12_sender_status,
             ),
             self.executor,
             lambda: {
@@ -147,7 +173,10 @@ class ProviderApp:
 
     async def start(self, url: str) -> Handler:
         """Restore before serving: deployments recorded before a restart are checked against
-        their hosts (reused, lost, or cleaned up after a crash), then the control loop runs."""
+        their hosts (reused, lost, or cleaned up after a crash), then the control loop runs,
+        the courier sends replies kept for later, and messages accepted before the restart
+        are taken up again."""
+        self.own.listening(url)
         self.url = url
         for address in self.config.hosts:
             self.hosts.add(address)
@@ -155,15 +184,36 @@ class ProviderApp:
         if self.config.hosts:
             await self.hosts.survey()
         self._control = asyncio.create_task(self.autoscaler.run())
+        self._courier = asyncio.create_task(self.courier.run())
+        self._resume = asyncio.create_task(self._take_up(url))
         return self.handle
+
+    async def _take_up(self, url: str) -> None:
+        """Messages accepted (202) before a restart: processed now, a few at a time."""
+        try:
+            taken_up = await resume(
+                self.deliveries,
+                self.provider,
+                url,
+                self.config.message_timeout,
+                self.chain.run_accepted,
+                self.chain.fail,
+            )
+        except DynasoarError as exc:
+            log.error("messages accepted before the restart not taken up: %s", exc.reason)
+            return
+        if taken_up:
+            log.info("%d messages accepted before the restart taken up again", taken_up)
 
     async def quiesce(self) -> None:
         """Stopping: the control loop first. Nobody hears the hosts' heartbeats from now on,
-        and judging them would undo every deployment; the registry stays as it is."""
-        if self._control is not None:
-            self._control.cancel()
-            await asyncio.gather(self._control, return_exceptions=True)
-            self._control = None
+        and judging them would undo every deployment; the registry stays as it is. Messages
+        accepted before the last restart and not yet taken up wait for the next start."""
+        for task in (self._control, self._resume):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._control = self._resume = None
 
     def cut_short(self, reason: str) -> None:
         ended = self.deadlines.expire_all(reason)
@@ -171,6 +221,10 @@ class ProviderApp:
 
     async def stop(self) -> None:
         await self.quiesce()
+        if self._courier is not None:  # replies not sent yet are kept for the next start
+            self._courier.cancel()
+            await asyncio.gather(self._courier, return_exceptions=True)
+        await self.chain.close()
         await self.reconciler.close()
         await self.deployer.close()
         self.usage.flush()

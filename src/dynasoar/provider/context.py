@@ -40,6 +40,9 @@ class MessageContext:
     #: The relay already sent this message again after losing a deployment.
     retried: bool = False
     response: Response | None = None
+    #: Accepted for an asynchronous reply (202 sent): its row in the reply store.
+    job: str | None = None
+    detached: bool = False
 
     @property
     def billed_to(self) -> str:

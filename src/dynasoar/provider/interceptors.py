@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from dynasoar import ns
+from dynasoar.addresses import OwnAddresses
 from dynasoar.consumer.host_client import normalize
 from dynasoar.errors import (
     DestinationUnreachable,
@@ -17,6 +18,7 @@ from dynasoar.errors import (
 from dynasoar.provider.catalog import Advertised
 from dynasoar.provider.context import MessageContext
 from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.reply_policy import ReplyDestinations
 from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.soap import addressing
 from dynasoar.soap.addressing_rules import EndpointRules, check_request, soap_action_of
@@ -126,11 +128,15 @@ class ResolveService:
 
 
 class CheckAddressing:
-    """The service's own WSDL decides: addressing required or optional, which actions exist."""
+    """The service's own WSDL decides: addressing required or optional, which actions exist.
+    wsa:To must name this SP (its scheme, host, port: as it listens, or a configured public
+    URL) and the service; a ReplyTo / FaultTo address must be one the operator allows."""
 
     phase = "addressing"
 
-    def __init__(self) -> None:
+    def __init__(self, own: OwnAddresses, destinations: ReplyDestinations) -> None:
+        self._own = own
+        self._destinations = destinations
         self._rules: dict[tuple[str, str], EndpointRules] = {}
 
     async def handle(self, ctx: MessageContext) -> None:
@@ -148,7 +154,8 @@ class CheckAddressing:
                 required=contract.addressing_required,
                 actions=contract.operations,
                 expects_reply=contract.expects_reply,
-                is_destination=lambda to: unquote(urlsplit(to).path).rstrip("/") == own_path,
+                is_destination=lambda to: self._own.names(to, own_path),
+                reply_address=self._destinations.check,
             )
             self._rules[key] = rules
         return rules

@@ -56,6 +56,7 @@ class Registry:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._migrate()
+        self._migrate_services()
         self._lock = threading.Lock()
         #: Every deployment record, and the ready ones, by service.
         self._records: dict[str, list[DeploymentRecord]] = {}
@@ -67,11 +68,13 @@ class Registry:
         for record in self._load_deployments():
             self._index(record.service, [*self._records.get(record.service, []), record])
 
-    def _migrate(self) -> None:
-        for table, column, declaration in MIGRATIONS:
+    def _migrate(self, migrations: Sequence[tuple[str, str, str]] = MIGRATIONS) -> None:
+        for table, column, declaration in migrations:
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             if columns and column not in columns:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    def _migrate_services(self) -> None:
         # Before versions: one row per service, the version published last. Each becomes the
         # only version of its service, and takes all its traffic.
         legacy = self._db.execute(
@@ -91,13 +94,20 @@ class Registry:
             self._db.execute("DROP TABLE services")
             self._db.execute("COMMIT")
 
+    def adopt(self, schema: str, migrations: Sequence[tuple[str, str, str]] = ()) -> None:
+        """A table another module keeps in this database: created from its ``schema`` and
+        brought up to date (``migrations``: columns added since) as the registry's own are."""
+        with self._lock:
+            self._db.executescript(schema)
+            self._migrate(migrations)
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction under the registry's lock, for the tables other modules keep."""
+        return self._tx()
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """The database in one transaction, for the registry's companions (the usage book)."""
-        return self._tx()
 
     def query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
         with self._lock:

@@ -27,6 +27,8 @@ _WSA_TAGS = (f"{{{ns.WSA}}}", f"{{{ns.WSA_2004}}}")
 class EndpointReference:
     address: str
     reference_parameters: tuple[etree._Element, ...] = ()
+    #: The 2004/08 submission's ReferenceProperties (1.0 folded them into the parameters).
+    reference_properties: tuple[etree._Element, ...] = ()
 
 
 @dataclass
@@ -113,9 +115,15 @@ def _read_epr(element: etree._Element, wsa: str) -> EndpointReference | None:
     address = element.find(f"{{{wsa}}}Address")
     if address is None or not (address.text or "").strip():
         return None
-    params = element.find(f"{{{wsa}}}ReferenceParameters")
-    children = tuple(c for c in params if isinstance(c.tag, str)) if params is not None else ()
-    return EndpointReference((address.text or "").strip(), children)
+    return EndpointReference(
+        (address.text or "").strip(),
+        _children(element.find(f"{{{wsa}}}ReferenceParameters")),
+        _children(element.find(f"{{{wsa}}}ReferenceProperties")) if wsa == ns.WSA_2004 else (),
+    )
+
+
+def _children(parent: etree._Element | None) -> tuple[etree._Element, ...]:
+    return tuple(c for c in parent if isinstance(c.tag, str)) if parent is not None else ()
 
 
 def write_headers(headers: AddressingHeaders) -> list[etree._Element]:
@@ -151,22 +159,31 @@ def write_headers(headers: AddressingHeaders) -> list[etree._Element]:
 def write_epr(tag: str, epr: EndpointReference, wsa: str = ns.WSA) -> etree._Element:
     el = etree.Element(tag, nsmap={"wsa": wsa})
     etree.SubElement(el, f"{{{wsa}}}Address").text = epr.address
-    if epr.reference_parameters:
-        etree.SubElement(el, f"{{{wsa}}}ReferenceParameters").extend(
-            [_copy(p) for p in epr.reference_parameters]
-        )
+    for name, values in (
+        ("ReferenceProperties", epr.reference_properties),
+        ("ReferenceParameters", epr.reference_parameters),
+    ):
+        if values:
+            etree.SubElement(el, f"{{{wsa}}}{name}").extend([_copy(p) for p in values])
     return el
 
 
 def _copy(el: etree._Element) -> etree._Element:
+    # Through text: the copy keeps every namespace in scope where it was (a QName in its
+    # content may use one), and belongs to no tree of the request's.
     return etree.fromstring(etree.tostring(el))
 
 
-def reply_headers(request: AddressingHeaders, action: str) -> AddressingHeaders:
-    """The addressing properties of the reply to ``request`` (Core §3.4)."""
+def reply_headers(
+    request: AddressingHeaders, action: str, to: str | None = None
+) -> AddressingHeaders:
+    """The addressing properties of the reply to ``request`` (Core §3.4); ``to`` is the
+    selected endpoint's address when it is not anonymous (an anonymous [destination] is the
+    default and goes unwritten)."""
     relates = [(request.message_id, REPLY_RELATIONSHIP)] if request.message_id else []
     return AddressingHeaders(
         namespace=request.namespace,
+        to=to,
         action=action,
         message_id=new_message_id(),
         relates_to=relates,
@@ -175,7 +192,11 @@ def reply_headers(request: AddressingHeaders, action: str) -> AddressingHeaders:
 
 
 def reference_parameter_blocks(epr: EndpointReference, wsa: str = ns.WSA) -> list[etree._Element]:
-    """An EPR's reference parameters as the header blocks of a message to it (SOAP Binding §2.3)."""
+    """An EPR's reference parameters as the header blocks of a message to it: in WS-Addressing
+    1.0 each marked ``wsa:IsReferenceParameter="true"`` (SOAP Binding §3); in the 2004/08
+    submission the reference properties too, unmarked (its §2.3 has no such attribute)."""
+    if wsa == ns.WSA_2004:
+        return [_copy(p) for p in (*epr.reference_properties, *epr.reference_parameters)]
     blocks = []
     for param in epr.reference_parameters:
         block = _copy(param)

@@ -1,6 +1,7 @@
 """The rules a receiving endpoint applies to WS-Addressing properties (W3C WS-Addressing 1.0
-SOAP Binding §6): required headers, cardinality, SOAPAction = wsa:Action, a known Action, a known
-destination, anonymous replies. Each broken rule raises the spec's fault."""
+SOAP Binding §6): required headers, cardinality, SOAPAction = wsa:Action, a known Action, a
+destination that is this endpoint, reply endpoints it can answer. Each broken rule raises the
+spec's fault."""
 
 from __future__ import annotations
 
@@ -14,9 +15,25 @@ from dynasoar.errors import (
     InvalidAddressingHeader,
     MalformedMessage,
     MessageAddressingHeaderRequired,
+    QName,
 )
 from dynasoar.soap.addressing import AddressingHeaders
 from dynasoar.soap.mime import parse_content_type
+from dynasoar.soap.replies import is_anonymous, is_none
+
+#: Checks a ReplyTo / FaultTo address that is neither anonymous nor none: (the header's
+#: qualified name, its address) -> None, or raises the fault to answer with.
+ReplyAddressCheck = Callable[[QName, str], None]
+
+
+def anonymous_only(header: QName, address: str) -> None:
+    """Replies go back on the HTTP response only (WS-Addressing Metadata §3.1.1's fault)."""
+    raise InvalidAddressingHeader(
+        f"wsa:{header[1]} must be anonymous (or none) here: replies go back on the HTTP "
+        f"response, and {address!r} is neither",
+        subsubcode="OnlyAnonymousAddressSupported",
+        problem_header=header,
+    )
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,8 @@ class EndpointRules:
     expects_reply: Callable[[str], bool]
     #: Does a wsa:To value name this endpoint?
     is_destination: Callable[[str], bool]
+    #: What a ReplyTo / FaultTo that is neither anonymous nor none must pass.
+    reply_address: ReplyAddressCheck = anonymous_only
 
 
 def check_request(
@@ -69,7 +88,10 @@ def check_request(
             subsubcode="ActionMismatch",
             problem_header=(wsa, "Action"),
         )
-    if headers.to and not _is_anonymous(headers.to) and not rules.is_destination(headers.to):
+    for header, epr in (("ReplyTo", headers.reply_to), ("FaultTo", headers.fault_to)):
+        if epr is not None and not is_anonymous(epr.address) and not is_none(epr.address):
+            rules.reply_address((wsa, header), epr.address)
+    if headers.to and not is_anonymous(headers.to) and not rules.is_destination(headers.to):
         raise DestinationUnreachable(
             f"no endpoint here answers to wsa:To {headers.to!r}", iri=headers.to
         )
@@ -83,17 +105,6 @@ def check_request(
             "a request that expects a reply must carry wsa:MessageID",
             problem_header=(wsa, "MessageID"),
         )
-    for header, epr in (("ReplyTo", headers.reply_to), ("FaultTo", headers.fault_to)):
-        if epr is not None and not _is_anonymous(epr.address) and epr.address != ns.WSA_NONE:
-            raise InvalidAddressingHeader(
-                f"wsa:{header} must be anonymous: replies go back on the HTTP response",
-                subsubcode="OnlyAnonymousAddressSupported",
-                problem_header=(wsa, header),
-            )
-
-
-def _is_anonymous(address: str) -> bool:
-    return address in (ns.WSA_ANONYMOUS, ns.WSA_2004_ANONYMOUS)
 
 
 def soap_action_of(content_type: str | None, soapaction_header: str | None) -> str | None:

@@ -6,7 +6,16 @@ Detail. SOAP 1.1: WS-Addressing faults put their subcode in faultcode and their 
 wsa:FaultDetail header (WS-Addressing 1.0 SOAP Binding §6); WS-Security faults put theirs in
 faultcode too, with no detail (SOAP Message Security 1.1 §12); dynasoar's own faults use
 faultcode Client|Server and a detail element named by the subcode (CONTRACT.md).
-HTTP status: SOAP 1.1 faults are 500 (WS-I BP R1126); SOAP 1.2 Sender faults 400, others 500.
+
+A fault to a request that used WS-Addressing is a reply (Core §3.4): RelatesTo, a MessageID,
+the fault endpoint's reference parameters, and the Action of SOAP Binding §6 — ``.../fault``
+for the faults WS-Addressing defines, ``.../soap/fault`` for every other (generic SOAP faults,
+WS-Security's, dynasoar's own); a 2004/08 request is answered in 2004/08, which has only
+``.../fault``. The Fault element declares the WS-Addressing prefix itself (a client that reads
+the Fault apart from its envelope, as Mono's WCF does, resolves the QNames in it).
+
+HTTP status: SOAP 1.1 faults are 500 (WS-I BP R1126); SOAP 1.2 Sender faults 400 (or 500 for
+clients that take a 400 for a transport error), others 500.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from dynasoar import ns
 from dynasoar.errors import (
     WSSE,
     AddressingFault,
+    DetailItem,
     DynasoarError,
     FaultInfo,
     MustUnderstand,
@@ -24,47 +34,61 @@ from dynasoar.errors import (
     SecurityFault,
     VersionMismatch,
 )
-from dynasoar.soap import addressing
+from dynasoar.soap import addressing, replies
 from dynasoar.soap.envelope import SoapVersion, build_envelope, serialize
 
+#: HTTP statuses a SOAP 1.2 Sender fault may be sent with (SOAP 1.2 part 2 §7.5.1.2: 400).
+SENDER_STATUSES = (400, 500)
 
-def http_status(error: DynasoarError, version: SoapVersion) -> int:
-    """SOAP 1.2 HTTP binding: Sender faults 400, all others 500; SOAP 1.1: 500 (BP R1126)."""
+
+def http_status(error: DynasoarError, version: SoapVersion, sender_status: int = 400) -> int:
+    """SOAP 1.2 HTTP binding: Sender faults 400 (or ``sender_status``), all others 500;
+    SOAP 1.1: 500 (BP R1126)."""
     if (
         version is SoapVersion.SOAP12
         and error.sender
         and not isinstance(error, VersionMismatch | MustUnderstand)
     ):
-        return 400
+        return sender_status
     return 500
+
+
+def fault_action(wsa: str, error: DynasoarError | None = None) -> str:
+    """SOAP Binding §6: WS-Addressing's own faults ``.../fault``, all others (``error`` None:
+    a fault someone else wrote) ``.../soap/fault``; 2004/08 knows only its ``.../fault``."""
+    if wsa == ns.WSA_2004:
+        return ns.WSA_2004_FAULT_ACTION
+    return ns.WSA_FAULT_ACTION if isinstance(error, AddressingFault) else ns.WSA_SOAP_FAULT_ACTION
 
 
 def fault_reply(
     error: DynasoarError,
     version: SoapVersion,
     request: addressing.AddressingHeaders | None = None,
+    *,
+    sender_status: int = 400,
+    target: replies.ReplyTarget | None = None,
 ) -> tuple[int, str, bytes]:
     """(HTTP status, Content-Type, body) of the fault reply for ``error``."""
-    body = render_fault(error, version, request)
+    body = render_fault(error, version, request, target)
     if isinstance(error, VersionMismatch):
         version = SoapVersion.SOAP12
-    return http_status(error, version), version.content_type(), body
+    return http_status(error, version, sender_status), version.content_type(), body
 
 
 def render_fault(
     error: DynasoarError,
     version: SoapVersion,
     request: addressing.AddressingHeaders | None = None,
+    target: replies.ReplyTarget | None = None,
 ) -> bytes:
-    """The fault envelope for ``error``; addressed as a reply when the request used WS-A."""
+    """The fault envelope for ``error``; addressed as a reply when the request used WS-A, to
+    ``target`` (by default the endpoint :func:`replies.fault_target` selects)."""
     headers: list[etree._Element] = []
     wsa = request.namespace if request is not None and request.present else None
     if wsa is not None and request is not None:
-        action = ns.WSA_SOAP_FAULT_ACTION if isinstance(error, AddressingFault) else None
-        if wsa == ns.WSA_2004:
-            action = ns.WSA_2004_FAULT_ACTION
-        reply = addressing.reply_headers(request, action or ns.WSA_FAULT_ACTION)
-        headers += addressing.write_headers(reply)
+        target = target or replies.fault_target(request, error)
+        headers += replies.reply_blocks(request, fault_action(wsa, error), target)
     if isinstance(error, VersionMismatch):
         return _version_mismatch(error)
     if isinstance(error, MustUnderstand):
@@ -72,19 +96,27 @@ def render_fault(
     if version is SoapVersion.SOAP12:
         fault = _fault12(error, wsa)
     else:
-        fault, detail_header = _fault11(error, wsa or ns.WSA)
+        fault, detail_header = _fault11(error, wsa)
         if detail_header is not None:
             headers.append(detail_header)
-    nsmap = _nsmap(error, wsa)
-    if wsa is not None:
-        nsmap.setdefault("wsa04" if wsa == ns.WSA_2004 else "wsa", wsa)
-    return serialize(build_envelope(version, [fault], headers, nsmap=nsmap))
+    return serialize(build_envelope(version, [fault], headers, nsmap=_prefixes(error, wsa)))
+
+
+def _detail_name(item: DetailItem, wsa: str | None) -> QName:
+    """A 2004/08 fault's detail elements are in the 2004/08 namespace (WS-Addressing 1.0's
+    names: the submission names no detail elements of its own but RetryAfter)."""
+    if wsa == ns.WSA_2004 and item.name[0] == ns.WSA:
+        return (ns.WSA_2004, item.name[1])
+    return item.name
 
 
 def _nsmap(error: DynasoarError, wsa: str | None = None) -> dict[str | None, str]:
-    """Prefixes for every namespace the fault names, in element names and in QName values."""
+    """Prefixes for every namespace the fault names, in element names and in QName values,
+    and the request's WS-Addressing namespace."""
     uris = {q[0] for q in _codes(error, wsa) if q}
-    uris |= {item.name[0] for item in error.detail}
+    uris |= {_detail_name(item, wsa)[0] for item in error.detail}
+    if wsa is not None:
+        uris.add(wsa)
     uris |= {
         item.text[1:].partition("}")[0]
         for item in error.detail
@@ -127,15 +159,22 @@ def _qname_text(el: etree._Element, qname: QName) -> str:
     raise ValueError(f"no prefix in scope for {qname[0]}")
 
 
-def _detail_children(error: DynasoarError, parent: etree._Element) -> None:
+def _prefixes(error: DynasoarError, wsa: str | None) -> dict[str | None, str]:
+    """The Envelope's own declarations: the fault's vocabularies but WS-Addressing's, which
+    the Fault and each header block declare where they use it."""
+    return {p: uri for p, uri in _nsmap(error, wsa).items() if uri not in (ns.WSA, ns.WSA_2004)}
+
+
+def _detail_children(error: DynasoarError, parent: etree._Element, wsa: str | None) -> None:
     for item in error.detail:
-        child = etree.SubElement(parent, "{%s}%s" % item.name)
-        if item.name[1] == "ProblemHeaderQName" and item.text.startswith("{"):
+        name = _detail_name(item, wsa)
+        child = etree.SubElement(parent, "{%s}%s" % name)
+        if name[1] == "ProblemHeaderQName" and item.text.startswith("{"):
             uri, _, local = item.text[1:].partition("}")
             child.text = _qname_text(child, (uri, local))
-        elif item.name[1] == "ProblemAction":
+        elif name[1] == "ProblemAction":
             # WS-Addressing schema: ProblemAction holds an Action (and optionally a SoapAction).
-            etree.SubElement(child, "{%s}Action" % item.name[0]).text = item.text
+            etree.SubElement(child, "{%s}Action" % name[0]).text = item.text
         else:
             child.text = item.text
 
@@ -159,14 +198,14 @@ def _fault12(error: DynasoarError, wsa: str | None = None) -> etree._Element:
     text.text = error.reason
     if _code_is_faultcode(error):
         if error.detail:
-            _detail_children(error, etree.SubElement(fault, f"{{{env}}}Detail"))
+            _detail_children(error, etree.SubElement(fault, f"{{{env}}}Detail"), wsa)
     elif error.subcode is not None:
         detail = etree.SubElement(fault, f"{{{env}}}Detail")
         etree.SubElement(detail, "{%s}%s" % error.subcode).text = error.reason
     return fault
 
 
-def _fault11(error: DynasoarError, wsa: str) -> tuple[etree._Element, etree._Element | None]:
+def _fault11(error: DynasoarError, wsa: str | None) -> tuple[etree._Element, etree._Element | None]:
     env = ns.SOAP11_ENV
     fault = etree.Element(f"{{{env}}}Fault", nsmap={"soap": env, **_nsmap(error, wsa)})
     detail_header = None
@@ -175,8 +214,9 @@ def _fault11(error: DynasoarError, wsa: str) -> tuple[etree._Element, etree._Ele
     if _code_is_faultcode(error) and subcode is not None:
         faultcode.text = _qname_text(fault, subcode)
         if isinstance(error, AddressingFault) and error.detail:
-            detail_header = etree.Element(f"{{{wsa}}}FaultDetail", nsmap=_nsmap(error))
-            _detail_children(error, detail_header)
+            header_ns = wsa or ns.WSA
+            detail_header = etree.Element(f"{{{header_ns}}}FaultDetail", nsmap=_nsmap(error, wsa))
+            _detail_children(error, detail_header, wsa)
     else:
         faultcode.text = "soap:Client" if error.sender else "soap:Server"
     etree.SubElement(fault, "faultstring").text = error.reason

@@ -2,8 +2,9 @@
 
 W3C SOAP MTOM + XOP 1.0 over multipart/related (RFC 2387, RFC 2046). The reader keeps the root
 part (the envelope) in memory and spools every other part to its own file, hashing it on the
-way; the writer streams files piecewise with a Content-Length known up front. Neither holds a
-payload in memory, so VM images of several GiB cost a few MiB of RSS.
+way; the writer (:mod:`dynasoar.soap.mtom_writer`) streams files piecewise with a Content-Length
+known up front. Neither holds a payload in memory, so VM images of several GiB cost a few MiB
+of RSS. The xop:Include helpers are in :mod:`dynasoar.soap.xop`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from dynasoar.errors import MalformedMessage, PayloadTooLarge
+from dynasoar.soap.futures import abandon
 from dynasoar.soap.mime import (
     header_value,
     parse_content_type,
@@ -446,7 +448,7 @@ class _ThreadFeeder:
     def cancel(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
-            _abandon(pending)
+            abandon(pending)
 
     async def _wait_pending(self) -> None:
         pending, self._pending = self._pending, None
@@ -500,30 +502,3 @@ def read_mtom_sync(
     except BaseException:
         reader.abort()
         raise
-
-
-def _abandon(future: asyncio.Future[Any]) -> None:
-    """Drop a worker-thread future nobody will await (its thread runs on regardless)."""
-    if not future.done():
-        future.cancel()
-    elif not future.cancelled():
-        future.exception()  # marks it retrieved, so asyncio does not log it as lost
-
-
-# The writer and XOP helpers live in their own modules; imported here for callers of old.
-from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment  # noqa: E402
-from dynasoar.soap.xop import find_xop_includes, verify_digest, xop_include  # noqa: E402
-
-__all__ = [
-    "Attachment",
-    "MtomLimits",
-    "MtomMessage",
-    "MtomReader",
-    "MtomWriter",
-    "OutgoingAttachment",
-    "find_xop_includes",
-    "read_mtom",
-    "read_mtom_sync",
-    "verify_digest",
-    "xop_include",
-]

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynasoar.soap.futures import abandon
 from dynasoar.soap.mime import XOP_MEDIA_TYPE, format_content_type, is_valid_boundary
-from dynasoar.soap.mtom import _abandon
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -241,7 +241,7 @@ async def _aread_file(segment: _FileSegment, chunk_size: int) -> AsyncIterator[b
                 yield piece
     finally:
         if ahead is not None:
-            _abandon(ahead)
+            abandon(ahead)
     _check_unchanged(segment)
 
 
