@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
         "manifest sets no [service] call_timeout (default 60)",
     )
     p.add_argument(
+        "--keep-versions",
+        type=int,
+        default=5,
+        metavar="N",
+        help="published versions kept per service, besides those routed or deployed "
+        "(default 5)",
+    )
+    p.add_argument(
         "--reconcile-interval",
         type=float,
         default=30.0,
@@ -472,6 +480,7 @@ def _run_sp(args: argparse.Namespace) -> int:
         hosts=args.hp,
         deploy_timeout=args.deploy_timeout,
         call_timeout=args.call_timeout,
+        keep_versions=args.keep_versions,
         max_upload_bytes=args.max_upload,
         placement=args.placement,
         scaling=Scaling(

@@ -173,12 +173,12 @@ def test_an_undeploy_drains_instead_of_being_undone_by_retries(make_cluster: Mak
 def test_publishing_again_keeps_every_version_up_to_a_bound(
     make_cluster: MakeCluster, tmp_path: Path
 ) -> None:
-    c = make_cluster(hps=[()])
+    c = make_cluster(sp_args=["--keep-versions", "3"], hps=[()])
     for n in range(1, 8):
         c.client.publish(versioned(tmp_path, f"1.{n}"), rollout=False)
     (echo,) = c.client.call("ListServices")
-    # The first stays (it is routed); of the rest, the newest kept.
+    # The first stays (it is routed); of the rest, the newest three.
     assert echo.version == "1.1"
-    assert echo.available == ["1.1", "1.3", "1.4", "1.5", "1.6", "1.7"]
+    assert echo.available == ["1.1", "1.5", "1.6", "1.7"]
     stored = sorted(p.name for p in (c.work / "sp" / "repository" / "packages" / "Echo").iterdir())
-    assert len(stored) == 6
+    assert len(stored) == 4

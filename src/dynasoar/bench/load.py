@@ -87,6 +87,36 @@ async def run(
     }
 
 
+def command(
+    url: str,
+    body: Path,
+    soap_action: str,
+    expect: str,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+) -> list[str]:
+    """The command line that runs this load generator as a process of its own."""
+    return [
+        sys.executable,
+        "-m",
+        "dynasoar.bench.load",
+        url,
+        "--body",
+        str(body),
+        "--soap-action",
+        soap_action,
+        "--expect",
+        expect,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from dynasoar.bench.cluster import BenchCluster, cpu_seconds, pid_of_deployment
+from dynasoar.bench.load import command
 from dynasoar.paths import samples_dir
 
 ECHO_NS = "urn:dynasoar:samples:echo"
@@ -38,24 +38,7 @@ class Run:
 
 def _load(url: str, body: Path, duration: float, concurrency: int) -> dict[str, float]:
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dynasoar.bench.load",
-            url,
-            "--body",
-            str(body),
-            "--soap-action",
-            ECHO_NS + "/Echo",
-            "--expect",
-            "payload",
-            "--concurrency",
-            str(concurrency),
-            "--duration",
-            str(duration),
-            "--warmup",
-            "0.5",
-        ],
+        command(url, body, ECHO_NS + "/Echo", "payload", concurrency, duration, 0.5),
         capture_output=True,
         text=True,
         check=True,

@@ -11,12 +11,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dynasoar.bench.cluster import BenchCluster
+from dynasoar.bench.load import command
 from dynasoar.bench.relay import BODY, ECHO_NS
 from dynasoar.paths import samples_dir
 from dynasoar.procs import start_actor
@@ -26,41 +27,24 @@ CONCURRENCY = 16
 
 def _start_load(url: str, body: Path, duration: float) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dynasoar.bench.load",
-            url,
-            "--body",
-            str(body),
-            "--soap-action",
-            ECHO_NS + "/Echo",
-            "--expect",
-            "payload",
-            "--concurrency",
-            str(CONCURRENCY),
-            "--duration",
-            str(duration),
-            "--warmup",
-            "0",
-        ],
+        command(url, body, ECHO_NS + "/Echo", "payload", CONCURRENCY, duration, 0.0),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
 
 
-def _result(load: subprocess.Popen[str], duration: float) -> dict[str, object]:
+def _result(load: subprocess.Popen[str], duration: float) -> dict[str, Any]:
     out, _ = load.communicate(timeout=duration + 120)
-    result: dict[str, object] = json.loads(out)
+    result: dict[str, Any] = json.loads(out)
     return result
 
 
-def _line(what: str, result: dict[str, object]) -> str:
-    kinds = ", ".join(result["error_kinds"]) if result["error_kinds"] else "none"  # type: ignore[arg-type]
+def _line(what: str, result: dict[str, Any]) -> str:
+    kinds = ", ".join(result["error_kinds"]) or "none"
     return (
         f"  {what}: {result['requests']} messages answered, {result['errors']} failed "
-        f"({kinds}), longest call {float(result['max']):.2f} s"  # type: ignore[arg-type]
+        f"({kinds}), longest call {result['max']:.2f} s"
     )
 
 

@@ -64,6 +64,7 @@ class ProviderConfig:
     deploy_timeout: float = 120.0
     message_timeout: float = 150.0
     call_timeout: float = 60.0  # a service's call deadline when its manifest sets none
+    keep_versions: int = 5  # published versions kept per service (besides those in use)
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
     placement: str = DEFAULT_POLICY
     ca: Path | None = None  # verifies https:// Host Providers
@@ -109,7 +110,9 @@ class ProviderApp:
             grace=min(10.0, config.scaling.reconcile_interval),
         )
         self.hosts.on_up = self.reconciler.soon
-        self.provider = ServiceProvider(data, self.registry, repository, self.hosts, self.deployer)
+        self.provider = ServiceProvider(
+            data, self.registry, repository, self.hosts, self.deployer, config.keep_versions
+        )
         self.logs = ServiceLogs(self.registry, host_client)
         self.usage = Usage(self.registry, host_client)
         self.autoscaler = Autoscaler(

@@ -28,6 +28,7 @@ class ServiceProvider:
         repository: Repository,
         hosts: HostDirectory,
         deployer: Deployer,
+        keep_versions: int = 5,
     ) -> None:
         self.data = data
         self.registry = registry
@@ -35,7 +36,9 @@ class ServiceProvider:
         self.hosts = hosts
         self.deployer = deployer
         self._catalog = Catalog(registry)
-        self.rollouts = Rollouts(registry, repository, deployer, self._catalog.refresh)
+        self.rollouts = Rollouts(
+            registry, repository, deployer, self._catalog.refresh, keep_versions=keep_versions
+        )
         self.on_heartbeat: Callable[[str, float], None] | None = None
 
     # -- the catalog (read on every message) --------------------------------------------
