@@ -39,7 +39,8 @@ CONTRACTS = {
     "wsdl/ServiceProvider.wsdl": (
         ops(
             "urn:dynasoar:2006:provider", "Publish", "Deploy", "Undeploy", "ListServices",
-            "ListDeployments", "ListHosts", "RegisterHost", "QueryImages", "GetLogs",
+            "ListDeployments", "ListHosts", "RegisterHost", "DeregisterHost", "QueryImages",
+            "GetLogs",
         ),
         True,
     ),
