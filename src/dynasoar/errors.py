@@ -34,6 +34,7 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── ShuttingDown                  dyn:ShuttingDown: the actor stopped before answering
     │   ├── CallTimeout                   dyn:CallTimeout: the service did not answer in time
     │   └── TransportError                an HTTP exchange with a peer failed
+    │       └── Unreachable               ... before it began: nothing answers at that address
     └── RemoteFault                       a SOAP fault a peer sent us (client side)
 """
 
@@ -252,6 +253,11 @@ class TransportError(ReceiverError):
     """An HTTP exchange with a peer failed (connect, read, timeout, protocol)."""
 
     subcode = (ns.DYN, "TransportError")
+
+
+class Unreachable(TransportError):
+    """No connection could be made to the peer (refused, no route, a name that does not
+    resolve): it is not running there, or the address is wrong."""
 
 
 @dataclass
