@@ -1,5 +1,6 @@
 """Assembles a Service Provider process: state under ``--data``, the management port, the
-routing interceptor, and the HTTP routes that lead to them."""
+routing interceptor, what operators watch (status page, metrics, readiness, access lines), and
+the HTTP routes that lead to them."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ from urllib.parse import unquote
 from dynasoar.consumer.host_client import HostClient
 from dynasoar.deadlines import Deadlines
 from dynasoar.http import ConnectionPool, Handler, Request, Response
+from dynasoar.images import CacheStats
 from dynasoar.paths import PROVIDER_PORT as PORT_PATH
 from dynasoar.paths import contracts_dir
+from dynasoar.portlog import PortLog
+from dynasoar.provider.access import MessageObserver
+from dynasoar.provider.activity import Activity
 from dynasoar.provider.autoscaler import Autoscaler, Scaling
 from dynasoar.provider.chain import build_chain
 from dynasoar.provider.deployer import Deployer
@@ -24,6 +29,8 @@ from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.logs import ServiceLogs
+from dynasoar.provider.metrics import ProviderMetrics, SpState
+from dynasoar.provider.page import StatusPage
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
@@ -41,6 +48,7 @@ from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion
 from dynasoar.soap.security import Policy, TrustStore
 from dynasoar.tls import client_context
+from dynasoar.watch import HEALTH_PATH, METRICS_PATH, READY_PATH, Readiness, metrics_response
 from dynasoar.wsdl import rewrite_addresses
 
 log = logging.getLogger(__name__)
@@ -96,6 +104,21 @@ class ProviderApp:
         )
         self.hosts.on_up = self.reconciler.soon
         self.provider = ServiceProvider(data, self.registry, repository, self.hosts, self.deployer)
+        images = repository.images
+        self.metrics = ProviderMetrics(
+            SpState(
+                self.registry,
+                self.deployer.load,
+                lambda: len(self.provider.catalog()),
+                lambda: _held(images.stats()),
+            )
+        )
+        self.activity = Activity(self.metrics)
+        shipper.observer = self.activity
+        self.page = StatusPage(
+            self.provider, self.registry, self.deployer.load, images, self.activity
+        )
+        self.readiness = Readiness()
         self.logs = ServiceLogs(self.registry, host_client)
         self.autoscaler = Autoscaler(
             self.provider, self.registry, self.deployer, config.scaling, self.reconciler
@@ -110,6 +133,7 @@ class ProviderApp:
             self.deadlines,
             message_timeout=config.message_timeout,
             call_timeout=config.call_timeout,
+            observe=MessageObserver(self.metrics, self.activity),
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sp-port")
         from dynasoar.provider.port import provider_port  # spyne: imported with the port only
@@ -133,6 +157,12 @@ class ProviderApp:
             },
             self.deadlines,
         )
+        self.port_log = PortLog(
+            self.port.contract,
+            self.metrics.control,
+            self.metrics.control_seconds,
+            routine=frozenset({"RegisterHost"}),
+        )
         self._wsdl_cache: dict[tuple[str, str, str], bytes] = {}
         self.url = ""
 
@@ -151,11 +181,13 @@ class ProviderApp:
         if self.config.hosts:
             await self.hosts.survey()
         self._control = asyncio.create_task(self.autoscaler.run())
+        self.readiness.ready()
         return self.handle
 
     async def quiesce(self) -> None:
         """Stopping: the control loop first. Nobody hears the hosts' heartbeats from now on,
         and judging them would undo every deployment; the registry stays as it is."""
+        self.readiness.stopping()
         if self._control is not None:
             self._control.cancel()
             await asyncio.gather(self._control, return_exceptions=True)
@@ -175,12 +207,12 @@ class ProviderApp:
 
     async def handle(self, request: Request) -> Response:
         path = request.path
-        if path == "/healthz":
+        if path == HEALTH_PATH:
             return text(200, "ok")
         base = base_url_of(request.headers.get("host"), self.url)
         if path == PORT_PATH:
             if request.method == "POST":
-                return await self.port.handle(request)
+                return await self.port_log(self.port.handle, request)
             if request.method == "GET" and wants_wsdl(request.query):
                 return self.port.wsdl(base)
             return text(405, "POST SOAP messages here; GET ?wsdl for the contract")
@@ -192,7 +224,15 @@ class ProviderApp:
             if request.method == "GET" and wants_wsdl(request.query):
                 return self._service_wsdl(path, base)
             return text(405, "POST SOAP messages here; GET ?wsdl for the service's contract")
-        return text(404, f"nothing here at {path}; see {PORT_PATH}?wsdl")
+        if path in ("/", METRICS_PATH, READY_PATH):
+            if request.method != "GET":
+                return text(405, f"{path} is read-only: GET it")
+            if path == READY_PATH:
+                return await self.readiness.response()
+            if path == METRICS_PATH:
+                return metrics_response(self.metrics.registry, request)
+            return self.page.response(base)
+        return text(404, f"nothing here at {path}; see / or {PORT_PATH}?wsdl")
 
     def _service_wsdl(self, path: str, base: str) -> Response:
         name = unquote(path[len(SERVICES) :].strip("/"))
@@ -207,3 +247,7 @@ class ProviderApp:
                 self._wsdl_cache.clear()
             self._wsdl_cache[key] = body
         return Response(200, [("Content-Type", "text/xml; charset=utf-8")], body)
+
+
+def _held(stats: CacheStats) -> tuple[int, int]:
+    return stats.images, stats.bytes

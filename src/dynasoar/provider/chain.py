@@ -11,6 +11,9 @@ whole path of a message to ``/services/NAME``:
     relay       forward the bytes over a pooled connection; stream the reply back; a
                 stateless message whose deployment vanished goes once more, elsewhere
 
+Once answered, every message is observed (``observe``, built in :mod:`.access`): its access
+line and metrics come from what its ``MessageContext`` holds by then.
+
 Each step is an interceptor with a ``phase`` name and ``async handle(ctx)``; what one raises
 becomes the SOAP fault the consumer gets; each cleans up after itself (the relay ends its count
 of messages in flight on every way out). One deadline covers the whole message; the Service
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from dynasoar.deadlines import Deadlines
@@ -60,12 +63,17 @@ class Interceptor(Protocol):
     async def handle(self, ctx: MessageContext) -> None: ...
 
 
+#: Called with each message's context and response once routed; returns the response to send.
+Observer = Callable[[MessageContext, Response], Response]
+
+
 class Chain:
     def __init__(
         self,
         interceptors: Sequence[Interceptor],
         message_timeout: float,
         deadlines: Deadlines | None = None,
+        observe: Observer | None = None,
     ) -> None:
         phases = tuple(i.phase for i in interceptors)
         if phases != PHASES:
@@ -73,9 +81,16 @@ class Chain:
         self.interceptors = tuple(interceptors)
         self.message_timeout = message_timeout
         self._deadlines = deadlines or Deadlines()
+        #: Sees every message's context and response last (the access line, metrics).
+        self.observe = observe
 
     async def __call__(self, request: Request, base_url: str) -> Response:
         ctx = MessageContext(request, base_url, deadline=time.monotonic() + self.message_timeout)
+        response = await self._route(ctx)
+        return response if self.observe is None else self.observe(ctx, response)
+
+    async def _route(self, ctx: MessageContext) -> Response:
+        request = ctx.request
         phase = PHASES[0]
         scope = self._deadlines.scope(self.message_timeout)
         try:
@@ -104,6 +119,7 @@ class Chain:
         return ctx.response
 
     def _fault(self, ctx: MessageContext, error: DynasoarError) -> Response:
+        ctx.fault = error
         status, content_type, body = fault_reply(error, ctx.version, ctx.addressing)
         return Response(status, [("Content-Type", content_type)], body)
 
@@ -117,6 +133,7 @@ def build_chain(
     *,
     message_timeout: float,
     call_timeout: float,
+    observe: Observer | None = None,
 ) -> tuple[Chain, Relay]:
     relay = Relay(pool, deployer, deployer.load, deadlines, call_timeout)
     chain = Chain(
@@ -131,5 +148,6 @@ def build_chain(
         ],
         message_timeout,
         deadlines,
+        observe,
     )
     return chain, relay

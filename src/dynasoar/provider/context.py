@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from dynasoar.errors import DynasoarError
 from dynasoar.http import Request, Response
 from dynasoar.provider.registry import DeploymentRecord
 from dynasoar.provider.service_provider import Advertised
@@ -36,6 +37,8 @@ class MessageContext:
     #: The relay already sent this message again after losing a deployment.
     retried: bool = False
     response: Response | None = None
+    #: The fault the SP answered with, if it answered with one of its own.
+    fault: DynasoarError | None = None
 
     @property
     def remaining(self) -> float:

@@ -206,6 +206,14 @@ class LibvirtBackend:
             log.warning("removed %d VM deployment(s) left behind: %s", len(cleared), cleared)
         return cleared
 
+    def problem(self) -> str | None:
+        """Why this backend cannot run VMs now (libvirt does not answer), or None."""
+        try:
+            self._connection()
+        except DeploymentFailed as exc:
+            return exc.reason
+        return None
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
