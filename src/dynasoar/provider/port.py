@@ -74,6 +74,8 @@ class DeploymentInfo(ComplexModel):  # type: ignore[misc]
     consumer = ConsumerCount.customize(max_occurs="unbounded")
     reason = Unicode
     changed = DateTime
+    version = Unicode
+    sha256 = Unicode
 
 
 class HostInfo(ComplexModel):  # type: ignore[misc]
@@ -114,6 +116,8 @@ def deployment_info(d: DeploymentRecord, load: LoadTracker) -> DeploymentInfo:
         consumer=[ConsumerCount(subject=s, messages=n) for s, n in load.consumers(d.id)],
         reason=d.reason,
         changed=d.changed,
+        version=d.version,
+        sha256=d.sha256,
     )
 
 

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS hosts (
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
     endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL, deployed_for TEXT,
-    reason TEXT, changed TEXT
+    reason TEXT, changed TEXT, sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS service_hosts (
@@ -64,9 +64,10 @@ MIGRATIONS = [
     ("services", "call_timeout", "REAL"),
     ("deployments", "reason", "TEXT"),
     ("deployments", "changed", "TEXT"),
+    ("deployments", "sha256", "TEXT"),
 ]
 DEPLOYMENT_COLUMNS = (
-    "id, service, version, host, endpoint, state, created, deployed_for, reason, changed"
+    "id, service, version, host, endpoint, state, created, deployed_for, reason, changed, sha256"
 )
 
 
@@ -120,6 +121,8 @@ class DeploymentRecord:
     reason: str | None = None
     #: when it entered its state
     changed: datetime | None = None
+    #: the SHA-256 of the package it runs (None: recorded before digests were kept)
+    sha256: str | None = None
 
 
 def service_row(s: ServiceRecord) -> tuple[object, ...]:
@@ -165,6 +168,7 @@ def deployment_row(d: DeploymentRecord) -> tuple[object, ...]:
         d.deployed_for,
         d.reason,
         d.changed.isoformat() if d.changed else None,
+        d.sha256,
     )
 
 
@@ -180,6 +184,7 @@ def deployment_of(r: Any) -> DeploymentRecord:
         deployed_for=r[7],
         reason=r[8],
         changed=datetime.fromisoformat(r[9]) if r[9] else None,
+        sha256=r[10],
     )
 
 

@@ -151,7 +151,7 @@ class Registry:
         with self._tx() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO deployments ({DEPLOYMENT_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 deployment_row(d),
             )
             current = [x for x in self._records.get(d.service, []) if x.id != d.id]
