@@ -15,6 +15,7 @@ the JSON format as keys of the line's object.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -36,11 +37,43 @@ class AccessLine(Protocol):
     def fields(self) -> dict[str, object]: ...
 
 
+class _Handler(logging.StreamHandler[TextIO]):
+    """The log's stream, with access lines waiting to be written (see :class:`_Sink`): they go
+    out before any other line, and whenever logging flushes (at exit, before a re-exec)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.pending:
+            self.flush()
+        super().emit(record)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            if self.pending:
+                text = "\n".join(self.pending) + "\n"
+                self.pending.clear()
+                try:
+                    self.stream.write(text)
+                except (OSError, ValueError):  # nobody reads the log any more
+                    pass
+            super().flush()
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.release()
+
+
 class _Sink:
     """Access lines written straight to the log's stream, formatted as its other lines are:
-    making a logging.LogRecord per message would cost more than the rest of the line."""
+    making a logging.LogRecord per message would cost more than the rest of the line. Lines
+    made on an event loop are gathered and written once per turn of the loop (one write for
+    all the messages answered in that turn), so none waits longer than that turn."""
 
-    def __init__(self, handler: logging.StreamHandler[TextIO], json_lines: bool) -> None:
+    def __init__(self, handler: _Handler, json_lines: bool) -> None:
         self.handler = handler
         self.json_lines = json_lines
 
@@ -59,14 +92,17 @@ class _Sink:
         else:
             text = f"{iso_time(now)} {logging.getLevelName(level)} {ACCESS_LOGGER}: {line}"
         handler = self.handler
-        handler.acquire()
+        handler.acquire()  # other threads' lines flush the pending ones
         try:
-            handler.stream.write(text + "\n")
-            handler.flush()
-        except (OSError, ValueError):  # nobody reads the log any more: no line is worth dying for
-            pass
+            handler.pending.append(text)
+            first = len(handler.pending) == 1
         finally:
             handler.release()
+        if first:
+            try:
+                asyncio.get_running_loop().call_soon(self.handler.flush)
+            except RuntimeError:  # not on an event loop: now
+                self.handler.flush()
 
 
 _sink: _Sink | None = None
@@ -99,7 +135,7 @@ def logfmt(value: object) -> str:
         return f"{value:.3f}"
     text = str(value)
     if len(text) > MAX_FIELD:
-        text = text[:MAX_FIELD] + "…"
+        text = text[:MAX_FIELD] + "..."
     if _PLAIN.fullmatch(text):
         return text
     return json.dumps(text, ensure_ascii=True)
@@ -147,7 +183,7 @@ class JsonFormatter(logging.Formatter):
 
 def _json_value(value: object) -> object:
     if isinstance(value, str) and len(value) > MAX_FIELD:
-        return value[:MAX_FIELD] + "…"
+        return value[:MAX_FIELD] + "..."
     if isinstance(value, float):
         return round(value, 3)
     return value
@@ -161,10 +197,11 @@ def configure(
     level: str = "info", log_format: str = "text", verbose: int = 0, stream: TextIO | None = None
 ) -> None:
     """Set up the process's logging (replacing whatever was set up before)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _Handler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
+        old.flush()
         root.removeHandler(old)
     root.addHandler(handler)
     # Everyone's warnings; the libraries' chatter only when asked for twice.

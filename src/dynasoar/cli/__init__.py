@@ -75,7 +75,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command's parser, and each subcommand's."""
     parser = Parser(prog="dynasoar", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"dynasoar {__version__}")
     sub = parser.add_subparsers(
@@ -83,11 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_server_parsers(sub)
     add_client_parsers(sub)
-    return parser
+    return parser, dict(sub.choices)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, commands = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command they were given to
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     command: Callable[[argparse.Namespace], int] = args.func
     from dynasoar import logsetup
 

@@ -160,7 +160,7 @@ def _run_sp(args: argparse.Namespace) -> int:
     from dynasoar.http import new_event_loop
     from dynasoar.provider.app import ProviderApp, ProviderConfig
     from dynasoar.provider.autoscaler import Scaling
-    from dynasoar.serve import reexec, serve
+    from dynasoar.serve import listen, reexec, serve
 
     data = data_dir(args.data or default_sp_data())
     config = ProviderConfig(
@@ -182,6 +182,7 @@ def _run_sp(args: argparse.Namespace) -> int:
         ),
     )
     tls = tls_context(args)
+    listener = listen(args.host, args.port)  # a port in use stops the start here
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -196,8 +197,20 @@ def _run_sp(args: argparse.Namespace) -> int:
             raise StartupError(f"--data {data}: {exc.strerror}: {exc.filename}") from None
         # SIGHUP: a graceful re-exec in place, with the listening socket kept open.
         outcome = loop.run_until_complete(
-            serve("sp", args.host, args.port, app, grace=args.grace, tls=tls, reexec_on_hangup=True)
+            serve(
+                "sp",
+                args.host,
+                args.port,
+                app,
+                grace=args.grace,
+                tls=tls,
+                reexec_on_hangup=True,
+                listener=listener,
+            )
         )
+    except BaseException:
+        listener[0].close()
+        raise
     finally:
         loop.close()
     if outcome.restart is not None:
@@ -210,13 +223,16 @@ def _run_hp(args: argparse.Namespace) -> int:
 
     from dynasoar.host.app import HostApp, HostConfig
     from dynasoar.http import new_event_loop
-    from dynasoar.serve import serve
+    from dynasoar.serve import listen, serve
     from dynasoar.terms import HostTerms
 
     policy = security(args)
     tls = tls_context(args)
     if args.libvirt_template is not None:
         _readable(args.libvirt_template, "--libvirt-template")
+    if args.data is not None:
+        data_dir(args.data)
+    listener = listen(args.host, args.port)  # a port in use stops the start here
     scratch = None
     if args.data is None:  # an HP's state lives as long as its processes: a scratch directory
         scratch = data = Path(tempfile.mkdtemp(prefix="dynasoar-hp-"))
@@ -254,10 +270,13 @@ def _run_hp(args: argparse.Namespace) -> int:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(
-                serve("hp", args.host, args.port, app, grace=args.grace, tls=tls)
+                serve("hp", args.host, args.port, app, grace=args.grace, tls=tls, listener=listener)
             )
         finally:
             loop.close()
+    except BaseException:
+        listener[0].close()
+        raise
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -34,7 +34,7 @@ th{background:#eee}td.num{text-align:right}.muted{color:#777}.none{color:#777;fo
 .state-ready,.state-up,.ok{color:#176b21;font-weight:600}
 .state-deploying,.state-unknown,.state-draining{color:#8a6100;font-weight:600}
 .state-lost,.state-down,.state-left,.failed{color:#a61b1b;font-weight:600}
-code{font-size:.95em}nav a{margin-right:1em}
+code{font-size:.95em}nav a{margin-right:1em}.reason{white-space:pre-wrap}
 """
 
 
@@ -175,7 +175,7 @@ class StatusPage:
             ],
             ["not shipped: held by hosts' image caches", _size(a.saved)],
         ]
-        return _section("caches", "Images and caches", ["", ""], rows, header=False)
+        return _section("caches", "Images and caches", ["", ""], rows, header=False, count=False)
 
     def _recent_deploys(self) -> str:
         events = list(reversed(self.activity.deploys))
@@ -188,7 +188,8 @@ class StatusPage:
                 f"{e.seconds:.2f} s",
                 '<span class="ok">deployed</span>'
                 if e.deployment
-                else f'<span class="failed">failed</span>: {escape(e.reason)}',
+                else f'<span class="failed">failed</span>: '
+                f'<span class="reason">{escape(e.reason)}</span>',
             ]
             for e in events
         ]
@@ -206,7 +207,7 @@ class StatusPage:
                 _when(e.at),
                 escape(e.service),
                 f"<code>{escape(e.code)}</code>",
-                escape(e.reason),
+                f'<span class="reason">{escape(e.reason)}</span>',
                 f"<code>{escape(e.message_id)}</code>",
             ]
             for e in events
@@ -228,9 +229,11 @@ def _section(
     row_key: Sequence[str] | None = None,
     header: bool = True,
     numeric: frozenset[int] | set[int] = frozenset(),
+    count: bool = True,
 ) -> str:
     """A titled table; cells are HTML already (escaped by the caller)."""
-    out = [f'<section id="{ident}"><h2>{escape(title)} ({len(rows)})</h2>']
+    heading = f"{escape(title)} ({len(rows)})" if count else escape(title)
+    out = [f'<section id="{ident}"><h2>{heading}</h2>']
     if not rows:
         out.append('<p class="none">none</p></section>')
         return "".join(out)

@@ -1,0 +1,67 @@
+"""Each app keeps its metrics in a registry of its own: two Service Providers and two Host
+Providers in one process (as tests and embedding programs have them) count apart."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from dynasoar.host.app import HostApp, HostConfig
+from dynasoar.http import Headers, Request
+from dynasoar.http.body import BodyReader
+from dynasoar.provider.app import ProviderApp, ProviderConfig
+from dynasoar.watch import metrics_response
+
+
+def _get(path: str) -> Request:
+    return Request("GET", path, path, "", Headers([]), BodyReader.from_bytes(b""), None, "1.1")
+
+
+def _samples(app: ProviderApp | HostApp) -> dict[tuple[str, frozenset[str]], float]:
+    """What the app's /metrics says: value by (name, {label=value ...})."""
+    body = metrics_response(app.metrics.registry, _get("/metrics")).body
+    assert isinstance(body, bytes)
+    return {
+        (sample.name, frozenset(f"{k}={v}" for k, v in sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def test_two_apps_of_each_kind_in_one_process_count_apart(tmp_path: Path) -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        sps = [ProviderApp(ProviderConfig(data=tmp_path / f"sp{n}"), loop) for n in (1, 2)]
+        hps = [HostApp(HostConfig(data=tmp_path / f"hp{n}")) for n in (1, 2)]
+        try:
+            sps[0].metrics.message("Echo", "ok", 0.01, 100, 200)
+            sps[0].metrics.message("Echo", "ok", 0.02, 100, 200)
+            sps[1].metrics.message("Echo", "NoHostAvailable", 0.01, 100, 300)
+            hps[0].metrics.control.labels("Deploy", "ok").inc()
+            first, second = (_samples(sp) for sp in sps)
+            key = ("dynasoar_sp_messages_total", frozenset({"service=Echo", "outcome=ok"}))
+            assert first[key] == 2 and key not in second
+            other = (
+                "dynasoar_sp_messages_total",
+                frozenset({"service=Echo", "outcome=NoHostAvailable"}),
+            )
+            assert second[other] == 1 and other not in first
+            h1, h2 = (_samples(hp) for hp in hps)
+            deploy = (
+                "dynasoar_hp_control_messages_total",
+                frozenset({"operation=Deploy", "outcome=ok"}),
+            )
+            assert h1[deploy] == 1 and deploy not in h2
+            # The page and readiness answer without the apps serving anything yet.
+            assert (await sps[0].handle(_get("/readyz"))).status == 503  # starting
+            page = await sps[1].handle(_get("/"))
+            assert page.status == 200 and b"dynasoar Service Provider" in page.body  # type: ignore[operator]
+        finally:
+            for sp in sps:
+                await sp.stop()
+            for hp in hps:
+                await hp.stop()
+
+    asyncio.run(run())
