@@ -65,3 +65,22 @@ def test_two_apps_of_each_kind_in_one_process_count_apart(tmp_path: Path) -> Non
                 await hp.stop()
 
     asyncio.run(run())
+
+
+def test_metrics_in_the_format_the_scraper_asks_for(tmp_path: Path) -> None:
+    async def run() -> None:
+        app = HostApp(HostConfig(data=tmp_path / "hp"))
+        try:
+            plain = metrics_response(app.metrics.registry, _get("/metrics"))
+            asking = _get("/metrics")
+            asking.headers = Headers([("Accept", "application/openmetrics-text; version=1.0.0")])
+            open_metrics = metrics_response(app.metrics.registry, asking)
+            assert dict(plain.headers)["Content-Type"].startswith("text/plain; version=")  # type: ignore[arg-type]
+            assert dict(open_metrics.headers)["Content-Type"].startswith(  # type: ignore[arg-type]
+                "application/openmetrics-text"
+            )
+            assert isinstance(open_metrics.body, bytes) and open_metrics.body.endswith(b"# EOF\n")
+        finally:
+            await app.stop()
+
+    asyncio.run(run())

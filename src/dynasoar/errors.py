@@ -257,7 +257,12 @@ class TransportError(ReceiverError):
 
 class Unreachable(TransportError):
     """No connection could be made to the peer (refused, no route, a name that does not
-    resolve): it is not running there, or the address is wrong."""
+    resolve): it is not running there, or the address is wrong. ``why`` is the cause alone
+    ("connection refused")."""
+
+    def __init__(self, reason: str, *, why: str = "") -> None:
+        super().__init__(reason)
+        self.why = why or reason
 
 
 @dataclass

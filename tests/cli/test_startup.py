@@ -148,3 +148,24 @@ def test_an_hp_start_up_mistake_is_one_line(tmp_path: Path, args: list[str], say
     status, stderr = start("hp", argv)
     line = one_line("hp", status, stderr)
     assert fill(says) in line
+
+
+def test_a_second_copy_on_a_port_in_use_changes_nothing_of_the_first(tmp_path: Path) -> None:
+    from dynasoar.consumer.direct import deploy
+    from dynasoar.paths import samples_dir
+    from dynasoar.procs import start_actor
+
+    data = tmp_path / "hp"
+    first = start_actor("hp", ["--port", "0", "--data", str(data)], tmp_path / "hp.log")
+    try:
+        _, endpoint = deploy(samples_dir() / "echo", first.url)
+        port = first.url.rpartition(":")[2]
+        status, stderr = start("hp", ["--port", port, "--data", str(data)])
+        assert "is already in use" in one_line("hp", status, stderr)
+        import urllib.request
+
+        with urllib.request.urlopen(endpoint + "?wsdl", timeout=30) as reply:  # still served
+            assert reply.status == 200
+        assert first.process.poll() is None
+    finally:
+        first.stop()

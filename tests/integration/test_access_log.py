@@ -12,7 +12,7 @@ from typing import Any
 
 from dynasoar.paths import samples_dir
 
-from .conftest import Cluster, wait_for
+from .conftest import Cluster, make_package, wait_for
 from .wire import ECHO_ACTION, echo_body, envelope, post, wsa_headers
 
 JSON = ["--log-format", "json"]
@@ -100,6 +100,24 @@ def test_a_consumers_mistakes_are_info_lines_without_tracebacks(make_cluster) ->
     # -v: dynasoar's debug lines, none of the libraries' (spyne, zeep)
     assert " DEBUG dynasoar." in log
     assert not any(x.split(" ")[2].startswith(("spyne", "zeep")) for x in log.splitlines() if x)
+
+
+def test_the_sps_own_failures_are_warnings(make_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(sp_args=JSON, hps=[()])
+    broken = make_package(tmp_path, "echo", name="Broken")
+    (broken / "echo_service.py").write_text("def broken(:\n")
+    cluster.client.publish(broken)
+    url = cluster.service_url("Broken")
+    headers, message_id = wsa_headers(to=url, action=ECHO_ACTION)
+    assert post(url, envelope(echo_body(), headers), soap_action=ECHO_ACTION).status == 500
+    wait_for(lambda: any(e["id"] == message_id for e in access_lines(cluster.sp.log())))
+    (line,) = [e for e in access_lines(cluster.sp.log()) if e["id"] == message_id]
+    assert (line["level"], line["fault"], line["service"]) == (
+        "warning",
+        "DeploymentFailed",
+        "Broken",
+    )
+    assert line["cold"] is False and line["deployment"] is None
 
 
 def test_heartbeats_are_debug_lines(make_cluster) -> None:  # type: ignore[no-untyped-def]

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in SP_CLIENTS and not _direct(args):
             print(
                 f"dynasoar {args.command}: no Service Provider answers at {args.sp} "
-                f"({exc.reason}): start one (dynasoar sp), or point --sp or ${SP_ENV} at yours",
+                f"({exc.why}): start one (dynasoar sp), or point --sp or ${SP_ENV} at yours",
                 file=sys.stderr,
             )
         else:

@@ -32,7 +32,8 @@ def new_client(
             plugins=plugins or [],
         )
     except requests.ConnectionError as exc:
-        raise Unreachable(f"nothing answers at {_origin(wsdl_url)} ({_why(exc)})") from exc
+        why = _why(exc)
+        raise Unreachable(f"nothing answers at {_origin(wsdl_url)} ({why})", why=why) from exc
     except (requests.RequestException, OSError) as exc:
         raise TransportError(f"cannot load the WSDL at {wsdl_url}: {exc}") from exc
     return client
@@ -81,7 +82,8 @@ def invoke(service: Any, operation: str, **kwargs: Any) -> Any:
             status=500,
         ) from exc
     except requests.ConnectionError as exc:
-        raise Unreachable(f"{operation}: nothing answers ({_why(exc)})") from exc
+        why = _why(exc)
+        raise Unreachable(f"{operation}: nothing answers ({why})", why=why) from exc
     except (requests.RequestException, zeep.exceptions.TransportError) as exc:
         raise TransportError(f"{operation}: {exc}") from exc
 

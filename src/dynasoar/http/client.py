@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterable
@@ -167,8 +168,8 @@ class ConnectionPool:
         except ssl.SSLError as exc:
             raise TransportError(f"TLS with {host}:{port} failed: {exc}") from exc
         except OSError as exc:
-            why = exc.strerror or str(exc)
-            raise Unreachable(f"nothing answers at {host}:{port} ({why})") from exc
+            why = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+            raise Unreachable(f"nothing answers at {host}:{port} ({why})", why=why) from exc
         self.connections_opened += 1
         return conn
 
