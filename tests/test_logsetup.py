@@ -10,9 +10,28 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
+
+import pytest
 
 from dynasoar import logsetup
 from dynasoar.logsetup import ACCESS_LOGGER, access, configure, logfmt
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """configure() sets up the process's logging: put back what pytest had."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    names = ("dynasoar", *logsetup.LIBRARIES)
+    levels = {name: logging.getLogger(name).level for name in names}
+    sink = logsetup._sink
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, was in levels.items():
+        logging.getLogger(name).setLevel(was)
+    logsetup._sink = sink
 
 
 class Line:
@@ -60,7 +79,6 @@ def test_text_and_json_lines() -> None:
     assert (first["id"], first["service"], first["status"]) == ("m\n1", "Echo", 200)
     assert first["time"].endswith("Z") and "T" in first["time"]
     assert second == {**second, "logger": "dynasoar.test", "level": "info", "message": "plain"}
-    configure()
 
 
 def test_levels_and_the_libraries() -> None:
@@ -77,7 +95,6 @@ def test_levels_and_the_libraries() -> None:
     configure(verbose=2, stream=out)
     logging.getLogger("zeep.wsdl").debug("now")
     assert "DEBUG zeep.wsdl: now" in out.getvalue()
-    configure()
 
 
 def test_access_lines_made_on_a_loop_are_written_once_per_turn() -> None:
@@ -96,7 +113,6 @@ def test_access_lines_made_on_a_loop_are_written_once_per_turn() -> None:
     assert [line.rpartition(" ")[2] for line in out.getvalue().splitlines()] == [
         f"n={n}" for n in range(5)
     ]  # ... and written, in order
-    configure()
 
 
 def test_pending_access_lines_are_written_when_the_process_ends() -> None:

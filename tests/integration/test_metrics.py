@@ -4,22 +4,30 @@ a host dies; ``/readyz`` saying 503 while an SP stops or while an HP is not regi
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
+import shutil
 import signal
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dynasoar.paths import samples_dir
+from dynasoar.paths import SOURCE_ROOT, samples_dir
+from dynasoar.procs import start_actor
 
 from .conftest import Cluster, wait_for
 from .wire import ECHO_ACTION, ECHO_NS, echo_body, envelope, get, post, wsa_headers
 
 MakeCluster = Callable[..., Cluster]
+LIBVIRT_SOCKET = "/run/libvirt/libvirt-sock"
 
 
 def scrape(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -160,9 +168,7 @@ def test_readyz_is_503_while_the_sp_stops(make_cluster: MakeCluster) -> None:
     assert cluster.sp.stop() == 0
 
 
-def test_an_hp_is_ready_once_registered(make_cluster: MakeCluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from dynasoar.procs import start_actor
-
+def test_an_hp_is_ready_once_registered(make_cluster: MakeCluster, tmp_path: Path) -> None:
     lonely = start_actor(
         "hp",
         ["--port", "0", "--data", str(tmp_path / "lonely"), "--sp", "http://127.0.0.1:9"],
@@ -179,3 +185,88 @@ def test_an_hp_is_ready_once_registered(make_cluster: MakeCluster, tmp_path) -> 
         lonely.stop()
     cluster = make_cluster(hps=[()])
     assert get(cluster.hps[0].url + "/readyz").status == 200
+
+
+class SocketRelay:
+    """A Unix socket that relays to another (libvirt's): closing it cuts every connection
+    through it, as libvirtd going away would."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        self.path = path
+        self.target = target
+        self._server: socket.socket | None = None
+        self._open: list[socket.socket] = []
+
+    def start(self) -> None:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(self.path))
+        server.listen(16)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                near, _ = server.accept()
+            except OSError:
+                return
+            far = socket.socket(socket.AF_UNIX)
+            far.connect(self.target)
+            self._open += [near, far]
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self.path.unlink(missing_ok=True)
+        for conn in self._open:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self._open.clear()
+
+
+@pytest.mark.skipif(shutil.which("libvirtd") is None, reason="libvirt (scripts/install-vm.sh)")
+def test_an_hp_whose_libvirt_goes_away_is_not_ready(tmp_path: Path) -> None:
+    subprocess.run(["bash", str(SOURCE_ROOT / "scripts" / "start-libvirt.sh")], check=True)
+    relay = SocketRelay(tmp_path / "libvirt.sock", LIBVIRT_SOCKET)
+    relay.start()
+    hp = start_actor(
+        "hp",
+        [
+            "--port",
+            "0",
+            "--data",
+            str(tmp_path / "hp"),
+            "--backend",
+            "libvirt",
+            "--libvirt-uri",
+            f"qemu+unix:///system?socket={relay.path}",
+        ],
+        tmp_path / "hp.log",
+    )
+    try:
+        assert get(hp.url + "/readyz").status == 200
+        relay.stop()  # libvirt is gone for this HP
+        gone = get(hp.url + "/readyz")
+        assert gone.status == 503
+        assert gone.body.startswith(b"not ready: ") and b"libvirt" in gone.body
+        assert get(hp.url + "/healthz").status == 200
+        relay.start()  # back: the HP connects again
+        assert get(hp.url + "/readyz").status == 200
+    finally:
+        hp.stop()
+        relay.stop()

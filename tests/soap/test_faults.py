@@ -43,6 +43,7 @@ from dynasoar.errors import (
     TransportError,
     UnknownHost,
     UnknownService,
+    Unreachable,
     VersionMismatch,
 )
 from dynasoar.soap import addressing
@@ -128,6 +129,7 @@ CASES: dict[str, Case] = {
     "ShuttingDown": Case(ShuttingDown(REASON), False, (DYN, "ShuttingDown")),
     "CallTimeout": Case(CallTimeout(REASON), False, (DYN, "CallTimeout")),
     "TransportError": Case(TransportError(REASON), False, (DYN, "TransportError")),
+    "Unreachable": Case(Unreachable(REASON), False, (DYN, "TransportError")),
     "RemoteFault": Case(
         RemoteFault(FaultInfo((S12, "Receiver"), reason="peer said no"), status=500),
         sender=False,

@@ -103,6 +103,14 @@ class Shipper:
 
     async def _deploy(self, host: str, service: ServiceRecord, deployment_id: str) -> str:
         held = await self._held_by(host, service)
+        log.debug(
+            "shipping %s %s to %s: %d image(s) held there, %d sent",
+            service.name,
+            service.version,
+            host,
+            len(held),
+            len(service.images) - len(held),
+        )
         try:
             _, endpoint = await self._client.deploy(
                 host,
