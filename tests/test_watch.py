@@ -40,9 +40,16 @@ def test_two_apps_of_each_kind_in_one_process_count_apart(tmp_path: Path) -> Non
             sps[0].metrics.message("Echo", "ok", 0.02, 100, 200)
             sps[1].metrics.message("Echo", "NoHostAvailable", 0.01, 100, 300)
             hps[0].metrics.control.labels("Deploy", "ok").inc()
+            sps[0].metrics.message("Echo", "ok", 0.3, 100, 200, cold=True)
             first, second = (_samples(sp) for sp in sps)
             key = ("dynasoar_sp_messages_total", frozenset({"service=Echo", "outcome=ok"}))
-            assert first[key] == 2 and key not in second
+            assert first[key] == 3 and key not in second
+            cold = ("dynasoar_sp_cold_start_seconds_bucket", frozenset({"service=Echo", "le=0.5"}))
+            assert first[cold] == 1 and cold not in second
+            under = ("dynasoar_sp_message_seconds_bucket", frozenset({"service=Echo", "le=0.025"}))
+            assert first[under] == 2  # cumulative: the two of 0.01 and 0.02 s
+            total = ("dynasoar_sp_message_seconds_count", frozenset({"service=Echo"}))
+            assert first[total] == 3
             other = (
                 "dynasoar_sp_messages_total",
                 frozenset({"service=Echo", "outcome=NoHostAvailable"}),

@@ -160,11 +160,7 @@ class MessageObserver:
         else:
             service = NO_SERVICE
             outcome = code or "ok"
-        self._metrics.message(service, outcome, seconds, received, sent)
-        if ctx.cold:
-            self._metrics.cold.labels(service).observe(seconds)
-        if ctx.retried:
-            self._metrics.failovers.labels(service).inc()
+        self._metrics.message(service, outcome, seconds, received, sent, ctx.cold, ctx.retried)
         wsa = ctx.addressing
         message_id = (wsa.message_id if wsa is not None else None) or self._new_id()
         if fault is not None:
