@@ -102,6 +102,14 @@ def test_metrics_move_as_messages_and_deployments_happen(cluster: Cluster) -> No
     assert value(hp, "dynasoar_hp_deployments", kind="code", state="ready") == 1
     assert value(hp, "dynasoar_hp_capacity") == 8
 
+    # Every family either actor exposes is in the operator's manual.
+    manual = (SOURCE_ROOT / "docs" / "operating.md").read_text()
+    for base in (sp, host):
+        families = text_string_to_metric_families(get(base + "/metrics").body.decode())
+        for family in families:
+            if family.name.startswith("dynasoar_"):
+                assert f"`{family.name}" in manual, family.name
+
     cluster.client.call("Undeploy", name="Echo")
     gone = scrape(sp)
     assert value(gone, "dynasoar_sp_undeploys_total", result="ok") == 1
