@@ -4,7 +4,11 @@
 set -euo pipefail
 
 # iproute2 + iptables: dynasoar bench experiment (network namespaces, veth, tc, NFQUEUE)
-packages=(python3-venv python3-dev gcc pkg-config curl iproute2 iptables)
+# chromium + chromium-driver: the SP's status page is tested in a real (headless) browser
+# systemd: systemd-analyze verify checks the units in deploy/systemd, systemd-socket-activate
+# starts the SP on a socket the way systemd passes it
+packages=(python3-venv python3-dev gcc pkg-config curl iproute2 iptables chromium chromium-driver
+          systemd)
 
 missing=()
 for p in "${packages[@]}"; do

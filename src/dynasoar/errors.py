@@ -36,6 +36,7 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── CallTimeout                   dyn:CallTimeout: the service did not answer in time
     │   ├── Interrupted                   dyn:Interrupted (a restart cut a message's processing)
     │   └── TransportError                an HTTP exchange with a peer failed
+    │       └── Unreachable               ... before it began: nothing answers at that address
     └── RemoteFault                       a SOAP fault a peer sent us (client side)
 """
 
@@ -276,6 +277,16 @@ class TransportError(ReceiverError):
     """An HTTP exchange with a peer failed (connect, read, timeout, protocol)."""
 
     subcode = (ns.DYN, "TransportError")
+
+
+class Unreachable(TransportError):
+    """No connection could be made to the peer (refused, no route, a name that does not
+    resolve): it is not running there, or the address is wrong. ``why`` is the cause alone
+    ("connection refused")."""
+
+    def __init__(self, reason: str, *, why: str = "") -> None:
+        super().__init__(reason)
+        self.why = why or reason
 
 
 @dataclass

@@ -149,6 +149,15 @@ def inherited_listener() -> tuple[socket.socket, str] | None:
     return sock, name
 
 
+def listen(host: str, port: int) -> tuple[socket.socket, str | None]:
+    """The socket to serve on: the one passed to this process (socket activation, or a
+    restart in place), with its name, else one bound to ``host:port`` (name None)."""
+    inherited = inherited_listener()
+    if inherited is not None:
+        return inherited
+    return bind_listener(host, port), None
+
+
 def reexec(sock: socket.socket) -> NoReturn:
     """Replace this process with the same command line (same pid), handing it ``sock`` the way
     systemd hands over sockets: descriptor 3, ``LISTEN_FDS=1``, ``LISTEN_PID`` = our pid."""
@@ -177,9 +186,12 @@ async def serve(
     limits: ServerLimits | None = None,
     tls: ssl.SSLContext | None = None,
     reexec_on_hangup: bool = False,
+    listener: tuple[socket.socket, str | None] | None = None,
 ) -> Outcome:
     """Serve ``app`` until SIGTERM / SIGINT (or SIGHUP, when it re-execs), then stop in order:
-    the actor's own work, accepting, in-flight messages, the actor."""
+    the actor's own work, accepting, in-flight messages, the actor. ``listener`` is the socket
+    from :func:`listen`, when the caller took it before building the actor (so that a port in
+    use stops the start before the actor touches its state); else it is taken here."""
     loop = asyncio.get_running_loop()
     ending: asyncio.Future[str] = loop.create_future()
 
@@ -194,11 +206,8 @@ async def serve(
     else:
         loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP: %s has nothing to reload", role)
 
-    inherited = inherited_listener()
-    if inherited is None:
-        sock = bind_listener(host, port)
-    else:
-        sock, passed_as = inherited
+    sock, passed_as = listener or listen(host, port)
+    if passed_as is not None:
         log.info(
             "serving on the socket %s (--host/--port are not used)",
             "kept over the restart" if passed_as == REEXEC_NAME else "passed to this process",

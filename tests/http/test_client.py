@@ -11,7 +11,7 @@ import pytest
 from http_support import serving, url
 from rawhttp import raw_server, read_request
 
-from dynasoar.errors import PayloadTooLarge, TransportError
+from dynasoar.errors import PayloadTooLarge, TransportError, Unreachable
 from dynasoar.http import ConnectionPool, Request, Response, ServerLimits
 
 Run = Any
@@ -304,8 +304,10 @@ def test_connection_refused(arun: Run) -> None:
 
     async def main() -> None:
         pool = ConnectionPool()
-        with pytest.raises(TransportError, match="failed") as caught:
+        with pytest.raises(Unreachable, match="nothing answers at") as caught:
             await pool.request(f"http://127.0.0.1:{port}/", body=b"x", timeout=5)
+        assert isinstance(caught.value, TransportError)
+        assert caught.value.why == "connection refused"
         assert isinstance(caught.value.__cause__, OSError)
         await pool.close()
 

@@ -45,6 +45,7 @@ from dynasoar.errors import (
     TransportError,
     UnknownHost,
     UnknownService,
+    Unreachable,
     VersionMismatch,
 )
 from dynasoar.soap import addressing
@@ -137,6 +138,7 @@ CASES: dict[str, Case] = {
     "CallTimeout": Case(CallTimeout(REASON), False, (DYN, "CallTimeout")),
     "Interrupted": Case(Interrupted(REASON), False, (DYN, "Interrupted")),
     "TransportError": Case(TransportError(REASON), False, (DYN, "TransportError")),
+    "Unreachable": Case(Unreachable(REASON), False, (DYN, "TransportError")),
     "RemoteFault": Case(
         RemoteFault(FaultInfo((S12, "Receiver"), reason="peer said no"), status=500),
         sender=False,

@@ -19,8 +19,14 @@ from dynasoar.tls import client_context
 T = TypeVar("T")
 
 
-def deploy(package: Path, host: str, timeout: float = 180.0) -> tuple[str, str]:
-    """(deployment id, endpoint) of ``package`` deployed on ``host``."""
+def deploy(
+    package: Path,
+    host: str,
+    timeout: float = 180.0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[str, str]:
+    """(deployment id, endpoint) of ``package`` deployed on ``host``; ``on_progress`` hears
+    of the bytes sent (sent, total)."""
     with tempfile.TemporaryDirectory(prefix="dynasoar-deploy-") as tmp:
         upload = prepare(package, Path(tmp))
         assert upload.manifest is not None
@@ -41,7 +47,7 @@ def deploy(package: Path, host: str, timeout: float = 180.0) -> tuple[str, str]:
                     for ref, path in upload.images
                 ),
             )
-            return await client.deploy(host, shipment, timeout)
+            return await client.deploy(host, shipment, timeout, on_progress=on_progress)
 
         return asyncio.run(_with_client(ship))
 

@@ -3,7 +3,7 @@ an MTOM attachment, Undeploy, List, Status, GetLogs. HP faults come back as dyna
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -100,10 +100,12 @@ class HostClient:
         *,
         deployment_id: str | None = None,
         owner: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> tuple[str, str]:
         """Ship ``package``; returns (deployment id, endpoint address) once the HP has it ready.
         ``deployment_id`` is the id to run it under (the host picks one when None); ``owner``
-        names who asks, so that the host can tell whose deployments it runs."""
+        names who asks, so that the host can tell whose deployments it runs; ``on_progress``
+        hears of the bytes sent (sent, total)."""
         request = etree.Element(f"{_T}Deploy", nsmap={"hp": ns.DYN_HP})
         for name, value in (
             ("service", package.service),
@@ -129,7 +131,7 @@ class HostClient:
         for name, given in (("deploymentId", deployment_id), ("owner", owner)):
             if given is not None:
                 etree.SubElement(request, f"{_T}{name}").text = given
-        reply = await self._call(host, "Deploy", request, timeout, attachments)
+        reply = await self._call(host, "Deploy", request, timeout, attachments, on_progress)
         deployment_id = reply.findtext(f"{_T}deploymentId") or ""
         endpoint = reply.findtext(f"{_T}endpoint/{{{ns.WSA}}}Address") or ""
         if not deployment_id or not endpoint:
@@ -222,6 +224,7 @@ class HostClient:
         request: etree._Element,
         timeout: float,
         attachments: list[OutgoingAttachment] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> etree._Element:
         try:
             reply = await self._soap.call(
@@ -230,6 +233,7 @@ class HostClient:
                 request,
                 timeout=timeout,
                 attachments=attachments or (),
+                on_progress=on_progress,
             )
         except RemoteFault as exc:
             raise host_error(host, op, exc) from exc

@@ -1,34 +1,116 @@
-"""``dynasoar status``: the SP's services, deployments and hosts, as a table or JSON."""
+"""``dynasoar status``: the SP's services, deployments and hosts, as a table or as a JSON
+document with a schema of its own (docs/operating.md, "status --json"): an ``apiVersion``,
+camelCase keys, ISO 8601 UTC timestamps, and each deployment's version and package digest."""
 
 from __future__ import annotations
 
-from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
-
-from zeep.helpers import serialize_object
 
 from dynasoar.consumer.provider_client import ProviderClient
 
+#: The schema of ``dynasoar status --json``; changes that remove or rename a key change it.
+API_VERSION = "dynasoar.status/v1"
 
-def fetch_status(sp: str) -> dict[str, list[dict[str, Any]]]:
+
+def fetch_status(sp: str) -> dict[str, Any]:
+    """The status document of the SP at ``sp``."""
     client = ProviderClient(sp)
+    services = client.call("ListServices") or []
+    deployments = client.call("ListDeployments") or []
+    hosts = client.call("ListHosts") or []
+    ready: dict[str, int] = {}
+    for d in deployments:
+        if d.state == "ready":
+            ready[d.service] = ready.get(d.service, 0) + 1
     return {
-        "services": _plain(client.call("ListServices")),
-        "deployments": _plain(client.call("ListDeployments")),
-        "hosts": _plain(client.call("ListHosts")),
+        "apiVersion": API_VERSION,
+        "serviceProvider": sp.rstrip("/"),
+        "generated": timestamp(datetime.now(UTC)),
+        "services": [_service(s, ready.get(s.name, 0)) for s in services],
+        "deployments": [_deployment(d) for d in deployments],
+        "hosts": [_host(h) for h in hosts],
     }
 
 
-def _plain(value: Any) -> list[dict[str, Any]]:
-    items = serialize_object(value) or []
-    return [dict(item) for item in items]
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC, to the millisecond, with a Z: ``2026-12-06T01:30:15.600Z``."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def render_table(status: dict[str, list[dict[str, Any]]]) -> str:
+def _service(s: Any, replicas: int) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "version": s.version,
+        "kind": s.kind,
+        "stateless": bool(s.stateless),
+        "sha256": s.sha256,
+        "size": int(s.size or 0),
+        "published": timestamp(s.published),
+        "replicas": replicas,
+        "traffic": [{"version": t.version, "percent": int(t.percent)} for t in s.share or []],
+        "available": list(s.available or []),
+    }
+
+
+def _deployment(d: Any) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "service": d.service,
+        "version": d.version,
+        "sha256": d.sha256,
+        "host": d.host,
+        "endpoint": d.endpoint or None,
+        "state": d.state,
+        "reason": d.reason,
+        "created": timestamp(d.created),
+        "changed": timestamp(d.changed),
+        "outstanding": int(d.outstanding or 0),
+        "lastUsed": timestamp(d.lastUsed),
+        "deployedFor": d.deployedFor,
+        "consumers": [
+            {"subject": c.subject, "messages": int(c.messages)} for c in d.consumer or []
+        ],
+    }
+
+
+def _host(h: Any) -> dict[str, Any]:
+    terms = h.terms
+    cache = h.cache
+    return {
+        "address": h.address,
+        "state": h.state,
+        "capacity": int(h.capacity or 0),
+        "deployments": int(h.deployments or 0),
+        "load": float(h.load or 0.0),
+        "price": float(terms.price) if terms is not None else 0.0,
+        "priceGiB": float(terms.priceGiB or 0.0) if terms is not None else 0.0,
+        "sites": [
+            {"name": s.name, "distance": int(s.distance)}
+            for s in (terms.site if terms is not None else None) or []
+        ],
+        "labels": {lb.name: lb.value for lb in (terms.label if terms is not None else None) or []},
+        "cache": (
+            {
+                "images": int(cache.images),
+                "bytes": int(cache.bytes),
+                "capacity": int(cache.capacity),
+                "received": int(cache.received),
+            }
+            if cache is not None
+            else None
+        ),
+    }
+
+
+def render_table(status: dict[str, Any]) -> str:
     hosts = [{**h, **_host_extras(h)} for h in status["hosts"]]
-    replicas = Counter(d["service"] for d in status["deployments"] if d.get("state") == "ready")
     services = [
-        {**s, "replicas": replicas.get(s["name"], 0), "traffic": _traffic(s)}
+        {**s, "traffic": ", ".join(f"{t['version']} {t['percent']}%" for t in s["traffic"])}
         for s in status["services"]
     ]
     deployments = [
@@ -60,18 +142,11 @@ def render_table(status: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(out).rstrip()
 
 
-def _traffic(service: dict[str, Any]) -> str:
-    shares = service.get("share") or []
-    return ", ".join(f"{s['version']} {s['percent']}%" for s in shares)
-
-
 def _host_extras(host: dict[str, Any]) -> dict[str, Any]:
-    terms = host.get("terms") or {}
-    cache = host.get("cache") or {}
-    labels = ",".join(f"{lb['name']}={lb['value']}" for lb in terms.get("label") or [])
-    sites = ",".join(f"{st['name']}:{st['distance']}" for st in terms.get("site") or [])
+    cache = host.get("cache")
+    labels = ",".join(f"{k}={v}" for k, v in host["labels"].items())
+    sites = ",".join(f"{s['name']}:{s['distance']}" for s in host["sites"])
     return {
-        "price": terms.get("price"),
         "labels": " ".join(x for x in (labels, sites and f"near {sites}") if x),
         "cache": (
             f"{cache['images']} images, {cache['bytes'] / (1 << 20):.0f} MiB of "

@@ -1,9 +1,8 @@
-"""``dynasoar usage``: the usage book and the bill from an SP (``GetUsage``), as a table (with
-totals per consumer), CSV or JSON."""
+"""The usage book and the bill from an SP (``GetUsage``), as a table (with totals per
+consumer), CSV or JSON: what ``dynasoar usage`` prints."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -32,45 +31,21 @@ FIELDS = [
 ]
 
 
-def add_command(sub: Any, sp_default: str) -> None:
-    p = sub.add_parser(
-        "usage",
-        help="what each consumer used (messages, bytes, CPU, memory, images) and what it costs",
-    )
-    p.add_argument(
-        "--consumer",
-        help="one consumer's only (a signer's subject, a dyn:Consumer name, or an address)",
-    )
-    p.add_argument(
-        "--since", type=date.fromisoformat, metavar="YYYY-MM-DD", help="from this day on"
-    )
-    form = p.add_mutually_exclusive_group()
-    form.add_argument("--csv", action="store_true", help="one CSV line per book line")
-    form.add_argument("--json", action="store_true", help="the book as JSON")
-    p.add_argument(
-        "--sp", default=sp_default, metavar="URL", help=f"the Service Provider ({sp_default})"
-    )
-    p.set_defaults(func=run)
-
-
 def fetch(sp: str, consumer: str | None = None, since: date | None = None) -> list[dict[str, Any]]:
     rows = ProviderClient(sp).call("GetUsage", consumer=consumer, since=since) or []
     return [{name: getattr(row, name) for name in FIELDS} for row in rows]
 
 
-def run(args: argparse.Namespace) -> int:
-    rows = fetch(args.sp, args.consumer, args.since)
-    if args.json:
-        print(json.dumps([{**r, "day": r["day"].isoformat()} for r in rows], indent=2))
-    elif args.csv:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        print(out.getvalue(), end="")
-    else:
-        print(render(rows))
-    return 0
+def as_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps([{**r, "day": r["day"].isoformat()} for r in rows], indent=2)
+
+
+def as_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def render(rows: list[dict[str, Any]]) -> str:

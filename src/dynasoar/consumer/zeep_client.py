@@ -12,7 +12,7 @@ import zeep.exceptions
 from zeep.transports import Transport
 
 from dynasoar import ns
-from dynasoar.errors import FaultInfo, RemoteFault, TransportError
+from dynasoar.errors import FaultInfo, RemoteFault, TransportError, Unreachable
 from dynasoar.tls import default_ca
 
 
@@ -31,9 +31,31 @@ def new_client(
             settings=zeep.Settings(strict=True, xml_huge_tree=False),
             plugins=plugins or [],
         )
+    except requests.ConnectionError as exc:
+        why = _why(exc)
+        raise Unreachable(f"nothing answers at {_origin(wsdl_url)} ({why})", why=why) from exc
     except (requests.RequestException, OSError) as exc:
         raise TransportError(f"cannot load the WSDL at {wsdl_url}: {exc}") from exc
     return client
+
+
+def _origin(url: str) -> str:
+    return url.partition("://")[2].partition("/")[0] or url
+
+
+def _why(exc: requests.ConnectionError) -> str:
+    """What requests' nested ConnectionError boils down to (refused, no such name ...)."""
+    text = str(exc)
+    for known in (
+        "Connection refused",
+        "Name or service not known",
+        "No route to host",
+        "timed out",
+        "Temporary failure in name resolution",
+    ):
+        if known in text:
+            return known.lower()
+    return text
 
 
 def soap12_service(client: zeep.Client) -> Any:
@@ -59,6 +81,9 @@ def invoke(service: Any, operation: str, **kwargs: Any) -> Any:
             FaultInfo(code=(ns.SOAP11_ENV, str(code)), subcodes=subcodes, reason=exc.message or ""),
             status=500,
         ) from exc
+    except requests.ConnectionError as exc:
+        why = _why(exc)
+        raise Unreachable(f"{operation}: nothing answers ({why})", why=why) from exc
     except (requests.RequestException, zeep.exceptions.TransportError) as exc:
         raise TransportError(f"{operation}: {exc}") from exc
 

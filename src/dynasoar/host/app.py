@@ -1,4 +1,5 @@
-"""Assembles a Host Provider process: its port, the backend, and registration with an SP."""
+"""Assembles a Host Provider process: its port, the backend, registration with an SP, and what
+operators watch (metrics, readiness, an access line per control message)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from dynasoar.host.backends.process import ProcessBackend
 from dynasoar.host.hosting import HostProvider
 from dynasoar.host.logpump import LogPump
 from dynasoar.host.logstore import LogLimits, LogStore
+from dynasoar.host.metrics import HostMetrics
 from dynasoar.http import ConnectionPool, Handler, Request, Response
 from dynasoar.images import ImageCache
 from dynasoar.paths import HOST_PORT as PORT_PATH
 from dynasoar.paths import PROVIDER_PORT, contracts_dir
+from dynasoar.portlog import PortLog
 from dynasoar.serve import base_url_of, text, wants_wsdl
 from dynasoar.service.endpoint import (
     EndpointConfig,
@@ -35,6 +38,7 @@ from dynasoar.soap.client import SoapClient
 from dynasoar.soap.security import Policy
 from dynasoar.terms import HostTerms
 from dynasoar.tls import client_context
+from dynasoar.watch import HEALTH_PATH, METRICS_PATH, READY_PATH, Readiness, metrics_response
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ class HostConfig:
     service_provider: str | None = None
     start_timeout: float = 60.0
     libvirt_uri: str = "qemu:///system"
+    libvirt_template: Path | None = None  # the domain XML template (None: the default one)
     accel: Literal["tcg", "kvm", "auto"] = "tcg"
     image_cache_bytes: int = 20 << 30
     terms: HostTerms = field(default_factory=HostTerms)
@@ -82,6 +87,7 @@ def _backends(config: HostConfig) -> dict[str, Backend]:
             accel=config.accel,
             scope=scope_for(config.data),
             listen=config.service_host,
+            template=config.libvirt_template,
         )
     return backends
 
@@ -126,6 +132,17 @@ class HostApp:
             lambda: {"host": self.host},
             self.deadlines,
         )
+        self.metrics = HostMetrics(self.host)
+        self.port_log = PortLog(
+            self.port.contract,
+            self.metrics.control,
+            self.metrics.control_seconds,
+            routine=frozenset({"Status"}),
+        )
+        self.readiness = Readiness(self._unready)
+        #: The SP has heard from this host lately (its last registration or heartbeat went
+        #: through); always True without --sp.
+        self.registered = not config.service_provider
         self.url = ""
         self._registration: asyncio.Task[None] | None = None
         self._pool = ConnectionPool(ssl_context=client_context(config.ca))
@@ -137,7 +154,23 @@ class HostApp:
         self.host.address = self.url
         if self.config.service_provider:
             self._registration = asyncio.create_task(self._register(self.config.service_provider))
+        self.readiness.ready()
         return self.handle
+
+    async def _unready(self) -> list[str]:
+        """Why this host cannot take work now: a backend unusable (libvirt gone), or the SP
+        not hearing from it."""
+        loop = asyncio.get_running_loop()
+        reasons = []
+        for backend in self.host.backends.values():
+            problem = getattr(backend, "problem", None)
+            if problem is not None:
+                found = await loop.run_in_executor(None, problem)
+                if found:
+                    reasons.append(found)
+        if not self.registered:
+            reasons.append(f"not registered with {self.config.service_provider} (yet)")
+        return reasons
 
     async def _register(self, sp: str) -> None:
         """Register with the SP, then keep telling it we are alive (the heartbeat). The SP
@@ -158,11 +191,13 @@ class HostApp:
             except DynasoarError as exc:
                 log.warning("registering with %s: %s", sp, exc.reason)
                 registered, delay = False, min(delay * 2, 5.0)
+            self.registered = registered
             await asyncio.sleep(delay)
 
     async def quiesce(self) -> None:
         """Stopping: no more heartbeats, and the SP is told at once (with --drain, after it
         moved this host's stateless deployments elsewhere), so that it sends nothing new."""
+        self.readiness.stopping()
         if self._registration is None:
             return
         self._registration.cancel()
@@ -200,14 +235,24 @@ class HostApp:
 
     async def handle(self, request: Request) -> Response:
         path = request.path
-        if path == "/healthz":
+        if path == HEALTH_PATH:
             return text(200, "ok")
         if path == PORT_PATH:
             if request.method == "POST":
-                return await self.port.handle(request)
+                return await self.port_log(self.port.handle, request)
             if request.method == "GET" and wants_wsdl(request.query):
                 return self.port.wsdl(base_url_of(request.headers.get("host"), self.url))
             return text(405, "POST SOAP messages here; GET ?wsdl for the contract")
         if path.startswith("/dynasoar/") and path.endswith(".xsd"):
             return self.port.schema(path.rpartition("/")[2]) or text(404, "no such schema")
+        if path in (METRICS_PATH, READY_PATH):
+            if request.method != "GET":
+                return text(405, f"{path} is read-only: GET it")
+            if path == READY_PATH:
+                return await self.readiness.response()
+            # Reading the deployments asks the backends whether they live: not on the loop.
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                None, metrics_response, self.metrics.registry, request
+            )
         return text(404, f"nothing here at {path}; see {PORT_PATH}?wsdl")

@@ -102,12 +102,15 @@ class HostProvider:
         self.start_timeout = start_timeout
         self.address = ""
         self._limits = unpack_limits
-        self._deployments_dir, self._scratch = _deployments_root(data)
         self._hosted: dict[str, Hosted] = {}
         #: Deploys under way, by id; those an Undeploy named meanwhile are undone once started.
         self._starting: dict[str, Hosted] = {}
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
+        # The backends first: one that cannot work here (libvirt unreachable) stops the start
+        # before anything is changed on disk.
+        self._clear_backend_leftovers()
+        self._deployments_dir, self._scratch = _deployments_root(data)
         self._clear_leftovers()
 
     @property
@@ -115,13 +118,15 @@ class HostProvider:
         vm = self.backends.get("vm")
         return vm.name if vm is not None else self.backends["code"].name
 
-    def _clear_leftovers(self) -> None:
-        """What a previous run left: domains of its VMs, directories of its deployments
-        (its code services died with it)."""
+    def _clear_backend_leftovers(self) -> None:
+        """What a previous run left in the backends: domains of its VMs."""
         for backend in self.backends.values():
             clear = getattr(backend, "clear_leftovers", None)
             if clear is not None:
                 clear()
+
+    def _clear_leftovers(self) -> None:
+        """Directories of a previous run's deployments (its code services died with it)."""
         for entry in self._deployments_dir.iterdir():
             shutil.rmtree(entry, ignore_errors=True)
 

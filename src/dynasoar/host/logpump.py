@@ -112,8 +112,8 @@ class LogPump:
                 for key, _ in self._selector.select():
                     if key.fd == self._wake_r:
                         self._commands_now()
-                    else:
-                        self._read(key.fd)
+                    elif key.fd in self._sinks:  # (a command earlier in this batch may have
+                        self._read(key.fd)  # drained it to its end and closed it)
                 with self._lock:
                     if self._stopping:
                         break

@@ -154,14 +154,17 @@ class ServiceLog:
             os.close(self._fd)
             self._fd = None
         path = self.directory / f"{self._end:020d}{SUFFIX}"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._size = os.fstat(self._fd).st_size
-        if not self._segments or self._segments[-1][1] != path:
-            self._segments.append((self._end, path))
-        while len(self._segments) > 2:
+        new = not self._segments or self._segments[-1][1] != path
+        # The oldest goes before the new one is made: never more than two on disk, even for
+        # a moment (someone may be looking).
+        while new and len(self._segments) >= 2:
             _, oldest = self._segments.pop(0)
             with contextlib.suppress(FileNotFoundError):
                 oldest.unlink()
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        if new:
+            self._segments.append((self._end, path))
 
     # -- readers ---------------------------------------------------------------------------------
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterable
 from typing import NamedTuple
 
-from dynasoar.errors import TransportError
+from dynasoar.errors import TransportError, Unreachable
 from dynasoar.http.body import BodyReader
 from dynasoar.http.client_connection import ClientConnection, ClientResponse, StaleConnection
 from dynasoar.http.headers import HeadersLike
@@ -164,8 +165,11 @@ class ConnectionPool:
                 )
         except TimeoutError as exc:
             raise TransportError(f"connecting to {host}:{port} timed out") from exc
+        except ssl.SSLError as exc:
+            raise TransportError(f"TLS with {host}:{port} failed: {exc}") from exc
         except OSError as exc:
-            raise TransportError(f"connecting to {host}:{port} failed: {exc}") from exc
+            why = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+            raise Unreachable(f"nothing answers at {host}:{port} ({why})", why=why) from exc
         self.connections_opened += 1
         return conn
 

@@ -1,5 +1,6 @@
 """Assembles a Service Provider process: state under ``--data``, the management port, the
-routing interceptor, and the HTTP routes that lead to them."""
+routing interceptor, what operators watch (status page, metrics, readiness, access lines), and
+the HTTP routes that lead to them."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from dynasoar.consumer.host_client import HostClient
 from dynasoar.deadlines import Deadlines
 from dynasoar.errors import DynasoarError
 from dynasoar.http import ConnectionPool, Handler, Request, Response
+from dynasoar.images import CacheStats
 from dynasoar.paths import PROVIDER_PORT as PORT_PATH
 from dynasoar.paths import contracts_dir
+from dynasoar.portlog import PortLog
+from dynasoar.provider.access import MessageObserver
+from dynasoar.provider.activity import Activity
 from dynasoar.provider.autoscaler import Autoscaler, Scaling
 from dynasoar.provider.chain import build_chain
 from dynasoar.provider.courier import build_courier
@@ -29,6 +34,8 @@ from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.logs import ServiceLogs
+from dynasoar.provider.metrics import ProviderMetrics, SpState
+from dynasoar.provider.page import StatusPage
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
@@ -49,6 +56,7 @@ from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion
 from dynasoar.soap.security import Policy, TrustStore
 from dynasoar.tls import client_context
+from dynasoar.watch import HEALTH_PATH, METRICS_PATH, READY_PATH, Readiness, metrics_response
 from dynasoar.wsdl import rewrite_addresses
 
 log = logging.getLogger(__name__)
@@ -113,6 +121,21 @@ class ProviderApp:
         self.provider = ServiceProvider(
             data, self.registry, repository, self.hosts, self.deployer, config.keep_versions
         )
+        images = repository.images
+        self.metrics = ProviderMetrics(
+            SpState(
+                self.registry,
+                self.deployer.load,
+                lambda: len(self.provider.catalog()),
+                lambda: _held(images.stats()),
+            )
+        )
+        self.activity = Activity(self.metrics)
+        shipper.observer = self.activity
+        self.page = StatusPage(
+            self.provider, self.registry, self.deployer.load, images, self.activity
+        )
+        self.readiness = Readiness()
         self.logs = ServiceLogs(self.registry, host_client)
         self.usage = Usage(self.registry, host_client)
         self.autoscaler = Autoscaler(
@@ -140,6 +163,7 @@ class ProviderApp:
             destinations=self.destinations,
             store=self.deliveries,
             router=ReplyRouter(self.deliveries, self.courier.wake, config.soap12_sender_status),
+            observe=MessageObserver(self.metrics, self.activity),
         )
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sp-port")
         from dynasoar.provider.port import provider_port  # spyne: imported with the port only
@@ -166,6 +190,12 @@ class ProviderApp:
             },
             self.deadlines,
         )
+        self.port_log = PortLog(
+            self.port.contract,
+            self.metrics.control,
+            self.metrics.control_seconds,
+            routine=frozenset({"RegisterHost"}),
+        )
         self._wsdl_cache: dict[tuple[str, str, str], bytes] = {}
         self.url = ""
 
@@ -189,6 +219,7 @@ class ProviderApp:
         self._control = asyncio.create_task(self.autoscaler.run())
         self._courier = asyncio.create_task(self.courier.run())
         self._resume = asyncio.create_task(self._take_up(url))
+        self.readiness.ready()
         return self.handle
 
     async def _take_up(self, url: str) -> None:
@@ -212,6 +243,7 @@ class ProviderApp:
         """Stopping: the control loop first. Nobody hears the hosts' heartbeats from now on,
         and judging them would undo every deployment; the registry stays as it is. Messages
         accepted before the last restart and not yet taken up wait for the next start."""
+        self.readiness.stopping()
         for task in (self._control, self._resume):
             if task is not None:
                 task.cancel()
@@ -237,12 +269,12 @@ class ProviderApp:
 
     async def handle(self, request: Request) -> Response:
         path = request.path
-        if path == "/healthz":
+        if path == HEALTH_PATH:
             return text(200, "ok")
         base = base_url_of(request.headers.get("host"), self.url)
         if path == PORT_PATH:
             if request.method == "POST":
-                return await self.port.handle(request)
+                return await self.port_log(self.port.handle, request)
             if request.method == "GET" and wants_wsdl(request.query):
                 return self.port.wsdl(base)
             return text(405, "POST SOAP messages here; GET ?wsdl for the contract")
@@ -254,7 +286,15 @@ class ProviderApp:
             if request.method == "GET" and wants_wsdl(request.query):
                 return self._service_wsdl(path, base)
             return text(405, "POST SOAP messages here; GET ?wsdl for the service's contract")
-        return text(404, f"nothing here at {path}; see {PORT_PATH}?wsdl")
+        if path in ("/", METRICS_PATH, READY_PATH):
+            if request.method != "GET":
+                return text(405, f"{path} is read-only: GET it")
+            if path == READY_PATH:
+                return await self.readiness.response()
+            if path == METRICS_PATH:
+                return metrics_response(self.metrics.registry, request)
+            return self.page.response(base)
+        return text(404, f"nothing here at {path}; see / or {PORT_PATH}?wsdl")
 
     def _service_wsdl(self, path: str, base: str) -> Response:
         name = unquote(path[len(SERVICES) :].strip("/"))
@@ -269,3 +309,7 @@ class ProviderApp:
                 self._wsdl_cache.clear()
             self._wsdl_cache[key] = body
         return Response(200, [("Content-Type", "text/xml; charset=utf-8")], body)
+
+
+def _held(stats: CacheStats) -> tuple[int, int]:
+    return stats.images, stats.bytes

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from dynasoar.addresses import OwnAddresses
@@ -84,6 +84,10 @@ class Interceptor(Protocol):
     async def handle(self, ctx: MessageContext) -> None: ...
 
 
+#: Called with each message's context and response once routed; returns the response to send.
+Observer = Callable[[MessageContext, Response], Response]
+
+
 class RouteReply:
     """The ``reply`` phase: the relayed reply goes where WS-Addressing says."""
 
@@ -104,6 +108,7 @@ class Chain:
         router: ReplyRouter,
         store: DeliveryStore,
         deadlines: Deadlines | None = None,
+        observe: Observer | None = None,
     ) -> None:
         phases = tuple(i.phase for i in interceptors)
         if phases != PHASES:
@@ -113,12 +118,15 @@ class Chain:
         self._router = router
         self._store = store
         self._deadlines = deadlines or Deadlines()
+        #: Sees every message's context and response last (the access line, metrics).
+        self.observe = observe
         #: Messages accepted with 202, going on in the background.
         self._detached: set[asyncio.Task[None]] = set()
 
     async def __call__(self, request: Request, base_url: str) -> Response:
         ctx = MessageContext(request, base_url, deadline=time.monotonic() + self.message_timeout)
-        return await self._run(ctx, self.interceptors)
+        response = await self._run(ctx, self.interceptors)
+        return response if self.observe is None else self.observe(ctx, response)
 
     async def run_accepted(self, ctx: MessageContext) -> None:
         """Go on with a message accepted before a restart, from its deploy phase."""
@@ -184,6 +192,7 @@ class Chain:
             log.exception("an accepted message for %s failed", ctx.request.path)
 
     def _fault(self, ctx: MessageContext, error: DynasoarError) -> Response:
+        ctx.fault = error
         return self._router.fault(ctx, error)
 
 
@@ -201,6 +210,7 @@ def build_chain(
     destinations: ReplyDestinations,
     store: DeliveryStore,
     router: ReplyRouter,
+    observe: Observer | None = None,
 ) -> tuple[Chain, Relay]:
     relay = Relay(pool, deployer, deployer.load, deadlines, call_timeout, usage)
     chain = Chain(
@@ -219,5 +229,6 @@ def build_chain(
         router,
         store,
         deadlines,
+        observe,
     )
     return chain, relay

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from dynasoar.errors import DynasoarError
 from dynasoar.http import Request, Response
 from dynasoar.provider.catalog import Advertised
 from dynasoar.provider.registry import DeploymentRecord, ServiceRecord
@@ -43,6 +44,8 @@ class MessageContext:
     #: Accepted for an asynchronous reply (202 sent): its row in the reply store.
     job: str | None = None
     detached: bool = False
+    #: The fault the SP answered with, if it answered with one of its own.
+    fault: DynasoarError | None = None
 
     @property
     def billed_to(self) -> str:

@@ -202,6 +202,7 @@ class Deployer:
         views = [v for v in await self._hosts.survey() if self._hosts.placeable(v.address)]
         policy = self._policies[service.placement.policy or self.default_policy]
         candidates = policy.order(eligible(views, need), need)
+        log.debug("placing %s (%s): %s", service.name, policy.name, [v.address for v in candidates])
         if not candidates:
             raise NoHostAvailable(_nowhere(service.name, views, need))
         reasons = []

@@ -24,6 +24,7 @@ from dynasoar.errors import (
 )
 from dynasoar.http import ConnectionPool
 from dynasoar.images import ImageCache
+from dynasoar.provider.activity import ShipObserver, Unobserved
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord, now
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Shipper:
         #: Ids of shipments under way in this process (their "deploying" records are no leftovers).
         self.in_progress: set[str] = set()
         self._background: set[asyncio.Task[bool]] = set()
+        #: Told of every deployment made or failed, bytes shipped, undeploys (metrics, page).
+        self.observer: ShipObserver = Unobserved()
 
     async def ship(
         self, host: str, service: ServiceRecord, consumer: str | None = None
@@ -82,11 +85,13 @@ class Shipper:
             self._registry.remove_deployment(record.id)
             if not isinstance(exc, REFUSALS):
                 self.undeploy_later(host, record.id)
+            self.observer.deploy_failed(service, host, exc, time.monotonic() - started)
             raise
         finally:
             self.in_progress.discard(record.id)
         ready = replace(record, endpoint=endpoint, state="ready", changed=now())
         self._registry.add_deployment(ready)
+        self.observer.deployed(ready, time.monotonic() - started)
         log.info(
             "deployed %s on %s in %.2f s: %s",
             service.name,
@@ -98,6 +103,14 @@ class Shipper:
 
     async def _deploy(self, host: str, service: ServiceRecord, deployment_id: str) -> str:
         held = await self._held_by(host, service)
+        log.debug(
+            "shipping %s %s to %s: %d image(s) held there, %d sent",
+            service.name,
+            service.version,
+            host,
+            len(held),
+            len(service.images) - len(held),
+        )
         try:
             _, endpoint = await self._client.deploy(
                 host,
@@ -108,13 +121,17 @@ class Shipper:
             )
         except ImageNotHeld:
             # The host evicted an image between our question and the Deploy: send them all.
+            held = set()
             _, endpoint = await self._client.deploy(
                 host,
-                self._shipment(service, set()),
+                self._shipment(service, held),
                 self.deploy_timeout,
                 deployment_id=deployment_id,
                 owner=self.owner,
             )
+        saved = sum(image.size for image in service.images if image.sha256 in held)
+        image_bytes = sum(image.size for image in service.images) - saved
+        self.observer.shipped(service.size, image_bytes, saved)
         return endpoint
 
     async def _held_by(self, host: str, service: ServiceRecord) -> set[str]:
@@ -156,10 +173,13 @@ class Shipper:
     async def undeploy(self, host: str, deployment_id: str, timeout: float = 30.0) -> bool:
         """Ask ``host`` to undeploy; a host that does not answer is logged, not raised."""
         try:
-            return await self._client.undeploy(host, deployment_id, timeout=timeout)
+            done = await self._client.undeploy(host, deployment_id, timeout=timeout)
         except DynasoarError as exc:
             log.warning("could not undeploy %s on %s: %s", deployment_id, host, exc.reason)
+            self.observer.undeployed(host, deployment_id, False)
             return False
+        self.observer.undeployed(host, deployment_id, True)
+        return done
 
     def undeploy_later(self, host: str, deployment_id: str) -> None:
         task = asyncio.create_task(self.undeploy(host, deployment_id, timeout=10.0))

@@ -221,6 +221,21 @@ class LibvirtBackend:
             log.warning("removed %d VM deployment(s) left behind: %s", len(cleared), cleared)
         return cleared
 
+    def problem(self) -> str | None:
+        """Why this backend cannot run VMs now (libvirt does not answer), or None. A call
+        (not only the connection's own idea of being alive) tells a dead connection; one is
+        opened again at once if it can be."""
+        for _ in range(2):
+            try:
+                self._connection().getLibVersion()
+                return None
+            except libvirt.libvirtError as exc:
+                reason = f"libvirt at {self.uri} does not answer: {exc}"
+                self.close()  # the next use (or this loop) connects anew
+            except DeploymentFailed as exc:
+                reason = exc.reason
+        return reason
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
