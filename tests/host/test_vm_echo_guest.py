@@ -254,13 +254,16 @@ def post(endpoint: str, body: str, content_type: str) -> tuple[int, etree._Eleme
 def test_compute_in_a_booted_guest_takes_its_cpu_time(
     guest: str, soap: str, content_type: str
 ) -> None:
-    _, _, idle = post(guest, compute_request(soap, "0"), content_type)
+    _, idle_reply, _ = post(guest, compute_request(soap, "0"), content_type)
     status, reply, took = post(guest, compute_request(soap, "300"), content_type)
 
     assert status == 200
-    assert took >= 0.3 and took - idle >= 0.25  # the guest's clock has no coarse tick here
-    iterations = reply.findtext(f"{{{soap}}}Body/{{{ECHO}}}ComputeResponse/{{{ECHO}}}iterations")
-    assert iterations is not None and int(iterations) > 0
+    # 300 ms of the guest's CPU cannot take less than 300 ms (how much more depends on the
+    # machine's load, so no upper bound and no comparison with the idle call's time)
+    assert took >= 0.3
+    path = f"{{{soap}}}Body/{{{ECHO}}}ComputeResponse/{{{ECHO}}}iterations"
+    iterations = reply.findtext(path)
+    assert iterations is not None and int(iterations) > int(idle_reply.findtext(path) or 0)
     header = reply.find(f"{{{soap}}}Header")
     assert header is not None
     assert header.findtext(f"{{{WSA}}}RelatesTo") == "urn:uuid:req"

@@ -101,6 +101,7 @@ def test_the_status_page_in_a_browser(make_cluster: MakeCluster, browser, tmp_pa
     services = rows("services")
     assert set(services) == {"Broken", "Counter", "Echo"}
     assert "stateful" in services["Counter"] and "stateless" in services["Echo"]
+    assert "1.0 100%" in services["Echo"]  # its traffic: all to its one version
     link = browser.find_element(By.CSS_SELECTOR, '#services tr[data-key="Echo"] a')
     assert link.get_attribute("href") == f"{sp}/services/Echo?wsdl"
     assert get(link.get_attribute("href")).status == 200

@@ -98,6 +98,7 @@ class StatusPage:
                 [
                     escape(s.name),
                     escape(s.version),
+                    escape(", ".join(f"{v} {w}%" for v, w in advertised.route.traffic)),
                     escape(s.kind),
                     "stateless" if s.stateless else "stateful",
                     str(ready.get(s.name, 0)),
@@ -109,10 +110,20 @@ class StatusPage:
         return _section(
             "services",
             "Services",
-            ["name", "version", "kind", "state", "replicas", "sha256", "published", "contract"],
+            [
+                "name",
+                "version",
+                "traffic",
+                "kind",
+                "state",
+                "replicas",
+                "sha256",
+                "published",
+                "contract",
+            ],
             rows,
             row_key=[a.record.name for a in catalog],
-            numeric={4},
+            numeric={5},
         )
 
     def _deployments(self) -> str:
