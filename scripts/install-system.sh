@@ -4,7 +4,9 @@
 set -euo pipefail
 
 # iproute2 + iptables: dynasoar bench experiment (network namespaces, veth, tc, NFQUEUE)
-packages=(python3-venv python3-dev gcc pkg-config curl iproute2 iptables)
+# postgresql: the shared registry of several SPs (tests start throwaway clusters as the
+# package's own unprivileged "postgres" user); haproxy: the load balancer in front of them
+packages=(python3-venv python3-dev gcc pkg-config curl iproute2 iptables postgresql haproxy)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,7 +1,7 @@
 """The Service Provider's store of asynchronous replies, a table of its own in the registry's
-SQLite database (under ``--data``), so that no accepted message and no reply is lost when the
-SP restarts. One row per message accepted with ``202``, or per reply or fault on its way to a
-ReplyTo / FaultTo address::
+database (SQLite under ``--data``, or the shared PostgreSQL), so that no accepted message and
+no reply is lost when the SP restarts. One row per message accepted with ``202``, or per
+reply or fault on its way to a ReplyTo / FaultTo address::
 
     accepted ──> ready ──> sending ──> delivered
     (the message, │  ^          │
@@ -16,7 +16,6 @@ the most recent of them are kept for the record, older ones pruned.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dynasoar.errors import Busy, ReceiverError
+from dynasoar.provider.database import Connection
 from dynasoar.provider.registry import Registry
 
 SCHEMA = """
@@ -101,11 +101,11 @@ class DeliveryStore:
             )
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[Connection]:
         try:
             with self._registry.transaction() as db:
                 yield db
-        except sqlite3.Error as exc:
+        except self._registry.errors as exc:
             raise ReceiverError(f"the Service Provider's reply store failed: {exc}") from exc
 
     # -- messages accepted with 202 ---------------------------------------------------------
@@ -335,7 +335,7 @@ class DeliveryStore:
         return (str(row[0]), int(row[1]), row[2]) if row else None
 
 
-def _pending(db: sqlite3.Connection) -> tuple[int, int]:
+def _pending(db: Connection) -> tuple[int, int]:
     row = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(LENGTH(request)), 0) + COALESCE(SUM(LENGTH(reply)), 0) "
         "FROM deliveries WHERE state NOT IN (?, ?)",

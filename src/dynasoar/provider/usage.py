@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 
 from dynasoar.consumer.host_client import DeploymentUsage, HostClient
 from dynasoar.errors import DynasoarError
+from dynasoar.provider.records import upsert
 from dynasoar.provider.registry import DeploymentRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,12 @@ class Usage:
             self._tally(Key(day, owner, now.service, now.version, host)).image_bytes += images
         with self._registry.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO deployment_usage (id, service, version, host, consumer, "
-                "cpu_seconds, memory_gib_seconds, image_bytes, updated) VALUES (?,?,?,?,?,?,?,?,?)",
+                upsert(
+                    "deployment_usage",
+                    "id, service, version, host, consumer, cpu_seconds, memory_gib_seconds, "
+                    "image_bytes, updated",
+                    "id",
+                ),
                 (
                     now.id,
                     now.service,
