@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from dynasoar import __version__
 from dynasoar.cli_addressing import add_addressing_args, addressing_config
+from dynasoar.cli_grid import add_grid_args, grid_config
 from dynasoar.errors import DynasoarError
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         "signatures accept (repeatable)",
     )
     add_addressing_args(p, service_provider=True)
+    add_grid_args(p)
     p.set_defaults(func=_run_sp)
 
     p = sub.add_parser("hp", help="run a Host Provider")
@@ -491,6 +493,7 @@ def _run_sp(args: argparse.Namespace) -> int:
             reconcile_interval=args.reconcile_interval,
         ),
         **addressing_config(args, service_provider=True),
+        **grid_config(args),
     )
     tls = _tls_context(args)
     loop = new_event_loop()

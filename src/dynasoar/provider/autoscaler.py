@@ -6,7 +6,9 @@ ask them what their deployments consumed (the usage book, flushed on every look)
 Every decision but the reconciliation reads only in-memory state.
 
 It is the first thing a stopping Service Provider stops: while the SP drains, nobody hears the
-hosts' heartbeats, and judging them then would undo every deployment."""
+hosts' heartbeats, and judging them then would undo every deployment. With several SPs on one
+registry, only the one leading runs it (:mod:`.leader`); heartbeats heard by any of them are
+judged from the registry (:mod:`.heartbeats`)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from dynasoar.provider.catalog import Advertised
 from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.heartbeats import Heartbeats
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
 from dynasoar.provider.service_provider import ServiceProvider
@@ -46,6 +49,7 @@ class Autoscaler:
         scaling: Scaling,
         reconciler: Reconciler,
         usage: Usage,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
         self._usage = usage
         self._provider = provider
@@ -57,14 +61,7 @@ class Autoscaler:
         self._reconciling: asyncio.Task[None] | None = None
         self._hot: dict[str, int] = {}  # looks in a row over the threshold, per service
         self._scaling: dict[str, asyncio.Task[object]] = {}
-        #: host → (monotonic time of its last heartbeat, how long it may stay silent)
-        self._heartbeats: dict[str, tuple[float, float]] = {}
-
-    def heartbeat(self, address: str, every: float) -> None:
-        """``address`` said it is alive, and will say so again within ``every`` seconds."""
-        # Missing a beat or two is weather; three, or the SP's own limit if longer, is not.
-        allowed = max(self.scaling.host_timeout, 3 * every)
-        self._heartbeats[address] = (time.monotonic(), allowed)
+        self.heartbeats = heartbeats or Heartbeats(registry, scaling.host_timeout)
 
     async def run(self) -> None:
         try:
@@ -78,6 +75,7 @@ class Autoscaler:
             await self._stop_work()
 
     async def tick(self) -> None:
+        self.heartbeats.flush()
         self._check_heartbeats()
         for advertised in self._provider.catalog():
             await self._undeploy_idle(advertised)
@@ -156,10 +154,6 @@ class Autoscaler:
                 await self._deployer.undeploy(record)
 
     def _check_heartbeats(self) -> None:
-        now = time.monotonic()
-        for address, (last, allowed) in list(self._heartbeats.items()):
-            if self._registry.host_state(address) == "left":
-                del self._heartbeats[address]  # it said goodbye: silence is expected
-            elif now - last > allowed:
-                del self._heartbeats[address]
-                self._deployer.mark_down(address, f"no heartbeat for {now - last:.1f} s")
+        for address, late in self.heartbeats.overdue():
+            self.heartbeats.forget(address)
+            self._deployer.mark_down(address, f"no heartbeat for {late:.1f} s past its deadline")

@@ -322,6 +322,8 @@ class Registry:
         if record is None:
             raise KeyError(deployment_id)
         changed = replace(record, state=state, reason=reason, changed=now())
+        if state in ("deploying", "retiring"):  # under way here: no leftover while this SP runs
+            changed = replace(changed, deployer=self.instance)
         self.add_deployment(changed)
         return changed
 

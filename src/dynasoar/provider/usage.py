@@ -201,6 +201,17 @@ class Usage:
         if not pending:
             return
         sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in COLUMNS)
+        try:
+            self._write(pending, sets)
+        except BaseException:
+            # the registry cannot be reached: kept, added to what the next flush writes
+            for key, tally in pending.items():
+                into = self._tally(key)
+                for column in COLUMNS:
+                    setattr(into, column, getattr(into, column) + getattr(tally, column))
+            raise
+
+    def _write(self, pending: dict[Key, Tally], sets: str) -> None:
         with self._registry.transaction() as db:
             db.executemany(
                 f"INSERT INTO usage (day, consumer, service, version, host, {', '.join(COLUMNS)}) "
