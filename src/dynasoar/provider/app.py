@@ -144,7 +144,9 @@ class ProviderApp:
         self.provider.on_heartbeat = self._heartbeat
         self.provider.too_soon = self.heartbeats.too_soon
         # One SP at a time runs the control loop: the one leading (always this one on SQLite).
-        self.leadership = Leadership(self.registry, self.heartbeats, self.autoscaler.run)
+        self.leadership = Leadership(
+            self.registry, self.heartbeats, self.autoscaler.run, chores=[self.usage.flush]
+        )
         self._leading: asyncio.Task[None] | None = None
         self._following: asyncio.Task[None] | None = None
         #: Serving: restored and not stopping (/readyz: what a load balancer checks).

@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from dynasoar.errors import RegistryUnavailable
 from dynasoar.provider.catalog import Advertised
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.heartbeats import Heartbeats
@@ -62,8 +63,12 @@ class Autoscaler:
         self._hot: dict[str, int] = {}  # looks in a row over the threshold, per service
         self._scaling: dict[str, asyncio.Task[object]] = {}
         self.heartbeats = heartbeats or Heartbeats(registry, scaling.host_timeout)
+        #: No host is judged before this (monotonic): beats other SPs heard while this one did
+        #: not lead, or while the registry could not be reached, reach it first.
+        self._judge_from = 0.0
 
     async def run(self) -> None:
+        self._judge_from = time.monotonic() + self.scaling.host_timeout
         try:
             while True:
                 await asyncio.sleep(self.scaling.interval)
@@ -75,8 +80,13 @@ class Autoscaler:
             await self._stop_work()
 
     async def tick(self) -> None:
-        self.heartbeats.flush()
-        self._check_heartbeats()
+        try:
+            self.heartbeats.flush()
+        except RegistryUnavailable:
+            self._judge_from = time.monotonic() + self.scaling.host_timeout
+            raise
+        if time.monotonic() >= self._judge_from:
+            self._check_heartbeats()
         for advertised in self._provider.catalog():
             await self._undeploy_idle(advertised)
             if advertised.record.stateless:

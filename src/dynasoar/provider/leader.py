@@ -4,13 +4,14 @@ advisory lock, which the server frees the moment the leader's session ends, so w
 dies another SP takes over at its next look (every ``interval`` seconds). With SQLite the one SP
 always leads.
 
-Every SP, leader or not, writes the heartbeats it heard to the registry at each look."""
+Every SP, leader or not, writes the heartbeats it heard (and its other ``chores``: the usage it
+counted) to the registry at each look."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from dynasoar.errors import DynasoarError
@@ -29,7 +30,9 @@ class Leadership:
         heartbeats: Heartbeats,
         control_loop: Callable[[], Coroutine[Any, Any, None]],
         interval: float = 1.0,
+        chores: Sequence[Callable[[], None]] = (),
     ) -> None:
+        self._chores = tuple(chores)
         self._registry = registry
         self._heartbeats = heartbeats
         self._control_loop = control_loop
@@ -42,10 +45,11 @@ class Leadership:
 
     def look(self) -> None:
         """Flush the beats heard; take the lead if it is free, or let it go if it was lost."""
-        try:
-            self._heartbeats.flush()
-        except DynasoarError as exc:
-            log.warning("heartbeats not written to the registry yet: %s", exc.reason)
+        for chore in (self._heartbeats.flush, *self._chores):
+            try:
+                chore()
+            except DynasoarError as exc:
+                log.warning("not written to the registry yet (kept for later): %s", exc.reason)
         if self.leading:
             if not self._registry.db.holds(LEADER_LOCK):
                 log.warning("this SP lost the lead of the control loop (its session ended)")

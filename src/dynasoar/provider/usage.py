@@ -200,7 +200,7 @@ class Usage:
         pending, self._pending = self._pending, {}
         if not pending:
             return
-        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in COLUMNS)
+        sets = ", ".join(f"{c} = usage.{c} + excluded.{c}" for c in COLUMNS)
         try:
             self._write(pending, sets)
         except BaseException:
