@@ -31,7 +31,34 @@ def register_host(
     request = etree.Element(f"{_S}RegisterHost", nsmap={"sp": ns.DYN_SP, "dyn": ns.DYN})
     etree.SubElement(request, f"{_S}address").text = address
     etree.SubElement(request, f"{_S}heartbeat").text = repr(float(heartbeat))
-    status = etree.SubElement(request, f"{_S}status")
+    request.append(
+        host_status(
+            f"{_S}status",
+            address,
+            backend=backend,
+            capacity=capacity,
+            deployments=deployments,
+            load=load,
+            cache=cache,
+            terms=terms,
+        )
+    )
+    return request
+
+
+def host_status(
+    tag: str,
+    address: str,
+    *,
+    backend: str,
+    capacity: int,
+    deployments: int,
+    load: float,
+    cache: CacheStats | None = None,
+    terms: HostTerms = HostTerms(),
+) -> etree._Element:
+    """A dyn:HostStatus element named ``tag``."""
+    status = etree.Element(tag, nsmap={"dyn": ns.DYN})
     for name, value in (
         ("address", address),
         ("backend", backend),
@@ -61,7 +88,7 @@ def register_host(
         item = etree.SubElement(element, f"{_D}label")
         etree.SubElement(item, f"{_D}name").text = label
         etree.SubElement(item, f"{_D}value").text = value
-    return request
+    return status
 
 
 def interval_of(reply_body: etree._Element, asked: float) -> float:

@@ -314,9 +314,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "which",
         nargs="?",
-        choices=("experiment",),
-        help="experiment: the Dynasoar experiment over an emulated network (docs/experiment.md)",
+        choices=("experiment", "fleet"),
+        help="experiment: the Dynasoar experiment over an emulated network (docs/experiment.md); "
+        "fleet: an SP against --hosts simulated hosts (a load generator)",
     )
+    p.add_argument("--hosts", type=int, default=1000, help="fleet: simulated hosts (default 1000)")
     p.add_argument("--quick", action="store_true", help="shorter runs (a reduced grid)")
     p.add_argument("--out", type=Path, metavar="DIR", help="the experiment's CSVs and plots")
     p.set_defaults(func=_bench)
@@ -689,4 +691,4 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from dynasoar.bench import run_bench
 
-    return run_bench(quick=args.quick, which=args.which, out=args.out)
+    return run_bench(quick=args.quick, which=args.which, out=args.out, hosts=args.hosts)

@@ -14,7 +14,13 @@ from dynasoar.bench.restart import restart_under_load
 from dynasoar.bench.vm import image_deploy, vm_boot
 
 
-def run_bench(quick: bool = False, which: str | None = None, out: Path | None = None) -> int:
+def run_bench(
+    quick: bool = False, which: str | None = None, out: Path | None = None, hosts: int = 1000
+) -> int:
+    if which == "fleet":
+        from dynasoar.bench.fleet import run_fleet
+
+        return run_fleet(hosts, out)
     if which == "experiment":
         from dynasoar.experiment import run_experiment
 

@@ -29,6 +29,11 @@ from dynasoar.provider.usage import Usage
 
 log = logging.getLogger(__name__)
 
+#: Hosts without deployments of ours are reconciled a slice at a time: every host within
+#: this many rounds, at least this many a round.
+RECONCILE_ROUNDS = 20
+RECONCILE_SLICE = 16
+
 
 @dataclass(frozen=True)
 class Scaling:
@@ -59,6 +64,7 @@ class Autoscaler:
         self._reconciler = reconciler
         self.scaling = scaling
         self._reconciled = time.monotonic()
+        self._turn = 0  # where the next slice of hosts without deployments starts
         self._reconciling: asyncio.Task[None] | None = None
         self._hot: dict[str, int] = {}  # looks in a row over the threshold, per service
         self._scaling: dict[str, asyncio.Task[object]] = {}
@@ -99,15 +105,30 @@ class Autoscaler:
         if now - self._reconciled < self.scaling.reconcile_interval or self._reconciling:
             return
         self._reconciled = now
-        hosts = [h.address for h in self._registry.hosts() if h.state in ("up", "draining")]
-        task = asyncio.create_task(self._with_hosts(hosts))
+        task = asyncio.create_task(self._with_hosts(self._to_reconcile()))
         self._reconciling = task
         task.add_done_callback(self._reconciled_all)
 
+    def _to_reconcile(self) -> list[str]:
+        """The hosts the registry has deployments on, and a turn of the others (a slice
+        each time, so a fleet of thousands is never asked all at once: a host that runs
+        something of ours unrecorded, a crash's leftover, is found within a few rounds)."""
+        up = {h.address for h in self._registry.hosts() if h.state in ("up", "draining")}
+        ours = {r.host for r in self._registry.deployments()} & up
+        others = sorted(up - ours)
+        if not others:
+            return sorted(ours)
+        size = max(RECONCILE_SLICE, -(-len(others) // RECONCILE_ROUNDS))
+        start = self._turn % len(others)
+        self._turn = start + size
+        return sorted(ours) + (others + others)[start : start + min(size, len(others))]
+
     async def _with_hosts(self, hosts: list[str]) -> None:
-        """Now and then: what each host runs (reconciled), and what it consumed (the book)."""
+        """Now and then: what each host runs (reconciled), and what the hosts that ran our
+        deployments consumed (the book)."""
         await self._reconciler.hosts(hosts)
-        await self._usage.poll(hosts)
+        ran = {r.host for r in self._registry.deployments()} | self._usage.touched()
+        await self._usage.poll(sorted(ran & set(hosts) | self._usage.touched()))
 
     def _reconciled_all(self, task: asyncio.Task[None]) -> None:
         self._reconciling = None

@@ -95,6 +95,8 @@ class Usage:
         #: deployment -> the consumer whose message deployed it (billed its image bytes)
         self._deployed_for: dict[str, str] = {}
         self._polling: asyncio.Lock | None = None
+        #: Hosts whose deployments had messages since they were last asked for their figures.
+        self._touched: set[str] = set()
 
     # -- the message path ----------------------------------------------------------------
 
@@ -115,14 +117,20 @@ class Usage:
         tally.bytes_in += bytes_in
         tally.bytes_out += bytes_out
         tally.wall_seconds += seconds
+        self._touched.add(deployment.host)
         self._walls[deployment.id][consumer] += seconds
         if cold:
             self._deployed_for.setdefault(deployment.id, consumer)
 
     # -- hosts' figures ------------------------------------------------------------------
 
+    def touched(self) -> set[str]:
+        """Hosts whose deployments had messages since their figures were last asked for."""
+        return set(self._touched)
+
     async def poll(self, hosts: list[str]) -> None:
         """Ask ``hosts`` what their deployments consumed, and share it out."""
+        self._touched.difference_update(hosts)
         if self._polling is None:
             self._polling = asyncio.Lock()
         async with self._polling:  # one at a time: the shares depend on the last report
