@@ -249,13 +249,18 @@ class PostgresDatabase(Database):
     def _lock_query(self, sql: str, args: Sequence[object]) -> Any:
         session = self._locks
         with session.lock:
-            conn = session.get()
-            self._forget_lost_locks()
-            try:
-                return conn.execute(sql, list(args)).fetchone()
-            except LOST as exc:
-                self._held.clear()
-                raise session.lost(exc) from exc
+            for attempt in (1, 2):
+                conn = session.get()
+                self._forget_lost_locks()
+                try:
+                    return conn.execute(sql, list(args)).fetchone()
+                except LOST as exc:
+                    self._held.clear()  # the session is gone, and every lock it held
+                    error = session.lost(exc)
+                    if attempt == 2:
+                        raise error from exc
+                    session._failed_at = 0.0  # once more, on a new session
+        raise AssertionError("unreachable")
 
     def _forget_lost_locks(self) -> None:
         generation = self._locks.generation
