@@ -46,6 +46,7 @@ def test_the_interval_grows_with_the_fleet(registry: Registry) -> None:
     assert beats.interval_for(2.0) == 50.0  # 1000 hosts, 20 beats a second
     beats.fleet = 10_000
     assert beats.interval_for(2.0) == 500.0
+    assert Heartbeats(registry, 6.0).interval_for(2.0) == 2.0  # the default rate, a small fleet
     beats.fleet = 1_000_000
     assert beats.interval_for(2.0) == MAX_INTERVAL  # never silent for longer than this
     assert beats.interval_for(MAX_INTERVAL + 60) == MAX_INTERVAL + 60  # nor more often than asked

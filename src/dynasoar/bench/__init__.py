@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from dynasoar.bench.cold import cold_start
+from dynasoar.bench.fleet import fleet_bench
 from dynasoar.bench.mtom import image_transfer
 from dynasoar.bench.relay import warm_relay
 from dynasoar.bench.restart import restart_under_load
@@ -34,4 +35,5 @@ def run_bench(
         image_transfer(work / "image", size=(256 if quick else 2048) << 20, rounds=2)
         image_deploy(work / "deploy", size=(256 if quick else 2048) << 20)
         vm_boot(work / "boot", rounds=1 if quick else 3)
+        fleet_bench(work / "fleet", sizes=(3, 1000) if quick else (3, 1000, 10000), quick=quick)
     return 0

@@ -29,9 +29,9 @@ from dynasoar.provider.usage import Usage
 
 log = logging.getLogger(__name__)
 
-#: Hosts without deployments of ours are reconciled a slice at a time: every host within
-#: this many rounds, at least this many a round.
-RECONCILE_ROUNDS = 20
+#: Hosts without deployments of ours are reconciled a few at a time, in turn (what they could
+#: run of ours unrecorded is a crash's rare leftover; a host that registers again is
+#: reconciled at once anyway): a fleet of thousands costs the SP no burst of calls.
 RECONCILE_SLICE = 16
 
 
@@ -110,15 +110,13 @@ class Autoscaler:
         task.add_done_callback(self._reconciled_all)
 
     def _to_reconcile(self) -> list[str]:
-        """The hosts the registry has deployments on, and a turn of the others (a slice
-        each time, so a fleet of thousands is never asked all at once: a host that runs
-        something of ours unrecorded, a crash's leftover, is found within a few rounds)."""
+        """The hosts the registry has deployments on, and the next few of the others."""
         up = {h.address for h in self._registry.hosts() if h.state in ("up", "draining")}
         ours = {r.host for r in self._registry.deployments()} & up
         others = sorted(up - ours)
         if not others:
             return sorted(ours)
-        size = max(RECONCILE_SLICE, -(-len(others) // RECONCILE_ROUNDS))
+        size = RECONCILE_SLICE
         start = self._turn % len(others)
         self._turn = start + size
         return sorted(ours) + (others + others)[start : start + min(size, len(others))]

@@ -17,10 +17,10 @@ from dynasoar.provider.records import HostRecord
 from dynasoar.provider.registry import Registry
 
 #: Beats a second the SP takes from the whole fleet, by default (see ``interval_for``): a
-#: signed beat costs the SP some 4-5 ms of CPU (``make bench``), so 20 a second is under a
-#: tenth of a core. Up to 100 hosts beat at the interval they ask; 10,000 beat every 500 s,
-#: and a host that dies silently is then found by the next call or placement that needs it.
-DEFAULT_RATE = 20.0
+#: signed beat costs the SP some 5 ms of CPU (``make bench``), so 15 a second is under a
+#: tenth of a core. Up to 30 hosts beat at the interval they ask (2 s); 10,000 beat every
+#: 600 s, and a host that dies silently is then found by the next call or placement needing it.
+DEFAULT_RATE = 15.0
 #: However big the fleet, a host beats at least this often (seconds).
 MAX_INTERVAL = 600.0
 #: Missing a beat or two is weather; three, or the SP's own limit if longer, is not.
