@@ -7,8 +7,10 @@ set -euo pipefail
 # chromium + chromium-driver: the SP's status page is tested in a real (headless) browser
 # systemd: systemd-analyze verify checks the units in deploy/systemd, systemd-socket-activate
 # starts the SP on a socket the way systemd passes it
+# postgresql: the shared registry of several SPs (tests start throwaway clusters as the
+# package's own unprivileged "postgres" user); haproxy: the load balancer in front of them
 packages=(python3-venv python3-dev gcc pkg-config curl iproute2 iptables chromium chromium-driver
-          systemd)
+          systemd postgresql haproxy)
 
 missing=()
 for p in "${packages[@]}"; do

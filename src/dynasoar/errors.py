@@ -35,6 +35,8 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── ShuttingDown                  dyn:ShuttingDown: the actor stopped before answering
     │   ├── CallTimeout                   dyn:CallTimeout: the service did not answer in time
     │   ├── Interrupted                   dyn:Interrupted (a restart cut a message's processing)
+    │   ├── RegistryUnavailable           dyn:RegistryUnavailable: the shared registry's database
+    │   │                                 cannot be reached (what needs it waits for it)
     │   └── TransportError                an HTTP exchange with a peer failed
     │       └── Unreachable               ... before it began: nothing answers at that address
     └── RemoteFault                       a SOAP fault a peer sent us (client side)
@@ -271,6 +273,14 @@ class Interrupted(ReceiverError):
     stateful service; it is not sent again, since it may have run there already."""
 
     subcode = (ns.DYN, "Interrupted")
+
+
+class RegistryUnavailable(ReceiverError):
+    """The registry's database cannot be reached (a shared PostgreSQL restarting, say): what
+    needs a change recorded (a new deployment) cannot be done now; known deployments still
+    answer."""
+
+    subcode = (ns.DYN, "RegistryUnavailable")
 
 
 class TransportError(ReceiverError):

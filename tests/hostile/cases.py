@@ -726,14 +726,14 @@ CASES: list[Case] = [
         note="checked before the signature",
     ),
     Case(
-        "signed-to-unverifying-mgmt",
+        "signed-by-a-stranger-to-mgmt",
         MGMT,
         lambda h: plain(
             "1.2", P.signed(etree.fromstring(mgmt_env(h, "1.2")), h.credentials["rogue"])
         ),
-        must_understand("1.2"),
-        note="the SP's management port verifies no consumer signatures: wsse:Security is "
-        "not understood",
+        wsse("1.2", "FailedAuthentication"),
+        note="the SP's management port needs no signature, but checks one it is given against "
+        "the hosts it trusts (a host's signed heartbeat): a stranger's is refused",
     ),
     # ---- WS-Addressing ---------------------------------------------------------------------------
     Case(

@@ -153,3 +153,26 @@ def test_the_store_is_bounded_in_rows_and_bytes(tmp_path: Path) -> None:
     accept(by_bytes, b"0123456789")
     with pytest.raises(Busy):
         by_bytes.check_room()
+
+
+def test_sps_sharing_a_registry_take_up_only_a_stopped_ones_messages(pg_url: str) -> None:
+    """On a shared PostgreSQL registry: an SP that is running keeps its accepted messages and
+    its replies being sent; when it stops, another takes them up, once."""
+    running, other = Registry(pg_url), Registry(pg_url)
+    running.hold_instance()
+    other.hold_instance()
+    mine, theirs = DeliveryStore(running, 60.0), DeliveryStore(other, 60.0)
+    job = accept(mine)
+    reply = mine.ready(None, address="http://a/", head=HEAD, body=b"r", message_id=None)
+    assert mine.claim(reply)  # being sent by the running SP
+    assert theirs.job_ids() == [] and theirs.recover() == 0  # not the other's to touch
+    running.close()  # it stops: its session, and the lock saying it runs, end
+    assert theirs.job_ids() == [job]
+    taken = theirs.job(job)
+    assert taken is not None and taken.id == job
+    assert theirs.recover() == 1  # the reply its stop cut short is tried again
+    third = Registry(pg_url)
+    third.hold_instance()
+    assert DeliveryStore(third, 60.0).job_ids() == []  # taken once: the other runs it now
+    other.close()
+    third.close()

@@ -1,5 +1,6 @@
-"""The Service Provider's registry on a real SQLite file: services, hosts, deployments; what
-survives a restart; concurrent writers from threads."""
+"""The Service Provider's registry on a real SQLite file and on a real PostgreSQL database (each
+test runs on both): services, hosts, deployments; what survives a restart; concurrent writers
+from threads."""
 
 from __future__ import annotations
 
@@ -53,18 +54,26 @@ def deployment(
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
+def sqlite_db(tmp_path: Path) -> Path:
     return tmp_path / "state" / "registry.sqlite"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, sqlite_db: Path) -> Path | str:
+    """Where a registry is: an SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return sqlite_db
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-def registry(db: Path) -> Iterator[Registry]:
+def registry(db: Path | str) -> Iterator[Registry]:
     reg = Registry(db)
     yield reg
     reg.close()
 
 
-def reopen(registry: Registry, db: Path) -> Registry:
+def reopen(registry: Registry, db: Path | str) -> Registry:
     registry.close()
     return Registry(db)
 
@@ -111,7 +120,8 @@ def test_the_same_version_published_again_replaces_it(registry: Registry) -> Non
     assert registry.versions("Echo") == [again]
 
 
-def test_a_registry_from_before_versions_keeps_its_services(db: Path) -> None:
+def test_a_registry_from_before_versions_keeps_its_services(sqlite_db: Path) -> None:
+    db = sqlite_db
     db.parent.mkdir(parents=True, exist_ok=True)
     old = sqlite3.connect(db)
     old.execute(
@@ -210,7 +220,7 @@ def test_a_readers_list_is_a_snapshot(registry: Registry) -> None:
 # -- restarts ----------------------------------------------------------------------------------
 
 
-def test_state_survives_closing_and_reopening(registry: Registry, db: Path) -> None:
+def test_state_survives_closing_and_reopening(registry: Registry, db: Path | str) -> None:
     echo, hp = service(), host()
     d1, d2 = deployment("d1", minutes=1), deployment("d2", minutes=2)
     publish(registry, echo)
@@ -241,7 +251,7 @@ def test_a_new_registry_starts_empty_and_creates_its_directory(tmp_path: Path) -
 
 
 def test_the_hosts_a_service_ran_on_are_remembered_latest_first_and_bounded(
-    registry: Registry, db: Path
+    registry: Registry, db: Path | str
 ) -> None:
     for number in range(SERVICE_HOSTS_KEPT + 4):
         registry.note_service_host("Echo", f"http://hp{number}:8001")
@@ -259,7 +269,9 @@ def test_the_hosts_a_service_ran_on_are_remembered_latest_first_and_bounded(
         again.close()
 
 
-def test_a_registry_from_before_the_history_gains_it(registry: Registry, db: Path) -> None:
+def test_a_registry_from_before_the_history_gains_it(sqlite_db: Path) -> None:
+    db = sqlite_db
+    registry = Registry(db)
     publish(registry, service())
     registry.close()
     old = sqlite3.connect(db)
@@ -280,7 +292,7 @@ def test_a_registry_from_before_the_history_gains_it(registry: Registry, db: Pat
 THREADS, ROUNDS = 8, 100
 
 
-def test_concurrent_writers_do_not_corrupt_state(registry: Registry, db: Path) -> None:
+def test_concurrent_writers_do_not_corrupt_state(registry: Registry, db: Path | str) -> None:
     """8 threads each add 100 deployments (spread over 3 services) and remove every other one,
     while a reader keeps reading. Memory and database must agree on the 400 survivors."""
     start = threading.Barrier(THREADS + 1)

@@ -37,6 +37,7 @@ from dynasoar.errors import (
     PayloadTooLarge,
     QName,
     ReceiverError,
+    RegistryUnavailable,
     RemoteFault,
     ReplyToNotAllowed,
     SecurityFault,
@@ -137,6 +138,7 @@ CASES: dict[str, Case] = {
     "ShuttingDown": Case(ShuttingDown(REASON), False, (DYN, "ShuttingDown")),
     "CallTimeout": Case(CallTimeout(REASON), False, (DYN, "CallTimeout")),
     "Interrupted": Case(Interrupted(REASON), False, (DYN, "Interrupted")),
+    "RegistryUnavailable": Case(RegistryUnavailable(REASON), False, (DYN, "RegistryUnavailable")),
     "TransportError": Case(TransportError(REASON), False, (DYN, "TransportError")),
     "Unreachable": Case(Unreachable(REASON), False, (DYN, "TransportError")),
     "RemoteFault": Case(

@@ -8,13 +8,20 @@ import tempfile
 from pathlib import Path
 
 from dynasoar.bench.cold import cold_start
+from dynasoar.bench.fleet import fleet_bench
 from dynasoar.bench.mtom import image_transfer
 from dynasoar.bench.relay import warm_relay
 from dynasoar.bench.restart import restart_under_load
 from dynasoar.bench.vm import image_deploy, vm_boot
 
 
-def run_bench(quick: bool = False, which: str | None = None, out: Path | None = None) -> int:
+def run_bench(
+    quick: bool = False, which: str | None = None, out: Path | None = None, hosts: int = 1000
+) -> int:
+    if which == "fleet":
+        from dynasoar.bench.fleet import run_fleet
+
+        return run_fleet(hosts, out)
     if which == "experiment":
         from dynasoar.experiment import run_experiment
 
@@ -28,4 +35,5 @@ def run_bench(quick: bool = False, which: str | None = None, out: Path | None = 
         image_transfer(work / "image", size=(256 if quick else 2048) << 20, rounds=2)
         image_deploy(work / "deploy", size=(256 if quick else 2048) << 20)
         vm_boot(work / "boot", rounds=1 if quick else 3)
+        fleet_bench(work / "fleet", sizes=(3, 1000) if quick else (3, 1000, 10000), quick=quick)
     return 0

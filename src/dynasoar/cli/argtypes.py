@@ -151,3 +151,15 @@ def sender_status(text: str) -> int:
     if text.strip() not in ("400", "500"):
         raise argparse.ArgumentTypeError(f"{text!r}: 400 or 500")
     return int(text)
+
+
+def registry_url(text: str) -> str:
+    """sqlite:///PATH, or a postgresql:// URL."""
+    value = text.strip()
+    if value.startswith(("postgresql://", "postgres://")):
+        return value
+    if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: say sqlite:///PATH (an SQLite file) or postgresql://USER@HOST:PORT/DB"
+    )

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dynasoar.cli.argtypes import count, seconds
+from dynasoar.cli.argtypes import count, positive_int, seconds
 from dynasoar.errors import InvalidRequest
 
 DEFAULT_SP = "http://127.0.0.1:8080"
@@ -208,13 +208,18 @@ def add_client_parsers(sub: argparse._SubParsersAction[Any]) -> None:
         description="The benchmarks: the warm relay against calling the service directly, a "
         "cold first call, VM image transfer and boot; or the Dynasoar experiment.",
         epilog="examples:\n  dynasoar bench\n  dynasoar bench --quick\n"
-        "  dynasoar bench experiment --quick --out build/experiment",
+        "  dynasoar bench experiment --quick --out build/experiment\n"
+        "  dynasoar bench fleet --hosts 10000",
     )
     p.add_argument(
         "which",
         nargs="?",
-        choices=("experiment",),
-        help="experiment: the Dynasoar experiment over an emulated network (docs/experiment.md)",
+        choices=("experiment", "fleet"),
+        help="experiment: the Dynasoar experiment over an emulated network (docs/experiment.md); "
+        "fleet: an SP against --hosts simulated hosts (a load generator for the control plane)",
+    )
+    p.add_argument(
+        "--hosts", type=positive_int, default=1000, metavar="N", help="fleet: simulated hosts"
     )
     p.add_argument("--quick", action="store_true", help="shorter runs (a reduced grid)")
     p.add_argument("--out", type=Path, metavar="DIR", help="the experiment's CSVs and plots")
@@ -379,4 +384,4 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from dynasoar.bench import run_bench
 
-    return run_bench(quick=args.quick, which=args.which, out=args.out)
+    return run_bench(quick=args.quick, which=args.which, out=args.out, hosts=args.hosts)

@@ -15,6 +15,7 @@ from dynasoar.cli.argtypes import (
     positive,
     positive_int,
     public_url,
+    registry_url,
     seconds,
     sender_status,
     show_label,
@@ -26,6 +27,7 @@ from dynasoar.cli.argtypes import (
     url,
 )
 from dynasoar.cli.config import Option
+from dynasoar.provider.heartbeats import DEFAULT_RATE
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -252,6 +254,27 @@ SP_OPTIONS: list[Option] = [
         "manifest sets no [service] call_timeout",
         parse=seconds,
         metavar="SECONDS",
+    ),
+    Option(
+        "registry",
+        "provider",
+        None,
+        "where the registry is kept: sqlite:///PATH (an SQLite file, this SP alone; "
+        "sqlite:///var/lib/sp.sqlite names /var/lib/sp.sqlite), or "
+        "postgresql://USER@HOST:PORT/DB, shared by every SP given the same URL: they relay to "
+        "every deployment, deploy each service once between them and take turns at the "
+        "control loop (default: sqlite:///DATA/registry.sqlite)",
+        parse=registry_url,
+        metavar="URL",
+    ),
+    Option(
+        "heartbeat-rate",
+        "provider",
+        DEFAULT_RATE,
+        "heartbeats a second this SP asks of the whole fleet: hosts are told to beat less "
+        "often as the fleet grows",
+        parse=positive,
+        metavar="BEATS",
     ),
     Option(
         "keep-versions",

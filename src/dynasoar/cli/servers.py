@@ -185,6 +185,8 @@ def _run_sp(args: argparse.Namespace) -> int:
         soap12_sender_status=args.soap12_sender_status,
         reply_to_allow=list(args.reply_to_allow),
         reply_retry_for=args.reply_retry_for,
+        registry=args.registry,
+        heartbeat_rate=args.heartbeat_rate,
     )
     tls = tls_context(args)
     listener = listen(args.host, args.port)  # a port in use stops the start here

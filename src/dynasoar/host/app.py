@@ -12,7 +12,7 @@ from typing import Literal
 
 from lxml import etree
 
-from dynasoar import ns
+from dynasoar import beats, ns
 from dynasoar.addresses import OwnAddresses
 from dynasoar.deadlines import Deadlines
 from dynasoar.errors import DynasoarError
@@ -146,7 +146,11 @@ class HostApp:
         self.url = ""
         self._registration: asyncio.Task[None] | None = None
         self._pool = ConnectionPool(ssl_context=client_context(config.ca))
-        self._sp_client = SoapClient(self._pool)
+        # Heartbeats are signed with the host's key (when it has one): the SP believes the
+        # figures they carry only from hosts it trusts.
+        self._sp_client = SoapClient(
+            self._pool, security=Policy(credentials=config.security.credentials)
+        )
 
     async def start(self, url: str) -> Handler:
         self.own.listening(url)
@@ -173,21 +177,32 @@ class HostApp:
         return reasons
 
     async def _register(self, sp: str) -> None:
-        """Register with the SP, then keep telling it we are alive (the heartbeat). The SP
-        may still be starting, or restart: failures are logged and retried, never fatal."""
-        request = etree.Element(f"{{{ns.DYN_SP}}}RegisterHost", nsmap={"sp": ns.DYN_SP})
-        etree.SubElement(request, f"{{{ns.DYN_SP}}}address").text = self.url
-        etree.SubElement(request, f"{{{ns.DYN_SP}}}heartbeat").text = str(self.config.heartbeat)
+        """Register with the SP, then keep telling it we are alive (the heartbeat), with our
+        figures (signed, when we have a key), at the interval the SP answers with. The SP may
+        still be starting, or restart: failures are logged and retried, never fatal."""
         registered = False
         delay = 0.2
+        every = self.config.heartbeat
         while True:
+            status = self.host.status()
+            request = beats.register_host(
+                self.url,
+                self.config.heartbeat,
+                backend=str(status["backend"]),
+                capacity=int(status["capacity"]),  # type: ignore[call-overload]
+                deployments=int(status["deployments"]),  # type: ignore[call-overload]
+                load=float(status["load"]),  # type: ignore[arg-type]
+                cache=self.host.images.stats(),
+                terms=self.config.terms,
+            )
             try:
-                await self._sp_client.call(
-                    _sp_port(sp), f"{ns.DYN_SP}/RegisterHost", request, timeout=10.0
+                reply = await self._sp_client.call(
+                    _sp_port(sp), beats.ACTION, request, timeout=10.0
                 )
+                every = beats.interval_of(reply.body, self.config.heartbeat)
                 if not registered:
-                    log.info("registered with %s", sp)
-                registered, delay = True, self.config.heartbeat
+                    log.info("registered with %s (heartbeat every %.1f s)", sp, every)
+                registered, delay = True, every
             except DynasoarError as exc:
                 log.warning("registering with %s: %s", sp, exc.reason)
                 registered, delay = False, min(delay * 2, 5.0)

@@ -30,15 +30,17 @@ from dynasoar.provider.courier import build_courier
 from dynasoar.provider.deliveries import DeliveryStore
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.detach import resume
+from dynasoar.provider.heartbeats import DEFAULT_RATE, Heartbeats
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
+from dynasoar.provider.leader import Leadership
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.logs import ServiceLogs
 from dynasoar.provider.metrics import ProviderMetrics, SpState
 from dynasoar.provider.page import StatusPage
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
-from dynasoar.provider.registry import Registry
+from dynasoar.provider.registry import HostRecord, Registry
 from dynasoar.provider.replies import ReplyRouter
 from dynasoar.provider.reply_policy import ReplyDestinations
 from dynasoar.provider.repository import Repository
@@ -62,6 +64,8 @@ from dynasoar.wsdl import rewrite_addresses
 log = logging.getLogger(__name__)
 
 WSDL_CACHE_SIZE = 256
+#: Seconds between readings of every host's figures from a shared registry.
+HOSTS_RELOAD = 10.0
 T = TypeVar("T")
 
 
@@ -85,6 +89,9 @@ class ProviderConfig:
     #: Patterns of the ReplyTo / FaultTo addresses replies may be sent to (none: no address).
     reply_to_allow: list[str] = field(default_factory=list)
     reply_retry_for: float = 600.0  # how long a reply is tried before it is given up
+    #: A shared PostgreSQL registry (postgresql://...); None: an SQLite file under ``data``.
+    registry: str | None = None
+    heartbeat_rate: float = DEFAULT_RATE  # beats a second asked of the whole fleet
 
 
 class ProviderApp:
@@ -96,7 +103,9 @@ class ProviderApp:
         data = config.data
         fresh_spool(data / "spool")
         self.pool = ConnectionPool(ssl_context=client_context(config.ca))
-        self.registry = Registry(data / "registry.sqlite")
+        self.registry = Registry(config.registry or data / "registry.sqlite")
+        # While this process runs, its instance lock says so to the SPs sharing the registry.
+        self.registry.hold_instance()
         # Requests to hosts are signed with the SP's key; their replies must verify against
         # the hosts the SP trusts (config.security).
         host_client = HostClient(SoapClient(self.pool, SoapVersion.SOAP12, config.security))
@@ -106,7 +115,12 @@ class ProviderApp:
         #: forward when a host is marked down, or when the SP stops.
         self.deadlines = Deadlines()
         shipper = Shipper(
-            self.registry, host_client, self.pool, repository.images, config.deploy_timeout
+            self.registry,
+            host_client,
+            self.pool,
+            repository.images,
+            config.deploy_timeout,
+            packages=repository.package_path,
         )
         self.deployer = Deployer(
             self.registry, self.hosts, shipper, LoadTracker(), self.deadlines, config.placement
@@ -138,11 +152,26 @@ class ProviderApp:
         self.readiness = Readiness()
         self.logs = ServiceLogs(self.registry, host_client)
         self.usage = Usage(self.registry, host_client)
-        self.autoscaler = Autoscaler(
-            self.provider, self.registry, self.deployer, config.scaling, self.reconciler, self.usage
+        self.heartbeats = Heartbeats(
+            self.registry, config.scaling.host_timeout, config.heartbeat_rate
         )
-        self.provider.on_heartbeat = self.autoscaler.heartbeat
-        self._control: asyncio.Task[None] | None = None
+        self.autoscaler = Autoscaler(
+            self.provider,
+            self.registry,
+            self.deployer,
+            config.scaling,
+            self.reconciler,
+            self.usage,
+            self.heartbeats,
+        )
+        self.provider.on_heartbeat = self._heartbeat
+        self.provider.too_soon = self.heartbeats.too_soon
+        # One SP at a time runs the control loop: the one leading (always this one on SQLite).
+        self.leadership = Leadership(
+            self.registry, self.heartbeats, self.autoscaler.run, chores=[self.usage.flush]
+        )
+        self._leading: asyncio.Task[None] | None = None
+        self._following: asyncio.Task[None] | None = None
         self.own = OwnAddresses(config.public_urls)
         # Replies to ReplyTo / FaultTo addresses: kept in the registry, sent by the courier.
         self.destinations = ReplyDestinations(config.reply_to_allow)
@@ -175,8 +204,14 @@ class ProviderApp:
                 wsdl_file=contracts_dir() / "ServiceProvider.wsdl",
                 spool_dir=data / "spool",
                 mtom_limits=upload_limits(config.max_upload_bytes),
-                # consumers need not sign management calls; the SP signs what it answers
-                security=Policy(credentials=config.security.credentials),
+                # consumers need not sign management calls; the SP signs what it answers; a
+                # signed one (a host's heartbeat) is checked against the hosts it trusts
+                security=Policy(
+                    credentials=config.security.credentials,
+                    trust=config.security.trust,
+                    max_skew=config.security.max_skew,
+                    optional=True,
+                ),
                 own=self.own,
                 sender_status=config.soap12_sender_status,
             ),
@@ -187,6 +222,10 @@ class ProviderApp:
                 "drain_timeout": config.message_timeout * 0.8,
                 "logs": self.logs,
                 "usage": self.usage,
+                # a heartbeat's figures are believed from a trusted host, if hosts are trusted
+                "hosts_trusted": lambda signer: (
+                    config.security.trust is None or signer is not None
+                ),
             },
             self.deadlines,
         )
@@ -216,11 +255,44 @@ class ProviderApp:
         await self.reconciler.at_start()
         if self.config.hosts:
             await self.hosts.survey()
-        self._control = asyncio.create_task(self.autoscaler.run())
+        self.registry.on_route_change.append(self._route_changed)
+        self.registry.on_host_change.append(self._host_changed)
+        self.registry.follow()
+        self.leadership.look()  # the control loop starts now, if this SP leads
+        self._leading = asyncio.create_task(self.leadership.run())
+        self._following = asyncio.create_task(self._follow_hosts())
         self._courier = asyncio.create_task(self.courier.run())
         self._resume = asyncio.create_task(self._take_up(url))
         self.readiness.ready()
         return self.handle
+
+    def _heartbeat(self, address: str, every: float, figures: HostRecord | None) -> float:
+        self.heartbeats.fleet = len(self.hosts.views)
+        return self.heartbeats.beat(address, every, figures)
+
+    def _route_changed(self, name: str) -> None:
+        """Another SP published or moved traffic (from the registry's listening thread)."""
+        self.loop.call_soon_threadsafe(self.provider.refresh_catalog, name)
+
+    def _host_changed(self, address: str) -> None:
+        def seen() -> None:
+            record = self.registry.host(address)
+            if record is not None:
+                self.hosts.heard_of(record)
+
+        self.loop.call_soon_threadsafe(seen)
+
+    async def _follow_hosts(self) -> None:
+        """The figures other SPs heard in their hosts' heartbeats, now and then (a shared
+        registry; one query for the whole fleet)."""
+        if not self.registry.shared:
+            return
+        while True:
+            await asyncio.sleep(HOSTS_RELOAD)
+            try:
+                self.hosts.reload_views()
+            except DynasoarError as exc:
+                log.info("hosts' figures not reloaded: %s", exc.reason)
 
     async def _take_up(self, url: str) -> None:
         """Messages accepted (202) before a restart: processed now, a few at a time."""
@@ -244,11 +316,12 @@ class ProviderApp:
         and judging them would undo every deployment; the registry stays as it is. Messages
         accepted before the last restart and not yet taken up wait for the next start."""
         self.readiness.stopping()
-        for task in (self._control, self._resume):
+        for task in (self._leading, self._following, self._resume):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._control = self._resume = None
+        self._leading = self._following = self._resume = None
+        await self.leadership.stop()
 
     def cut_short(self, reason: str) -> None:
         ended = self.deadlines.expire_all(reason)

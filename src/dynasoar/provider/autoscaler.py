@@ -6,7 +6,9 @@ ask them what their deployments consumed (the usage book, flushed on every look)
 Every decision but the reconciliation reads only in-memory state.
 
 It is the first thing a stopping Service Provider stops: while the SP drains, nobody hears the
-hosts' heartbeats, and judging them then would undo every deployment."""
+hosts' heartbeats, and judging them then would undo every deployment. With several SPs on one
+registry, only the one leading runs it (:mod:`.leader`); heartbeats heard by any of them are
+judged from the registry (:mod:`.heartbeats`)."""
 
 from __future__ import annotations
 
@@ -16,14 +18,21 @@ import logging
 import time
 from dataclasses import dataclass
 
+from dynasoar.errors import RegistryUnavailable
 from dynasoar.provider.catalog import Advertised
 from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.heartbeats import Heartbeats
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
 from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.provider.usage import Usage
 
 log = logging.getLogger(__name__)
+
+#: Hosts without deployments of ours are reconciled a few at a time, in turn (what they could
+#: run of ours unrecorded is a crash's rare leftover; a host that registers again is
+#: reconciled at once anyway): a fleet of thousands costs the SP no burst of calls.
+RECONCILE_SLICE = 16
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class Autoscaler:
         scaling: Scaling,
         reconciler: Reconciler,
         usage: Usage,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
         self._usage = usage
         self._provider = provider
@@ -54,19 +64,17 @@ class Autoscaler:
         self._reconciler = reconciler
         self.scaling = scaling
         self._reconciled = time.monotonic()
+        self._turn = 0  # where the next slice of hosts without deployments starts
         self._reconciling: asyncio.Task[None] | None = None
         self._hot: dict[str, int] = {}  # looks in a row over the threshold, per service
         self._scaling: dict[str, asyncio.Task[object]] = {}
-        #: host → (monotonic time of its last heartbeat, how long it may stay silent)
-        self._heartbeats: dict[str, tuple[float, float]] = {}
-
-    def heartbeat(self, address: str, every: float) -> None:
-        """``address`` said it is alive, and will say so again within ``every`` seconds."""
-        # Missing a beat or two is weather; three, or the SP's own limit if longer, is not.
-        allowed = max(self.scaling.host_timeout, 3 * every)
-        self._heartbeats[address] = (time.monotonic(), allowed)
+        self.heartbeats = heartbeats or Heartbeats(registry, scaling.host_timeout)
+        #: No host is judged before this (monotonic): beats other SPs heard while this one did
+        #: not lead, or while the registry could not be reached, reach it first.
+        self._judge_from = 0.0
 
     async def run(self) -> None:
+        self._judge_from = time.monotonic() + self.scaling.host_timeout
         try:
             while True:
                 await asyncio.sleep(self.scaling.interval)
@@ -78,7 +86,13 @@ class Autoscaler:
             await self._stop_work()
 
     async def tick(self) -> None:
-        self._check_heartbeats()
+        try:
+            self.heartbeats.flush()
+        except RegistryUnavailable:
+            self._judge_from = time.monotonic() + self.scaling.host_timeout
+            raise
+        if time.monotonic() >= self._judge_from:
+            self._check_heartbeats()
         for advertised in self._provider.catalog():
             await self._undeploy_idle(advertised)
             if advertised.record.stateless:
@@ -91,15 +105,28 @@ class Autoscaler:
         if now - self._reconciled < self.scaling.reconcile_interval or self._reconciling:
             return
         self._reconciled = now
-        hosts = [h.address for h in self._registry.hosts() if h.state in ("up", "draining")]
-        task = asyncio.create_task(self._with_hosts(hosts))
+        task = asyncio.create_task(self._with_hosts(self._to_reconcile()))
         self._reconciling = task
         task.add_done_callback(self._reconciled_all)
 
+    def _to_reconcile(self) -> list[str]:
+        """The hosts the registry has deployments on, and the next few of the others."""
+        up = {h.address for h in self._registry.hosts() if h.state in ("up", "draining")}
+        ours = {r.host for r in self._registry.deployments()} & up
+        others = sorted(up - ours)
+        if not others:
+            return sorted(ours)
+        size = RECONCILE_SLICE
+        start = self._turn % len(others)
+        self._turn = start + size
+        return sorted(ours) + (others + others)[start : start + min(size, len(others))]
+
     async def _with_hosts(self, hosts: list[str]) -> None:
-        """Now and then: what each host runs (reconciled), and what it consumed (the book)."""
+        """Now and then: what each host runs (reconciled), and what the hosts that ran our
+        deployments consumed (the book)."""
         await self._reconciler.hosts(hosts)
-        await self._usage.poll(hosts)
+        ran = {r.host for r in self._registry.deployments()} | self._usage.touched()
+        await self._usage.poll(sorted(ran & set(hosts) | self._usage.touched()))
 
     def _reconciled_all(self, task: asyncio.Task[None]) -> None:
         self._reconciling = None
@@ -156,10 +183,6 @@ class Autoscaler:
                 await self._deployer.undeploy(record)
 
     def _check_heartbeats(self) -> None:
-        now = time.monotonic()
-        for address, (last, allowed) in list(self._heartbeats.items()):
-            if self._registry.host_state(address) == "left":
-                del self._heartbeats[address]  # it said goodbye: silence is expected
-            elif now - last > allowed:
-                del self._heartbeats[address]
-                self._deployer.mark_down(address, f"no heartbeat for {now - last:.1f} s")
+        for address, late in self.heartbeats.overdue():
+            self.heartbeats.forget(address)
+            self._deployer.mark_down(address, f"no heartbeat for {late:.1f} s past its deadline")

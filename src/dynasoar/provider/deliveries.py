@@ -1,7 +1,7 @@
 """The Service Provider's store of asynchronous replies, a table of its own in the registry's
-SQLite database (under ``--data``), so that no accepted message and no reply is lost when the
-SP restarts. One row per message accepted with ``202``, or per reply or fault on its way to a
-ReplyTo / FaultTo address::
+database (SQLite under ``--data``, or the shared PostgreSQL), so that no accepted message and
+no reply is lost when the SP restarts. One row per message accepted with ``202``, or per
+reply or fault on its way to a ReplyTo / FaultTo address::
 
     accepted ──> ready ──> sending ──> delivered
     (the message, │  ^          │
@@ -16,7 +16,6 @@ the most recent of them are kept for the record, older ones pruned.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dynasoar.errors import Busy, ReceiverError
+from dynasoar.provider.database import Connection
 from dynasoar.provider.registry import Registry
 
 SCHEMA = """
@@ -39,7 +39,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt);
 """
 #: Columns added to the table after it was first created: (table, column, declaration).
-MIGRATIONS: list[tuple[str, str, str]] = []
+MIGRATIONS: list[tuple[str, str, str]] = [
+    # the SP instance working on the row: SPs sharing a registry take up only the rows of
+    # instances no longer running
+    ("deliveries", "owner", "TEXT NOT NULL DEFAULT ''"),
+]
 
 FINISHED = ("delivered", "undeliverable")
 #: Messages and replies held at once, and their bytes; more are refused (dyn:Busy).
@@ -101,11 +105,11 @@ class DeliveryStore:
             )
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[Connection]:
         try:
             with self._registry.transaction() as db:
                 yield db
-        except sqlite3.Error as exc:
+        except self._registry.errors as exc:
             raise ReceiverError(f"the Service Provider's reply store failed: {exc}") from exc
 
     # -- messages accepted with 202 ---------------------------------------------------------
@@ -125,8 +129,8 @@ class DeliveryStore:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO deliveries (id, state, created, deadline, phase, service, consumer, "
-                "preferred, message_id, request_head, request) "
-                "VALUES (?, 'accepted', ?, ?, 'accept', ?, ?, ?, ?, ?, ?)",
+                "preferred, message_id, request_head, request, owner) "
+                "VALUES (?, 'accepted', ?, ?, 'accept', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     now,
@@ -137,6 +141,7 @@ class DeliveryStore:
                     message_id,
                     json.dumps(request_head),
                     request,
+                    self._registry.instance,
                 ),
             )
         return job_id
@@ -154,24 +159,37 @@ class DeliveryStore:
         with self._tx() as db:
             db.execute("DELETE FROM deliveries WHERE id = ? AND state = 'accepted'", (job_id,))
 
+    def _orphaned(self, rows: list[tuple[str, str]]) -> list[str]:
+        """The ids of rows whose owner is no running SP (a stopped or crashed one)."""
+        alive = self._registry.alive(sorted({owner for _, owner in rows if owner}))
+        return [row_id for row_id, owner in rows if owner not in alive]
+
     def job_ids(self) -> list[str]:
-        """Messages accepted whose processing has not finished (after a restart), oldest first."""
+        """Messages accepted whose processing has not finished and whose SP is not running
+        (after a restart), oldest first."""
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id FROM deliveries WHERE state = 'accepted' ORDER BY created"
+                "SELECT id, owner FROM deliveries WHERE state = 'accepted' ORDER BY created"
             ).fetchall()
-        return [str(r[0]) for r in rows]
+        return self._orphaned([(str(r[0]), str(r[1] or "")) for r in rows])
 
     def job(self, job_id: str) -> Job | None:
-        """One accepted message, bytes and all (read one at a time: they may be big)."""
+        """One accepted message, bytes and all (read one at a time: they may be big), taken
+        over by this SP (None if another took it first)."""
         with self._tx() as db:
             r = db.execute(
-                "SELECT id, phase, service, consumer, preferred, request_head, request, created "
-                "FROM deliveries WHERE id = ? AND state = 'accepted'",
+                "SELECT id, phase, service, consumer, preferred, request_head, request, created, "
+                "owner FROM deliveries WHERE id = ? AND state = 'accepted'",
                 (job_id,),
             ).fetchone()
-        if r is None:
-            return None
+            if r is None:
+                return None
+            taken = db.execute(
+                "UPDATE deliveries SET owner = ? WHERE id = ? AND owner = ?",
+                (self._registry.instance, job_id, r[8]),
+            )
+            if taken.rowcount != 1:
+                return None
         return Job(
             str(r[0]),
             str(r[1]),
@@ -272,9 +290,9 @@ class DeliveryStore:
         short by a crash still counts). False when it is not ready (another took it)."""
         with self._tx() as db:
             cursor = db.execute(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 "
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, owner = ? "
                 "WHERE id = ? AND state = 'ready'",
-                (delivery_id,),
+                (self._registry.instance, delivery_id),
             )
             return cursor.rowcount == 1
 
@@ -304,13 +322,21 @@ class DeliveryStore:
 
     def recover(self) -> int:
         """At start: attempts a stop cut short are tried again (a reply may then arrive twice;
-        its MessageID stays the same, so a receiver can tell)."""
+        its MessageID stays the same, so a receiver can tell). Only those of SPs no longer
+        running: another SP sharing the registry may be making its own right now."""
         with self._tx() as db:
-            cursor = db.execute(
-                "UPDATE deliveries SET state = 'ready', next_attempt = ? WHERE state = 'sending'",
-                (time.time(),),
-            )
-            return cursor.rowcount
+            rows = db.execute(
+                "SELECT id, owner FROM deliveries WHERE state = 'sending'"
+            ).fetchall()
+        cut_short = self._orphaned([(str(r[0]), str(r[1] or "")) for r in rows])
+        with self._tx() as db:
+            for delivery_id in cut_short:
+                db.execute(
+                    "UPDATE deliveries SET state = 'ready', next_attempt = ? "
+                    "WHERE id = ? AND state = 'sending'",
+                    (time.time(), delivery_id),
+                )
+        return len(cut_short)
 
     def prune(self, keep: int) -> None:
         """Forget all but the ``keep`` most recently finished rows."""
@@ -335,7 +361,7 @@ class DeliveryStore:
         return (str(row[0]), int(row[1]), row[2]) if row else None
 
 
-def _pending(db: sqlite3.Connection) -> tuple[int, int]:
+def _pending(db: Connection) -> tuple[int, int]:
     row = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(LENGTH(request)), 0) + COALESCE(SUM(LENGTH(reply)), 0) "
         "FROM deliveries WHERE state NOT IN (?, ?)",

@@ -20,17 +20,19 @@ import logging
 from dynasoar.consumer.host_client import normalize
 from dynasoar.deadlines import Deadlines
 from dynasoar.errors import (
-    Busy,
     DeploymentTimeout,
     DynasoarError,
-    HostLost,
     InvalidRequest,
     NoHostAvailable,
-    TransportError,
 )
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.load import LoadTracker
-from dynasoar.provider.placement import DEFAULT_POLICY, HostView, Need, eligible, policies
+from dynasoar.provider.placement import (
+    DEFAULT_POLICY,
+    Need,
+    policies,
+)
+from dynasoar.provider.placer import Placement, lost_fault
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord
 from dynasoar.provider.shipper import Shipper
 from dynasoar.provider.singleflight import SingleFlight
@@ -38,7 +40,8 @@ from dynasoar.provider.singleflight import SingleFlight
 log = logging.getLogger(__name__)
 
 
-class Deployer:
+
+class Deployer(Placement):
     def __init__(
         self,
         registry: Registry,
@@ -101,7 +104,7 @@ class Deployer:
             key += f"|{sorted(preferred)}"
         try:
             return await self._flight.do(
-                key, lambda: self._deploy_anywhere(service, need, consumer), timeout
+                key, lambda: self._deploy_once(service, need, consumer), timeout
             )
         except TimeoutError as exc:
             raise DeploymentTimeout(
@@ -195,25 +198,6 @@ class Deployer:
         if self._registry.host(host) is None:
             await self._hosts.register(host)
         return await self.shipper.ship(host, service)
-
-    async def _deploy_anywhere(
-        self, service: ServiceRecord, need: Need, consumer: str | None = None
-    ) -> DeploymentRecord:
-        views = [v for v in await self._hosts.survey() if self._hosts.placeable(v.address)]
-        policy = self._policies[service.placement.policy or self.default_policy]
-        candidates = policy.order(eligible(views, need), need)
-        log.debug("placing %s (%s): %s", service.name, policy.name, [v.address for v in candidates])
-        if not candidates:
-            raise NoHostAvailable(_nowhere(service.name, views, need))
-        reasons = []
-        for view in candidates:
-            try:
-                return await self.shipper.ship(view.address, service, consumer)
-            except (Busy, TransportError) as exc:
-                reasons.append(f"{view.address}: {exc.reason}")
-                if isinstance(exc, TransportError):
-                    self._hosts.mark_down(view.address, exc.reason)
-        raise NoHostAvailable(f"no Host Provider took {service.name}: " + "; ".join(reasons))
 
     async def probe(self, endpoint: str, timeout: float) -> None:
         await self.shipper.probe(endpoint, timeout)
@@ -372,33 +356,3 @@ class Deployer:
             task.cancel()
         await asyncio.gather(*self._checks, return_exceptions=True)
         await self.shipper.close()
-
-
-def lost_fault(record: DeploymentRecord) -> HostLost:
-    """What every message for a lost stateful service is answered with."""
-    since = record.changed.strftime("%Y-%m-%d %H:%M:%S UTC") if record.changed else "a while"
-    reason = record.reason or "its host stopped answering"
-    return HostLost(
-        f"{record.service} is stateful and its deployment on {record.host} was lost at {since} "
-        f"({reason}): its state is gone unless that host comes back. Deploy it again "
-        f"explicitly (dynasoar deploy {record.service}) to start afresh"
-    )
-
-
-def _nowhere(name: str, views: list[HostView], need: Need) -> str:
-    """Why no host can take a deployment, in words a person can act on."""
-    if not views:
-        return f"no Host Provider is answering; none can take {name}"
-    if need.preferred is not None:
-        wanted = ", ".join(sorted(need.preferred))
-        if not any(v.address in need.preferred for v in views):
-            return f"none of your preferred hosts ({wanted}) is known here and answering"
-        return (
-            f"none of your preferred hosts ({wanted}) can take {name} now: full, or lacking "
-            f"the labels {dict(need.labels)}"
-        )
-    if need.labels:
-        return f"no answering host with room has the labels {dict(need.labels)} {name} requires"
-    if need.exclude:
-        return f"every answering host with room already runs {name}"
-    return f"no Host Provider can take {name}: {len(views)} answering, none with free capacity"

@@ -1,5 +1,9 @@
-"""The Host Providers a Service Provider may use: registration, deregistration and a live survey
-of their status (capacity, deployments, load), marking hosts up or down as they answer or not.
+"""The Host Providers a Service Provider may use: registration, deregistration, their figures
+as their heartbeats report them (kept in memory, and in the registry for the other SPs), and a
+live check of a few of them, marking hosts up or down as they answer or not.
+
+Placement reads the figures in memory and asks only a few candidates for their live Status
+(:meth:`HostDirectory.candidates`, :meth:`HostDirectory.survey`): never the whole fleet.
 
 A host changes state here only; whoever cares is told: ``on_down(address, reason)`` when a host
 that was usable stops answering, ``on_up(address)`` when one becomes usable (registered, or
@@ -9,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 
 from dynasoar.consumer.host_client import HostClient, HostStatus, normalize
-from dynasoar.errors import DynasoarError, TransportError
+from dynasoar.errors import Busy, DynasoarError, TransportError
 from dynasoar.provider.placement import HostView
 from dynasoar.provider.registry import HostRecord, Registry, now
 
@@ -20,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: States in which a host takes new deployments.
 PLACEABLE = frozenset({"up", "unknown"})
+#: Registrations of hosts not known yet, asked for their Status at once at most (more: Busy):
+#: a flood of made-up addresses costs the SP this many calls in flight, no more.
+NEW_HOSTS_AT_ONCE = 32
 
 
 class HostDirectory:
@@ -29,25 +37,105 @@ class HostDirectory:
         self._timeout = status_timeout
         self.on_down: Callable[[str, str], None] = lambda address, reason: None
         self.on_up: Callable[[str], None] = lambda address: None
+        #: Every host's figures as last reported (heartbeat, Status, or another SP's record).
+        self.views: dict[str, HostView] = {}
+        self._addresses: list[str] = []  # the keys of ``views``, for sampling
+        self._new = asyncio.Semaphore(NEW_HOSTS_AT_ONCE)
+        self.reload_views()
+
+    # -- figures in memory -----------------------------------------------------------------
+
+    def _view(self, record: HostRecord) -> None:
+        if record.address not in self.views:
+            self._addresses.append(record.address)
+        self.views[record.address] = HostView(
+            record.address, record.capacity, record.deployments, record.load, record.terms
+        )
+
+    def reload_views(self) -> None:
+        """Every host's figures from the registry (those other SPs heard, too)."""
+        records = self._registry.hosts()
+        self.views = {}
+        self._addresses = []
+        for record in records:
+            self._view(record)
+
+    def heard_of(self, record: HostRecord) -> None:
+        """Another SP recorded this host (its state, its figures)."""
+        self._view(record)
+
+    def heard(self, address: str, figures: HostRecord) -> HostRecord:
+        """A heartbeat with the host's own figures: no need to ask it anything. A host seen
+        for the first time (or again) is recorded at once; the figures of one already up
+        reach the registry with the heartbeats' next batch."""
+        before = self._registry.host_state(address)
+        state = "draining" if before == "draining" else "up"
+        record = HostRecord(
+            address, state, figures.capacity, figures.deployments, figures.load, now(),
+            figures.cache, figures.terms,
+        )
+        self._view(record)
+        if before != state:
+            self._registry.put_host(record)
+            log.info("host %s is %s (capacity %d)", address, state, record.capacity)
+            if before not in ("up", "draining"):
+                self.on_up(address)
+        return record
+
+    def candidates(self, count: int, accept: Callable[[HostView], bool]) -> list[HostView]:
+        """Up to ``count`` distinct hosts, at random, that take deployments and that
+        ``accept`` takes (the power of d choices: Mitzenmacher; Sparrow). Sampling gives up
+        after a bounded number of draws and then scans, so a rare kind of host is found too."""
+        found: dict[str, HostView] = {}
+        addresses = self._addresses
+        if addresses:
+            for _ in range(16 * count):
+                view = self.views.get(addresses[random.randrange(len(addresses))])
+                if view is not None and view.address not in found:
+                    if self.placeable(view.address) and accept(view):
+                        found[view.address] = view
+                        if len(found) >= count:
+                            return list(found.values())
+        scan = [v for v in self.views.values() if self.placeable(v.address) and accept(v)]
+        random.shuffle(scan)
+        for view in scan:
+            found.setdefault(view.address, view)
+            if len(found) >= count:
+                break
+        return list(found.values())
+
+    def placeable_views(self) -> list[HostView]:
+        return [v for v in self.views.values() if self.placeable(v.address)]
+
+    # -- registration and live checks ------------------------------------------------------
 
     def add(self, address: str) -> None:
         """A host named on the command line; its figures come with the first survey."""
         address = normalize(address)
         if self._registry.host(address) is None:
-            self._registry.put_host(HostRecord(address, "unknown", 0, 0, 0.0, now()))
+            record = HostRecord(address, "unknown", 0, 0, 0.0, now())
+            self._registry.put_host(record)
+            self._view(record)
 
     async def register(self, address: str) -> HostRecord:
         address = normalize(address)
         if not address.startswith(("http://", "https://")):
             raise TransportError(f"a host address is an http(s) URL, not {address!r}")
-        try:
-            status = await self._client.status(address, self._timeout)
-        except DynasoarError as exc:
-            raise TransportError(f"the host {address} did not answer Status: {exc.reason}") from exc
+        known = self._registry.host_state(address) is not None
+        if not known and self._new.locked():
+            raise Busy("too many hosts registering at once; retry in a few seconds")
+        async with self._new if not known else _nothing():
+            try:
+                status = await self._client.status(address, self._timeout)
+            except DynasoarError as exc:
+                raise TransportError(
+                    f"the host {address} did not answer Status: {exc.reason}"
+                ) from exc
         before = self._registry.host_state(address)
         state = "draining" if before == "draining" else "up"
         record = _record(address, status, state)
         self._registry.put_host(record)
+        self._view(record)
         if before != state:
             log.info("host %s is %s (capacity %d)", address, state, status.capacity)
         if before not in ("up", "draining"):
@@ -56,7 +144,8 @@ class HostDirectory:
 
     async def survey(self, addresses: list[str] | None = None) -> list[HostView]:
         """Ask hosts for their status at once; those that answer and take new deployments, as
-        placement sees them. Hosts that deregistered are not asked."""
+        placement sees them. Hosts that deregistered are not asked. (Placement asks a few;
+        ``None``, every host, is for an operator's ListHosts.)"""
         if addresses is None:
             addresses = [h.address for h in self._registry.hosts() if h.state != "left"]
         results = await asyncio.gather(
@@ -68,17 +157,17 @@ class HostDirectory:
                 before = self._registry.host_state(address)
                 if before in ("draining", "left"):
                     continue  # it answers, but takes nothing new
-                self._registry.put_host(_record(address, result, "up"))
+                record = _record(address, result, "up")
+                self._view(record)
+                self._registry.put_host(record)
                 if before != "up":
                     log.info("host %s is up again", address)
                     self.on_up(address)
-                views.append(
-                    HostView(
-                        address, result.capacity, result.deployments, result.load, result.terms
-                    )
-                )
-            else:
+                views.append(self.views[address])
+            elif isinstance(result, DynasoarError):
                 self.mark_down(address, result)
+            elif isinstance(result, BaseException):
+                raise result
         return views
 
     def mark_down(self, address: str, reason: object) -> None:
@@ -101,6 +190,14 @@ class HostDirectory:
     async def refresh(self) -> list[HostRecord]:
         await self.survey()
         return self._registry.hosts()
+
+
+class _nothing:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 def _record(address: str, status: HostStatus, state: str) -> HostRecord:

@@ -8,11 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from spyne import AnyUri, Boolean, ComplexModel, Date, DateTime, Double, Integer, Long, Unicode
 
 from dynasoar import ns
+from dynasoar.images import CacheStats
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Route, ServiceRecord, Traffic
 from dynasoar.provider.rollout import Outcome
 from dynasoar.provider.usage import BillRow
 from dynasoar.service.types import HostTermsModel, ImageCache, host_terms, image_cache
+from dynasoar.terms import HostTerms
 
 
 class UsageRow(ComplexModel):  # type: ignore[misc]
@@ -118,6 +120,55 @@ class HostInfo(ComplexModel):  # type: ignore[misc]
     load = Double
     cache = ImageCache
     terms = HostTermsModel
+
+
+class HostStatus(ComplexModel):  # type: ignore[misc]
+    """A host's figures as its heartbeat carries them (dyn:HostStatus)."""
+
+    __namespace__ = ns.DYN
+    address = AnyUri
+    backend = Unicode
+    capacity = Integer
+    deployments = Integer
+    load = Double
+    version = Unicode
+    cache = ImageCache
+    terms = HostTermsModel
+
+
+def host_figures(address: str, status: HostStatus | None) -> HostRecord | None:
+    """The figures a heartbeat carried, as a host record ("up", seen now); None without any,
+    or with figures that make no sense (placement must not trust them)."""
+    if status is None or status.capacity is None or status.deployments is None:
+        return None
+    capacity, deployments = int(status.capacity), int(status.deployments)
+    load = float(status.load or 0.0)
+    if not (0 <= capacity <= 1_000_000 and 0 <= deployments <= 1_000_000 and load >= 0):
+        return None
+    cache = status.cache
+    terms = status.terms
+    return HostRecord(
+        address=address,
+        state="up",
+        capacity=capacity,
+        deployments=deployments,
+        load=load,
+        last_seen=datetime.now(UTC),
+        cache=CacheStats(
+            int(cache.images or 0), int(cache.bytes or 0), int(cache.capacity or 0),
+            int(cache.received or 0),
+        )
+        if cache is not None
+        else None,
+        terms=HostTerms(
+            float(terms.price or 0.0),
+            tuple((str(s.name or ""), int(s.distance or 0)) for s in terms.site or []),
+            tuple((str(lb.name or ""), str(lb.value or "")) for lb in terms.label or []),
+            float(terms.priceGiB or 0.0),
+        )
+        if terms is not None
+        else HostTerms(),
+    )
 
 
 def shares(traffic: Traffic) -> list[TrafficShare]:

@@ -103,9 +103,18 @@ class Reconciler:
         for key in [k for k in self._unknown if k[0] == address and k[1] not in on_host]:
             del self._unknown[key]
 
+    def _elsewhere(self, record: DeploymentRecord) -> bool:
+        """Under way in another SP that is still running (sharing the registry)."""
+        deployer = record.deployer
+        if not deployer or deployer == self._registry.instance or not self._registry.shared:
+            return False
+        return deployer in self._registry.alive([deployer])
+
     async def _settle(self, record: DeploymentRecord, on_host: dict[str, str] | None) -> None:
         if self._registry.deployment(record.id) is None:
             return  # removed meanwhile
+        if record.state in ("deploying", "retiring") and self._elsewhere(record):
+            return
         if record.state == "deploying":
             if record.id in self._shipper.in_progress:
                 return
@@ -133,6 +142,8 @@ class Reconciler:
         """At start, for a host that does not answer List: its deployments, one by one."""
         for record in [r for r in self._registry.deployments() if r.host == address]:
             if record.state in ("deploying", "retiring"):
+                if self._elsewhere(record):
+                    continue
                 self._registry.remove_deployment(record.id)
                 self._shipper.undeploy_later(record.host, record.id)
                 continue

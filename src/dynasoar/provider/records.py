@@ -1,6 +1,6 @@
-"""The registry's records (services and their versions, routes, hosts, deployments), the SQLite
-schema that keeps them, and the codecs between the two (rows <-> records). Pure data:
-:mod:`.registry` stores them.
+"""The registry's records (services and their versions, routes, hosts, deployments), the schema
+that keeps them (SQLite's or PostgreSQL's: :mod:`.database` translates its types), and the
+codecs between the two (rows <-> records). Pure data: :mod:`.registry` stores them.
 
 A service is published in versions (each a package, by digest); its route says which versions
 take its messages, and in what shares (a rollout moves the whole share, a canary splits it)."""
@@ -34,12 +34,12 @@ CREATE TABLE IF NOT EXISTS hosts (
     deployments INTEGER NOT NULL, load REAL NOT NULL, last_seen TEXT NOT NULL,
     cache_images INTEGER NOT NULL DEFAULT 0, cache_bytes INTEGER NOT NULL DEFAULT 0,
     cache_capacity INTEGER NOT NULL DEFAULT 0, cache_received INTEGER NOT NULL DEFAULT 0,
-    terms TEXT NOT NULL DEFAULT '{}'
+    terms TEXT NOT NULL DEFAULT '{}', beat_deadline REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
     endpoint TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL, deployed_for TEXT,
-    reason TEXT, changed TEXT, sha256 TEXT NOT NULL DEFAULT ''
+    reason TEXT, changed TEXT, sha256 TEXT NOT NULL DEFAULT '', deployer TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS usage (
@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS service_hosts (
     service TEXT NOT NULL, host TEXT NOT NULL, last_deployed TEXT NOT NULL,
     PRIMARY KEY (service, host)
 );
+CREATE INDEX IF NOT EXISTS hosts_beat_deadline ON hosts (beat_deadline);
+CREATE TABLE IF NOT EXISTS package_blobs (sha256 TEXT PRIMARY KEY, content BLOB NOT NULL);
 """
 #: Hosts remembered per service as where its deployments ran (and their logs are), latest first.
 SERVICE_HOSTS_KEPT = 16
@@ -87,11 +89,25 @@ MIGRATIONS = [
     ("deployments", "reason", "TEXT"),
     ("deployments", "changed", "TEXT"),
     ("deployments", "sha256", "TEXT NOT NULL DEFAULT ''"),
+    ("deployments", "deployer", "TEXT NOT NULL DEFAULT ''"),
+    ("hosts", "beat_deadline", "REAL NOT NULL DEFAULT 0"),
 ]
 DEPLOYMENT_COLUMNS = (
-    "id, service, version, host, endpoint, state, created, deployed_for, reason, changed, sha256"
+    "id, service, version, host, endpoint, state, created, deployed_for, reason, changed, sha256, "
+    "deployer"
 )
 ROUTE_COLUMNS = "name, traffic, previous, changed"
+
+
+def upsert(table: str, columns: str, key: str) -> str:
+    """``INSERT`` of every column, replacing the row of the same ``key`` (both databases)."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = {k.strip() for k in key.split(",")}
+    sets = ", ".join(f"{c} = excluded.{c}" for c in names if c not in keys)
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({','.join('?' * len(names))}) "
+        f"ON CONFLICT ({key}) DO " + (f"UPDATE SET {sets}" if sets else "NOTHING")
+    )
 
 
 def now() -> datetime:
@@ -148,6 +164,8 @@ class DeploymentRecord:
     changed: datetime | None = None
     #: the digest of the version it runs
     sha256: str = ""
+    #: the SP instance that is making it (while "deploying": a live one's is no leftover)
+    deployer: str = ""
 
 
 #: A route's traffic: (version, percent) pairs, each over 0, summing to 100.
@@ -216,6 +234,7 @@ def deployment_row(d: DeploymentRecord) -> tuple[object, ...]:
         d.reason,
         d.changed.isoformat() if d.changed else None,
         d.sha256,
+        d.deployer,
     )
 
 
@@ -232,6 +251,7 @@ def deployment_of(r: Any) -> DeploymentRecord:
         reason=r[8],
         changed=datetime.fromisoformat(r[9]) if r[9] else None,
         sha256=str(r[10] or ""),
+        deployer=str(r[11] or ""),
     )
 
 

@@ -1,7 +1,11 @@
-"""The Service Provider's registry of services, hosts and deployments, kept in SQLite.
+"""The Service Provider's registry of services, hosts and deployments, kept in a database: an
+SQLite file under ``--data`` (one SP), or a PostgreSQL database shared by several SPs
+(``--registry postgresql://...``; :mod:`.database`, :mod:`.postgres`).
 
 Reads on the message path come from memory (``deployments_of``); every change is written
-through to the database first, so a restart sees what was there. One lock guards both.
+through to the database first, so a restart sees what was there. One lock guards the memory.
+With a shared database, every change is also announced to the other SPs, which read the
+changed rows again (and everything, after they missed announcements).
 
 A deployment is recorded before its host is asked for it, so that a crash leaves a trace::
 
@@ -12,15 +16,16 @@ A deployment is recorded before its host is asked for it, so that a crash leaves
 
 from __future__ import annotations
 
-import sqlite3
+import logging
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dynasoar.provider.database import Change, Connection, Database, open_database
 from dynasoar.provider.records import (
     DEPLOYMENT_COLUMNS,
     HOST_COLUMNS,
@@ -43,152 +48,216 @@ from dynasoar.provider.records import (
     service_of,
     service_row,
     traffic_text,
+    upsert,
 )
+from dynasoar.provider.registry_grid import GridTables
 
 __all__ = ["DeploymentRecord", "HostRecord", "Registry", "Route", "ServiceRecord", "Traffic", "now"]
 
+log = logging.getLogger(__name__)
 
-class Registry:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+class Registry(GridTables):
+    def __init__(self, where: Path | str | Database) -> None:
+        self.db = where if isinstance(where, Database) else open_database(where)
+        #: Several SPs share this registry (their memory follows each other's changes).
+        self.shared = self.db.shared
+        #: This SP process (a new one each start): who is making a "deploying" deployment.
+        self.instance = f"sp-{uuid.uuid4().hex[:16]}"
+        self.db.script(SCHEMA)
         self._migrate()
         self._migrate_services()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         #: Every deployment record, and the ready ones, by service.
         self._records: dict[str, list[DeploymentRecord]] = {}
         self._ready: dict[str, list[DeploymentRecord]] = {}
         #: Host states, read on the message path: kept in memory too.
         self._host_states: dict[str, str] = {}
-        for host in self.hosts():
-            self._host_states[host.address] = host.state
-        for record in self._load_deployments():
-            self._index(record.service, [*self._records.get(record.service, []), record])
+        #: Told the name of a service whose versions or route another SP changed.
+        self.on_route_change: list[Callable[[str], None]] = []
+        #: Told the address of a host another SP changed.
+        self.on_host_change: list[Callable[[str], None]] = []
+        self.reload()
+
+    def reload(self) -> None:
+        """Everything read again from the database (at start; after missed announcements)."""
+        hosts = self.hosts()
+        records = self._load_deployments()
+        with self._lock:
+            self._host_states = {h.address: h.state for h in hosts}
+            self._records, self._ready = {}, {}
+            for record in records:
+                self._index(record.service, [*self._records.get(record.service, []), record])
 
     def _migrate(self, migrations: Sequence[tuple[str, str, str]] = MIGRATIONS) -> None:
         for table, column, declaration in migrations:
-            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if columns and column not in columns:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            self.db.add_column(table, column, declaration)
 
     def _migrate_services(self) -> None:
         # Before versions: one row per service, the version published last. Each becomes the
         # only version of its service, and takes all its traffic.
-        legacy = self._db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'services'"
-        ).fetchone()
-        if legacy is not None:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                f"INSERT OR IGNORE INTO service_versions ({SERVICE_COLUMNS}) "
-                f"SELECT {SERVICE_COLUMNS} FROM services"
-            )
-            for name, version in self._db.execute("SELECT name, version FROM services").fetchall():
-                self._db.execute(
-                    f"INSERT OR IGNORE INTO routes ({ROUTE_COLUMNS}) VALUES (?,?,?,?)",
-                    (name, traffic_text(((version, 100),)), "[]", now().isoformat()),
+        if self.db.has_table("services"):
+            with self.db.transaction() as db:
+                db.execute(
+                    f"INSERT INTO service_versions ({SERVICE_COLUMNS}) "
+                    # (WHERE: SQLite reads ON CONFLICT after a bare SELECT as a join)
+                    f"SELECT {SERVICE_COLUMNS} FROM services WHERE 1 = 1 ON CONFLICT DO NOTHING"
                 )
-            self._db.execute("DROP TABLE services")
-            self._db.execute("COMMIT")
+                for name, version in db.execute("SELECT name, version FROM services").fetchall():
+                    db.execute(
+                        f"INSERT INTO routes ({ROUTE_COLUMNS}) VALUES (?,?,?,?) "
+                        "ON CONFLICT DO NOTHING",
+                        (name, traffic_text(((version, 100),)), "[]", now().isoformat()),
+                    )
+                db.execute("DROP TABLE services")
 
     def adopt(self, schema: str, migrations: Sequence[tuple[str, str, str]] = ()) -> None:
         """A table another module keeps in this database: created from its ``schema`` and
         brought up to date (``migrations``: columns added since) as the registry's own are."""
-        with self._lock:
-            self._db.executescript(schema)
-            self._migrate(migrations)
+        self.db.script(schema)
+        self._migrate(migrations)
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A write transaction under the registry's lock, for the tables other modules keep."""
-        return self._tx()
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A write transaction, for the tables other modules keep."""
+        return self.db.transaction()
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """The database driver's own errors (a constraint, say)."""
+        return self.db.errors
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
+        return self.db.query(sql, args)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _announce(self, kind: str, key: str) -> None:
+        if self.shared:
+            self.db.announce((kind, key))
+
+    # -- what other SPs changed ------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Keep this SP's memory in step with the others' changes (a shared registry)."""
+        if self.shared:
+            self.db.listen(self._changed)
+
+    def _changed(self, change: Change | None) -> None:
+        """Another SP changed something (called from the listening thread)."""
+        try:
+            if change is None:
+                self.reload()
+                names = [r.service for r in self.routes()]
+                for name in names:
+                    for callback in self.on_route_change:
+                        callback(name)
+                return
+            kind, key = change
+            if kind == "deployment":
+                self.refresh_deployment(key)
+            elif kind == "service":
+                self.refresh_service(key)
+            elif kind == "route":
+                for callback in self.on_route_change:
+                    callback(key)
+            elif kind == "host":
+                host = self.host(key)
+                with self._lock:
+                    if host is None:
+                        self._host_states.pop(key, None)
+                    else:
+                        self._host_states[key] = host.state
+                for on_host in self.on_host_change:
+                    on_host(key)
+        except Exception as exc:  # the next announcement, or the next reload, brings it
+            log.warning("following the registry's change %s: %s", change, exc)
+
+    def refresh_deployment(self, deployment_id: str) -> None:
+        """One deployment's record read again (another SP changed it)."""
+        rows = self.db.query(
+            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
+        )
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            found = deployment_of(rows[0]) if rows else None
+            for service, records in list(self._records.items()):
+                if any(r.id == deployment_id for r in records) and (
+                    found is None or found.service != service
+                ):
+                    self._index(service, [r for r in records if r.id != deployment_id])
+            if found is not None:
+                current = [r for r in self._records.get(found.service, []) if r.id != found.id]
+                self._index(found.service, [*current, found])
+
+    def refresh_service(self, service: str) -> None:
+        """A service's deployment records read again (before deciding to deploy it)."""
+        if not self.shared:
+            return
+        rows = self.db.query(
+            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE service = ? ORDER BY created",
+            (service,),
+        )
+        with self._lock:
+            self._index(service, [deployment_of(r) for r in rows])
 
     # -- services: their versions, and their routes -------------------------------------
 
     def put_version(self, s: ServiceRecord) -> None:
         """Keep a published version (one of the same name and version is replaced)."""
-        with self._tx() as db:
-            db.execute(
-                f"INSERT OR REPLACE INTO service_versions ({SERVICE_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                service_row(s),
-            )
+        with self.db.transaction() as db:
+            db.execute(upsert("service_versions", SERVICE_COLUMNS, "name, version"), service_row(s))
+        self._announce("route", s.name)
 
     def version(self, name: str, version: str) -> ServiceRecord | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {SERVICE_COLUMNS} FROM service_versions WHERE name = ? AND version = ?",
-                (name, version),
-            ).fetchone()
-        return service_of(row) if row else None
+        rows = self.db.query(
+            f"SELECT {SERVICE_COLUMNS} FROM service_versions WHERE name = ? AND version = ?",
+            (name, version),
+        )
+        return service_of(rows[0]) if rows else None
 
     def versions(self, name: str) -> list[ServiceRecord]:
         """A service's published versions, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {SERVICE_COLUMNS} FROM service_versions WHERE name = ? ORDER BY published",
-                (name,),
-            ).fetchall()
+        rows = self.db.query(
+            f"SELECT {SERVICE_COLUMNS} FROM service_versions WHERE name = ? ORDER BY published",
+            (name,),
+        )
         return [service_of(r) for r in rows]
 
     def remove_version(self, name: str, version: str) -> None:
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "DELETE FROM service_versions WHERE name = ? AND version = ?", (name, version)
             )
+        self._announce("route", name)
 
     def remove_service(self, name: str) -> None:
         """Every version and the route of ``name`` (where it ran is remembered: its logs)."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute("DELETE FROM service_versions WHERE name = ?", (name,))
             db.execute("DELETE FROM routes WHERE name = ?", (name,))
+        self._announce("route", name)
 
     def route(self, name: str) -> Route | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {ROUTE_COLUMNS} FROM routes WHERE name = ?", (name,)
-            ).fetchone()
-        return route_of(row) if row else None
+        rows = self.db.query(f"SELECT {ROUTE_COLUMNS} FROM routes WHERE name = ?", (name,))
+        return route_of(rows[0]) if rows else None
 
     def routes(self) -> list[Route]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {ROUTE_COLUMNS} FROM routes ORDER BY name").fetchall()
+        rows = self.db.query(f"SELECT {ROUTE_COLUMNS} FROM routes ORDER BY name")
         return [route_of(r) for r in rows]
 
     def set_route(self, name: str, traffic: Traffic) -> Route:
         """Send ``name``'s messages to versions in these shares; the old shares are kept as
         ``previous`` (unless they are the same)."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             row = db.execute("SELECT traffic, previous FROM routes WHERE name = ?", (name,))
             found = row.fetchone()
             previous = found[1] if found is not None else "[]"
             if found is not None and found[0] != traffic_text(traffic):
                 previous = found[0]
             db.execute(
-                f"INSERT OR REPLACE INTO routes ({ROUTE_COLUMNS}) VALUES (?,?,?,?)",
+                upsert("routes", ROUTE_COLUMNS, "name"),
                 (name, traffic_text(traffic), previous, now().isoformat()),
             )
+        self._announce("route", name)
         route = self.route(name)
         assert route is not None
         return route
@@ -209,29 +278,23 @@ class Registry:
         return self._host_states.get(address)
 
     def put_host(self, h: HostRecord) -> None:
-        with self._tx() as db:
-            self._host_states[h.address] = h.state
-            db.execute(
-                f"INSERT OR REPLACE INTO hosts ({HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                host_row(h),
-            )
+        with self.db.transaction() as db:
+            db.execute(upsert("hosts", HOST_COLUMNS, "address"), host_row(h))
+        before = self._host_states.get(h.address)
+        self._host_states[h.address] = h.state
+        if before != h.state:
+            self._announce("host", h.address)
 
     def host(self, address: str) -> HostRecord | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {HOST_COLUMNS} FROM hosts WHERE address = ?", (address,)
-            ).fetchone()
-        return host_of(row) if row else None
+        rows = self.db.query(f"SELECT {HOST_COLUMNS} FROM hosts WHERE address = ?", (address,))
+        return host_of(rows[0]) if rows else None
 
     def hosts(self) -> list[HostRecord]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {HOST_COLUMNS} FROM hosts ORDER BY address").fetchall()
+        rows = self.db.query(f"SELECT {HOST_COLUMNS} FROM hosts ORDER BY address")
         return [host_of(r) for r in rows]
 
     def set_host_state(self, address: str, state: str) -> None:
-        with self._tx() as db:
-            if address in self._host_states:
-                self._host_states[address] = state
+        with self.db.transaction() as db:
             if state == "up":
                 db.execute(
                     "UPDATE hosts SET state = ?, last_seen = ? WHERE address = ?",
@@ -239,19 +302,20 @@ class Registry:
                 )
             else:
                 db.execute("UPDATE hosts SET state = ? WHERE address = ?", (state, address))
+        if address in self._host_states:
+            self._host_states[address] = state
+        self._announce("host", address)
 
     # -- deployments ----------------------------------------------------------------------
 
     def add_deployment(self, d: DeploymentRecord) -> None:
         """Record ``d``, or replace the record of the same id (a change of state)."""
-        with self._tx() as db:
-            db.execute(
-                f"INSERT OR REPLACE INTO deployments ({DEPLOYMENT_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                deployment_row(d),
-            )
+        with self.db.transaction() as db:
+            db.execute(upsert("deployments", DEPLOYMENT_COLUMNS, "id"), deployment_row(d))
+        with self._lock:
             current = [x for x in self._records.get(d.service, []) if x.id != d.id]
             self._index(d.service, [*current, d])
+        self._announce("deployment", d.id)
 
     def set_state(self, deployment_id: str, state: str, reason: str | None) -> DeploymentRecord:
         """Move a recorded deployment to ``state`` (KeyError if it is not recorded)."""
@@ -259,12 +323,16 @@ class Registry:
         if record is None:
             raise KeyError(deployment_id)
         changed = replace(record, state=state, reason=reason, changed=now())
+        if state in ("deploying", "retiring"):  # under way here: no leftover while this SP runs
+            changed = replace(changed, deployer=self.instance)
         self.add_deployment(changed)
         return changed
 
     def remove_deployment(self, deployment_id: str) -> DeploymentRecord | None:
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
+        self._announce("deployment", deployment_id)
+        with self._lock:
             for service, records in self._records.items():
                 for record in records:
                     if record.id == deployment_id:
@@ -302,10 +370,9 @@ class Registry:
 
     def note_service_host(self, service: str, host: str) -> None:
         """``host`` is where a deployment of ``service`` is being made (kept after it ends)."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO service_hosts (service, host, last_deployed) "
-                "VALUES (?,?,?)",
+                upsert("service_hosts", "service, host, last_deployed", "service, host"),
                 (service, host, now().isoformat()),
             )
             db.execute(
@@ -316,17 +383,14 @@ class Registry:
 
     def service_hosts(self, service: str) -> list[str]:
         """The hosts ``service`` was last deployed on, latest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT host FROM service_hosts WHERE service = ? ORDER BY last_deployed DESC",
-                (service,),
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT host FROM service_hosts WHERE service = ? ORDER BY last_deployed DESC",
+            (service,),
+        )
         return [str(r[0]) for r in rows]
 
     def _load_deployments(self) -> list[DeploymentRecord]:
-        rows = self._db.execute(
-            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY created"
-        ).fetchall()
+        rows = self.db.query(f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY created")
         return [deployment_of(r) for r in rows]
 
     # -- this registry's identity ---------------------------------------------------------
@@ -334,10 +398,12 @@ class Registry:
     def identity(self) -> str:
         """A name for the Service Provider this registry belongs to, made once and kept: hosts
         are told it with every Deploy, so that what they run for it can be told apart."""
-        with self._tx() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
-            if row is not None:
-                return str(row[0])
+        with self.db.transaction() as db:
             value = f"urn:uuid:{uuid.uuid4()}"
-            db.execute("INSERT INTO meta (key, value) VALUES ('identity', ?)", (value,))
-            return value
+            # SPs sharing a registry share its identity: the first to ask makes it.
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT DO NOTHING",
+                (value,),
+            )
+            row = db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+            return str(row[0])

@@ -120,6 +120,8 @@ class Repository:
         size = archive.stat().st_size + sum(image.size for image in images)
         shutil.move(archive, target)
         os.chmod(target, 0o600)
+        if self._registry.shared:  # the other SPs ship it from the registry
+            self._registry.put_package(digest, target.read_bytes())
         record = ServiceRecord(
             name=manifest.name,
             version=manifest.version,
@@ -143,6 +145,29 @@ class Repository:
             Path(previous.package).unlink(missing_ok=True)
         return record
 
+    def package_path(self, record: ServiceRecord) -> Path:
+        """Where a version's archive is on this SP's disk: another SP sharing the registry
+        published it, it is copied from the registry first."""
+        path = Path(record.package)
+        if path.exists():
+            return path
+        name = f"{_safe(record.version)}-{record.sha256[:12]}.pkg"
+        local = self.root / "packages" / record.name / name
+        if local.exists():
+            return local
+        content = self._registry.package(record.sha256) if self._registry.shared else None
+        if content is None:
+            raise InvalidPackage(
+                f"{record.name} {record.version}'s package is not in this Service Provider's "
+                "repository; publish it again"
+            )
+        local.parent.mkdir(parents=True, exist_ok=True)
+        spare = local.with_suffix(".part")
+        spare.write_bytes(content)
+        spare.chmod(0o600)
+        spare.replace(local)
+        return local
+
     def prune(self, name: str, keep: int, in_use: set[str]) -> list[str]:
         """Forget the versions of ``name`` beyond the ``keep`` newest, but those ``in_use``
         (routed or deployed); returns the versions removed."""
@@ -158,6 +183,10 @@ class Repository:
         """One version gone: its record and its package (images stay: others may share them)."""
         self._registry.remove_version(record.name, record.version)
         Path(record.package).unlink(missing_ok=True)
+        if self._registry.shared and not any(
+            v.sha256 == record.sha256 for v in self._registry.versions(record.name)
+        ):
+            self._registry.remove_package(record.sha256)
 
 
 def _require_qcow2(path: Path, name: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dynasoar.consumer.host_client import normalize
-from dynasoar.errors import UnknownHost, UnknownService
+from dynasoar.errors import Busy, UnknownHost, UnknownService
 from dynasoar.images import IncomingImage
 from dynasoar.provider.catalog import Advertised, Catalog
 from dynasoar.provider.deployer import Deployer
@@ -36,10 +36,15 @@ class ServiceProvider:
         self.hosts = hosts
         self.deployer = deployer
         self._catalog = Catalog(registry)
+        #: Another SP changed a service's versions or route: the catalog reads it again.
+        self.refresh_catalog = self._catalog.refresh
         self.rollouts = Rollouts(
             registry, repository, deployer, self._catalog.refresh, keep_versions=keep_versions
         )
-        self.on_heartbeat: Callable[[str, float], None] | None = None
+        #: A host beat (address, the interval it asked, its figures): returns its interval.
+        self.on_heartbeat: Callable[[str, float, HostRecord | None], float] | None = None
+        #: Seconds until a host may beat again, when it beats far too often (else None).
+        self.too_soon: Callable[[str], float | None] = lambda address: None
 
     # -- the catalog (read on every message) --------------------------------------------
 
@@ -74,12 +79,24 @@ class ServiceProvider:
         records = [d for d in self.registry.records_of(name) if wanted in (None, d.host)]
         return await self.deployer.undeploy_all(records, self.rollouts.retire_within)
 
-    async def register_host(self, address: str, heartbeat: float | None = None) -> HostRecord:
-        """A host's registration; a host that says it will heartbeat is watched for it."""
-        record = await self.hosts.register(address)
+    async def register_host(
+        self, address: str, heartbeat: float | None = None, figures: HostRecord | None = None
+    ) -> tuple[HostRecord, float | None]:
+        """A host's registration, or its heartbeat: with its own figures (believed: see the
+        port), the SP asks it nothing; without, it asks for its Status. A host that says it
+        will beat is watched for it, and told how often to (None: it need not beat)."""
+        address = normalize(address)
+        wait = self.too_soon(address)
+        if wait is not None:
+            raise Busy(f"{address} beats too often: the next beat is due in {wait:.1f} s or later")
+        if figures is not None:
+            record = self.hosts.heard(address, figures)
+        else:
+            record = await self.hosts.register(address)
+        interval = None
         if heartbeat is not None and heartbeat > 0 and self.on_heartbeat is not None:
-            self.on_heartbeat(record.address, heartbeat)
-        return record
+            interval = self.on_heartbeat(record.address, heartbeat, figures)
+        return record, interval
 
     async def deregister_host(self, address: str, drain: bool, timeout: float) -> int:
         """A host is going away. With ``drain``, its stateless deployments move elsewhere

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,11 +42,14 @@ class Shipper:
         pool: ConnectionPool,
         images: ImageCache,
         deploy_timeout: float,
+        packages: Callable[[ServiceRecord], Path] | None = None,
     ) -> None:
         self._registry = registry
         self._client = client
         self._pool = pool
         self._images = images
+        #: Where a version's archive is on this SP's disk (fetched from a shared registry).
+        self._packages = packages or (lambda record: Path(record.package))
         self.deploy_timeout = deploy_timeout
         #: Who asks (told to hosts with every Deploy): this SP's registry's identity.
         self.owner = registry.identity()
@@ -70,6 +74,7 @@ class Shipper:
             deployed_for=consumer,
             changed=now(),
             sha256=service.sha256,
+            deployer=self._registry.instance,
         )
         self._registry.add_deployment(record)
         self._registry.note_service_host(service.name, host)  # its log stays there, failed or not
@@ -151,7 +156,7 @@ class Shipper:
             version=service.version,
             kind=service.kind,
             stateless=service.stateless,
-            path=Path(service.package),
+            path=self._packages(service),
             sha256=service.sha256,
             images=images,
         )

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime
 
 from dynasoar.consumer.host_client import DeploymentUsage, HostClient
 from dynasoar.errors import DynasoarError
+from dynasoar.provider.records import upsert
 from dynasoar.provider.registry import DeploymentRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class Usage:
         #: deployment -> the consumer whose message deployed it (billed its image bytes)
         self._deployed_for: dict[str, str] = {}
         self._polling: asyncio.Lock | None = None
+        #: Hosts whose deployments had messages since they were last asked for their figures.
+        self._touched: set[str] = set()
 
     # -- the message path ----------------------------------------------------------------
 
@@ -114,14 +117,20 @@ class Usage:
         tally.bytes_in += bytes_in
         tally.bytes_out += bytes_out
         tally.wall_seconds += seconds
+        self._touched.add(deployment.host)
         self._walls[deployment.id][consumer] += seconds
         if cold:
             self._deployed_for.setdefault(deployment.id, consumer)
 
     # -- hosts' figures ------------------------------------------------------------------
 
+    def touched(self) -> set[str]:
+        """Hosts whose deployments had messages since their figures were last asked for."""
+        return set(self._touched)
+
     async def poll(self, hosts: list[str]) -> None:
         """Ask ``hosts`` what their deployments consumed, and share it out."""
+        self._touched.difference_update(hosts)
         if self._polling is None:
             self._polling = asyncio.Lock()
         async with self._polling:  # one at a time: the shares depend on the last report
@@ -161,8 +170,12 @@ class Usage:
             self._tally(Key(day, owner, now.service, now.version, host)).image_bytes += images
         with self._registry.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO deployment_usage (id, service, version, host, consumer, "
-                "cpu_seconds, memory_gib_seconds, image_bytes, updated) VALUES (?,?,?,?,?,?,?,?,?)",
+                upsert(
+                    "deployment_usage",
+                    "id, service, version, host, consumer, cpu_seconds, memory_gib_seconds, "
+                    "image_bytes, updated",
+                    "id",
+                ),
                 (
                     now.id,
                     now.service,
@@ -195,7 +208,18 @@ class Usage:
         pending, self._pending = self._pending, {}
         if not pending:
             return
-        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in COLUMNS)
+        sets = ", ".join(f"{c} = usage.{c} + excluded.{c}" for c in COLUMNS)
+        try:
+            self._write(pending, sets)
+        except BaseException:
+            # the registry cannot be reached: kept, added to what the next flush writes
+            for key, tally in pending.items():
+                into = self._tally(key)
+                for column in COLUMNS:
+                    setattr(into, column, getattr(into, column) + getattr(tally, column))
+            raise
+
+    def _write(self, pending: dict[Key, Tally], sets: str) -> None:
         with self._registry.transaction() as db:
             db.executemany(
                 f"INSERT INTO usage (day, consumer, service, version, host, {', '.join(COLUMNS)}) "

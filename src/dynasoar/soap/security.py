@@ -122,6 +122,9 @@ class Policy:
     trust: TrustStore | None = None
     max_skew: float = 300
     replay: ReplayCache = field(default_factory=ReplayCache)
+    #: Signatures are checked when a message carries one, not required: a port open to anyone
+    #: where a signed message says who it is from (hosts' heartbeats at the SP's port).
+    optional: bool = False
 
     @property
     def signs(self) -> bool:
@@ -142,6 +145,8 @@ class Policy:
     def check(self, envelope_root: etree._Element) -> Verified | None:
         """Verify what came in when this actor requires signatures; None when it does not."""
         if self.trust is None:
+            return None
+        if self.optional and next(envelope_root.iter(wsse.SECURITY), None) is None:
             return None
         return verify(envelope_root, self.trust, replay=self.replay, max_skew=self.max_skew)
 

@@ -1,0 +1,65 @@
+"""The registry's tables for a grid of SPs and hosts, beside its records (mixed into
+:class:`~dynasoar.provider.registry.Registry`): package archives kept in the database for SPs
+that share it but not a disk, hosts' heartbeat deadlines written in batches and read back by
+the leader, and which SP instances are alive (each holds a lock of its own while it runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dynasoar.provider.database import Database
+from dynasoar.provider.records import HOST_COLUMNS, HostRecord, host_row, upsert
+
+
+class GridTables:
+    db: Database
+    instance: str
+
+    # -- package archives, for SPs that share this registry but not a disk ------------------
+
+    def put_package(self, sha256: str, content: bytes) -> None:
+        with self.db.transaction() as db:
+            db.execute(upsert("package_blobs", "sha256, content", "sha256"), (sha256, content))
+
+    def package(self, sha256: str) -> bytes | None:
+        rows = self.db.query("SELECT content FROM package_blobs WHERE sha256 = ?", (sha256,))
+        return bytes(rows[0][0]) if rows else None
+
+    def remove_package(self, sha256: str) -> None:
+        with self.db.transaction() as db:
+            db.execute("DELETE FROM package_blobs WHERE sha256 = ?", (sha256,))
+
+    # -- heartbeats, and the SP instances alive ----------------------------------------------
+
+    def note_beats(self, beats: Sequence[tuple[str, float, HostRecord | None]]) -> None:
+        """Hosts heard from: (address, when its next beat is overdue, in epoch seconds, its
+        figures as it reported them or None). One transaction for a batch of them."""
+        if not beats:
+            return
+        with self.db.transaction() as db:
+            db.executemany(
+                "UPDATE hosts SET beat_deadline = ? WHERE address = ? AND beat_deadline < ?",
+                [(deadline, address, deadline) for address, deadline, _ in beats],
+            )
+            figures = [host_row(h) for _, _, h in beats if h is not None]
+            if figures:
+                db.executemany(upsert("hosts", HOST_COLUMNS, "address"), figures)
+
+    def overdue(self, at: float) -> list[tuple[str, float]]:
+        """Hosts up (or draining) whose heartbeat is overdue at ``at`` (epoch seconds), with
+        the deadline they missed. Hosts that never promised a beat (deadline 0) are not."""
+        rows = self.db.query(
+            "SELECT address, beat_deadline FROM hosts WHERE beat_deadline > 0 "
+            "AND beat_deadline < ? AND state IN ('up', 'draining')",
+            (at,),
+        )
+        return [(str(r[0]), float(r[1])) for r in rows]
+
+    def alive(self, instances: Sequence[str]) -> set[str]:
+        """Which of these SP instances are running (each holds its own lock while it does)."""
+        held = self.db.held([f"dynasoar:instance:{i}" for i in instances if i])
+        return {name.rpartition(":")[2] for name in held}
+
+    def hold_instance(self) -> None:
+        """This SP instance is alive for as long as its process (and its session) is."""
+        self.db.try_lock(f"dynasoar:instance:{self.instance}")

@@ -1,0 +1,105 @@
+"""Heartbeats that carry a host's figures, against a real SP: the SP takes them without asking
+the host anything (no Status call per beat), answers with the interval it wants, and believes
+figures only from a host it trusts when it trusts any (an unsigned beat is checked with a live
+Status call instead)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from dynasoar import beats
+from dynasoar.errors import DynasoarError
+from dynasoar.http import ConnectionPool
+from dynasoar.keys import make_keypair
+from dynasoar.procs import start_actor
+from dynasoar.soap.client import Reply, SoapClient
+from dynasoar.soap.security import Credentials, Policy
+
+SP_PORT = "/dynasoar/ServiceProvider"
+
+
+def beat(sp: str, address: str, capacity: int, credentials: Credentials | None = None) -> Reply:
+    async def send() -> Reply:
+        pool = ConnectionPool()
+        try:
+            client = SoapClient(pool, security=Policy(credentials=credentials))
+            request = beats.register_host(
+                address, 2.0, backend="process", capacity=capacity, deployments=0, load=0.0
+            )
+            return await client.call(sp + SP_PORT, beats.ACTION, request, timeout=10.0)
+        finally:
+            await pool.close()
+
+    return asyncio.run(send())
+
+
+def silent_address() -> str:
+    """A host address where nothing listens: any Status call to it fails."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def capacity_of(reply: Reply) -> int:
+    return int(reply.body.findtext(".//{urn:dynasoar:2006}capacity") or -1)
+
+
+def test_a_beat_with_figures_needs_no_status_call(tmp_path: Path) -> None:
+    args = ["--port", "0", "--data", str(tmp_path / "sp")]
+    with start_actor("sp", args, tmp_path / "sp.log") as sp:
+        address = silent_address()
+        reply = beat(sp.url, address, capacity=5)  # nobody there to ask: the figures suffice
+        assert capacity_of(reply) == 5
+        assert beats.interval_of(reply.body, 2.0) == 2.0  # a small fleet beats as it asks
+        assert reply.body.findtext(".//{urn:dynasoar:2006}state") == "up"  # registered
+        # Without figures the SP must ask the host itself, and nobody answers there.
+        request = (
+            '<sp:RegisterHost xmlns:sp="urn:dynasoar:2006:provider">'
+            f"<sp:address>{silent_address()}</sp:address></sp:RegisterHost>"
+        )
+        from lxml import etree
+
+        async def plain() -> None:
+            pool = ConnectionPool()
+            try:
+                await SoapClient(pool).call(
+                    sp.url + SP_PORT, beats.ACTION, etree.fromstring(request), timeout=10.0
+                )
+            finally:
+                await pool.close()
+
+        with pytest.raises(DynasoarError, match="did not answer Status"):
+            asyncio.run(plain())
+
+
+def test_figures_are_believed_only_from_a_trusted_host(tmp_path: Path) -> None:
+    host_key, host_cert = make_keypair(tmp_path / "keys", "hp")
+    other_key, other_cert = make_keypair(tmp_path / "keys", "stranger")
+    hp = start_actor(
+        "hp",
+        ["--port", "0", "--data", str(tmp_path / "hp"), "--capacity", "3",
+         "--key", str(host_key), "--cert", str(host_cert)],
+        tmp_path / "hp.log",
+    )
+    sp = start_actor(
+        "sp",
+        ["--port", "0", "--data", str(tmp_path / "sp"), "--trust", str(host_cert)],
+        tmp_path / "sp.log",
+    )
+    try:
+        trusted = Credentials.load(host_key, host_cert)
+        # Signed by the trusted host: its figures are taken as they are.
+        assert capacity_of(beat(sp.url, silent_address(), 7, trusted)) == 7
+        # Unsigned: the SP asks the host itself (the real HP says 3), whatever the beat says.
+        assert capacity_of(beat(sp.url, hp.url, 999)) == 3
+        # Signed by a stranger: refused outright.
+        stranger = Credentials.load(other_key, other_cert)
+        with pytest.raises(DynasoarError, match="trust"):
+            beat(sp.url, silent_address(), 7, stranger)
+    finally:
+        sp.stop()
+        hp.stop()

@@ -1,0 +1,241 @@
+"""Several SPs on one shared PostgreSQL registry, as real processes: every SP relays to every
+deployment, the first calls of a service spread over two SPs make one deployment, one SP at a
+time leads the control loop and another takes over when it dies, and a registry that cannot be
+reached costs only what needs it (a new deployment: dyn:RegistryUnavailable), never a hang
+and never what was known or counted."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dynasoar import ns
+from dynasoar.consumer.host_client import HostClient
+from dynasoar.consumer.provider_client import ProviderClient
+from dynasoar.http import ConnectionPool
+from dynasoar.paths import samples_dir
+from dynasoar.pgserver import PostgresServer
+from dynasoar.soap.client import SoapClient
+from dynasoar.soap.envelope import SoapVersion
+
+from .conftest import make_package, wait_for
+from .grid import Grid, deployments, hosts_up
+from .wire import ECHO_ACTION, echo_body, envelope, get, post
+
+
+@pytest.fixture
+def grid(tmp_path: Path, pg_url: str) -> Iterator[Grid]:
+    g = Grid(tmp_path, pg_url)
+    try:
+        yield g
+    finally:
+        g.stop()
+
+
+def echo(sp_url: str, text: str, service: str = "Echo") -> str:
+    reply = post(
+        f"{sp_url}/services/{service}", envelope(echo_body(text)), soap_action=ECHO_ACTION
+    )
+    assert reply.status == 200, reply.body[:600]
+    assert f"<e:text>{text}</e:text>".encode() in reply.body or text.encode() in reply.body
+    return reply.headers["x-dynasoar-deployment"]
+
+
+def wait_advertised(sp_url: str, service: str) -> None:
+    """Until ``sp_url`` advertises ``service`` (published on another SP: the change reaches
+    it through the registry)."""
+    wait_for(
+        lambda: get(f"{sp_url}/services/{service}?wsdl").status == 200,
+        what=f"{sp_url} to advertise {service}",
+    )
+
+
+def hosted(hp_url: str) -> list[dict[str, str]]:
+    """What a host itself says it runs (its List), asked as the SPs ask."""
+    import asyncio
+
+    async def ask() -> list[dict[str, str]]:
+        pool = ConnectionPool()
+        try:
+            client = HostClient(SoapClient(pool, SoapVersion.SOAP12))
+            return await client.list_deployments(hp_url, timeout=10.0)
+        finally:
+            await pool.close()
+
+    return asyncio.run(ask())
+
+
+def test_every_sp_relays_to_every_deployment(grid: Grid) -> None:
+    a, b = grid.start_sp(), grid.start_sp()
+    grid.add_hp(a)
+    grid.add_hp(b)  # a host may register with any SP: both know it
+    wait_for(lambda: len(hosts_up(a)) == 2 and len(hosts_up(b)) == 2, what="both hosts, both SPs")
+    ProviderClient(a.url).publish(samples_dir() / "echo")  # published on one SP only
+    wait_advertised(b.url, "Echo")
+    first = echo(b.url, "via-b")  # the other deploys it: the package came through the registry
+    assert echo(a.url, "via-a") == first  # and the first relays to that same deployment
+    assert [d.id for d in deployments(a, "Echo")] == [first]  # type: ignore[attr-defined]
+
+
+def test_first_calls_spread_over_two_sps_make_one_deployment(grid: Grid, tmp_path: Path) -> None:
+    a, b = grid.start_sp(), grid.start_sp()
+    for sp in (a, b, a):
+        grid.add_hp(sp)
+    ProviderClient(a.url).publish(make_package(tmp_path, name="Burst"))
+    wait_advertised(b.url, "Burst")
+    results: list[str] = []
+    failures: list[str] = []
+    start = threading.Barrier(200)
+
+    def first_call(i: int) -> None:
+        sp = (a, b)[i % 2]
+        start.wait()
+        reply = post(
+            f"{sp.url}/services/Burst", envelope(echo_body(f"m{i}")), soap_action=ECHO_ACTION
+        )
+        if reply.status == 200:
+            results.append(reply.headers["x-dynasoar-deployment"])
+        else:
+            failures.append(reply.body[:300].decode(errors="replace"))
+
+    threads = [threading.Thread(target=first_call, args=(i,)) for i in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not failures, failures[:3]
+    assert len(results) == 200
+    assert len(set(results)) == 1, f"{len(set(results))} deployments made"
+    on_hosts = [d for hp in grid.hps for d in hosted(hp.url) if d.get("service") == "Burst"]
+    assert [d["id"] for d in on_hosts] == [results[0]]
+
+
+def test_one_sp_leads_the_control_loop_and_another_takes_over_when_it_dies(
+    grid: Grid,
+) -> None:
+    a = grid.start_sp("--host-timeout", "2")
+    b = grid.start_sp("--host-timeout", "2")
+    wait_for(lambda: grid.leader() is not None, what="a leader")
+    leader = grid.leader()
+    assert leader is a  # the first to start took the lead; the other waits for it
+    hp1 = grid.add_hp(b, ["--heartbeat", "0.5"])
+    grid.add_hp(b, ["--heartbeat", "0.5"])
+    a.kill()  # SIGKILL: its database session ends, and its lock with it
+    wait_for(lambda: grid.leader() is b, timeout=20, what="the survivor to take the lead")
+    # The survivor now runs the control loop: a host that stops beating is judged down by it.
+    hp1.kill()
+    wait_for(lambda: hp1.url not in hosts_up(b), timeout=30, what="the dead host marked down")
+    states = {h.address: h.state for h in ProviderClient(b.url).call("ListHosts")}
+    assert states[hp1.url] == "down"
+    assert states[grid.hps[1].url] == "up"
+
+
+def test_a_registry_restarted_under_load_loses_nothing(tmp_path: Path) -> None:
+    """PostgreSQL stopped and started while two SPs relay: calls to the deployment they know
+    go on; a message that needs a new deployment meanwhile gets dyn:RegistryUnavailable at
+    once; afterwards both reconnect, the new service deploys, and the usage counted during the
+    outage is in the book."""
+    server = PostgresServer.create()
+    grid = Grid(tmp_path, server.url)
+    try:
+        a, b = grid.start_sp(), grid.start_sp()
+        grid.add_hp(a)
+        ProviderClient(a.url).publish(samples_dir() / "echo")
+        ProviderClient(a.url).publish(make_package(tmp_path, name="Later"))
+        wait_advertised(b.url, "Echo")
+        wait_advertised(b.url, "Later")
+        known = echo(a.url, "before")
+        echo(b.url, "before-b")
+        stop = threading.Event()
+        outcomes: list[tuple[str, int, str]] = []
+
+        def keep_calling(sp_url: str) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                reply = post(
+                    f"{sp_url}/services/Echo", envelope(echo_body(f"x{n}")),
+                    soap_action=ECHO_ACTION, timeout=30,
+                )
+                deployment = reply.headers.get("x-dynasoar-deployment", "")
+                outcomes.append((sp_url, reply.status, deployment))
+
+        callers = [threading.Thread(target=keep_calling, args=(sp.url,)) for sp in (a, b)]
+        for caller in callers:
+            caller.start()
+        server.stop()
+        try:
+            wait_for(lambda: len(outcomes) > 40, what="calls during the outage")
+            cold = post(
+                f"{a.url}/services/Later", envelope(echo_body("cold")), soap_action=ECHO_ACTION,
+                timeout=30,
+            )
+            assert cold.status == 500
+            assert "{%s}RegistryUnavailable" % ns.DYN in cold.fault_codes(), cold.body[:800]
+            during = len(outcomes)
+        finally:
+            server.start()
+        wait_for(lambda: len(outcomes) > during + 40, what="calls after the outage")
+        stop.set()
+        for caller in callers:
+            caller.join(timeout=60)
+        assert outcomes and all(status == 200 for _, status, _ in outcomes), [
+            o for o in outcomes if o[1] != 200
+        ][:3]
+        assert {d for _, _, d in outcomes} == {known}
+        # Both SPs reconnected: the service that could not be deployed now is.
+        wait_for(
+            lambda: post(
+                f"{b.url}/services/Later", envelope(echo_body("now")), soap_action=ECHO_ACTION
+            ).status
+            == 200,
+            timeout=30,
+            what="a new deployment after the registry came back",
+        )
+        # Nothing counted was lost: every Echo call is in the book (both SPs flush on stop).
+        calls = len(outcomes) + 2
+        for sp in grid.sps:
+            sp.stop()
+        grid.sps = [grid.start_sp()]
+        rows = ProviderClient(grid.sps[0].url).call("GetUsage") or []
+        counted = sum(r.messages for r in rows if r.service == "Echo")
+        assert counted == calls
+    finally:
+        grid.stop()
+        server.destroy()
+
+
+def test_a_host_flooding_heartbeats_is_refused_without_slowing_the_sp(grid: Grid) -> None:
+    sp = grid.start_sp()
+    hp = grid.add_hp(sp)
+    ProviderClient(sp.url).publish(samples_dir() / "echo")
+    echo(sp.url, "warm")
+    request = (
+        '<sp:RegisterHost xmlns:sp="urn:dynasoar:2006:provider">'
+        f"<sp:address>{hp.url}</sp:address><sp:heartbeat>2</sp:heartbeat></sp:RegisterHost>"
+    )
+    busy = ok = 0
+    for _ in range(300):  # the same host, registering again and again
+        reply = post(
+            f"{sp.url}/dynasoar/ServiceProvider",
+            envelope(
+                request,
+                f"<wsa:To>{sp.url}/dynasoar/ServiceProvider</wsa:To>"
+                "<wsa:Action>urn:dynasoar:2006:provider/RegisterHost</wsa:Action>"
+                "<wsa:MessageID>urn:uuid:00000000-0000-0000-0000-000000000000</wsa:MessageID>"
+                "<wsa:ReplyTo><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous"
+                "</wsa:Address></wsa:ReplyTo>",
+            ),
+            soap_action="urn:dynasoar:2006:provider/RegisterHost",
+        )
+        if reply.status == 200:
+            ok += 1
+        else:
+            assert "{%s}Busy" % ns.DYN in reply.fault_codes(), reply.body[:600]
+            busy += 1
+        assert echo(sp.url, "still") is not None  # the SP goes on relaying meanwhile
+    assert busy > 250 and ok <= 5
+    assert hp.url in hosts_up(sp)

@@ -1,0 +1,122 @@
+"""The registry's PostgreSQL side against a real server: locks held across SPs (one holder at
+a time, freed when the holder's session ends), which SP instances are alive, changes announced
+to the other SPs, and a server that goes away and comes back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from dynasoar.errors import RegistryUnavailable
+from dynasoar.pgserver import PostgresServer
+from dynasoar.provider.database import Change
+from dynasoar.provider.postgres import RETRY_SECONDS, PostgresDatabase
+from dynasoar.provider.registry import DeploymentRecord, Registry
+
+
+def deployment(deployment_id: str) -> DeploymentRecord:
+    return DeploymentRecord(
+        deployment_id, "Echo", "1.0", "http://hp1:8001", f"http://hp1:9000/{deployment_id}",
+        "ready", datetime.now(UTC),
+    )
+
+
+def test_a_lock_has_one_holder_until_it_lets_go(pg_url: str) -> None:
+    one, two = PostgresDatabase(pg_url), PostgresDatabase(pg_url)
+    try:
+        assert one.try_lock("dynasoar:deploy:Echo@1.0")
+        assert not two.try_lock("dynasoar:deploy:Echo@1.0")
+        assert not one.try_lock("dynasoar:deploy:Echo@1.0")  # not twice in one process either
+        assert two.try_lock("dynasoar:deploy:Other@1.0")  # other names are other locks
+        assert one.holds("dynasoar:deploy:Echo@1.0")
+        assert two.held(["dynasoar:deploy:Echo@1.0", "nobody"]) == {"dynasoar:deploy:Echo@1.0"}
+        one.unlock("dynasoar:deploy:Echo@1.0")
+        assert two.try_lock("dynasoar:deploy:Echo@1.0")
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_dead_holders_locks_are_free_and_its_instance_is_not_alive(pg_url: str) -> None:
+    dying, living = Registry(pg_url), Registry(pg_url)
+    try:
+        dying.hold_instance()
+        living.hold_instance()
+        assert dying.db.try_lock("dynasoar:leader")
+        assert living.alive([dying.instance, living.instance, "sp-gone"]) == {
+            dying.instance,
+            living.instance,
+        }
+        # Its session ends (as when its process is killed): the server frees what it held.
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'dynasoar-sp locks' AND pid IN (SELECT pid FROM "
+                "pg_locks WHERE locktype = 'advisory')  AND pid <> pg_backend_pid()"
+            )
+        time.sleep(0.2)
+        # (the living one's locks went too: both sessions were terminated; it notices)
+        assert not dying.db.holds("dynasoar:leader")
+        assert living.alive([dying.instance]) == set()
+        assert living.db.try_lock("dynasoar:leader")
+    finally:
+        dying.close()
+        living.close()
+
+
+def test_changes_reach_the_other_sps(pg_url: str) -> None:
+    here, there = Registry(pg_url), Registry(pg_url)
+    heard: list[Change | None] = []
+    seen = threading.Event()
+    try:
+        original = there._changed
+
+        def listening(change: Change | None) -> None:
+            original(change)
+            heard.append(change)
+            seen.set()
+
+        there._changed = listening  # type: ignore[method-assign]
+        there.follow()
+        time.sleep(0.5)  # LISTEN is in place
+        here.add_deployment(deployment("d1"))
+        assert seen.wait(10)
+        deadline = time.monotonic() + 10
+        while not there.deployments_of("Echo") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [d.id for d in there.deployments_of("Echo")] == ["d1"]
+        assert ("deployment", "d1") in heard
+        here.remove_deployment("d1")
+        deadline = time.monotonic() + 10
+        while there.deployments_of("Echo") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert there.deployments_of("Echo") == []
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_server_away_fails_at_once_and_is_used_again_when_back() -> None:
+    server = PostgresServer.create()  # its own: this test stops it
+    try:
+        registry = Registry(server.url)
+        registry.add_deployment(deployment("d1"))
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailable):
+            registry.add_deployment(deployment("d2"))
+        with pytest.raises(RegistryUnavailable):
+            registry.db.try_lock("dynasoar:deploy:Echo")
+        assert time.monotonic() - started < 10  # bounded: connect_timeout, never a hang
+        assert [d.id for d in registry.deployments_of("Echo")] == ["d1"]  # memory still serves
+        server.start()
+        time.sleep(RETRY_SECONDS)
+        registry.add_deployment(deployment("d2"))  # a new connection, by itself
+        assert {d.id for d in Registry(server.url).deployments()} == {"d1", "d2"}
+        registry.close()
+    finally:
+        server.destroy()
