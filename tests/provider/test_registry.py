@@ -350,3 +350,15 @@ def test_concurrent_writers_do_not_corrupt_state(registry: Registry, db: Path | 
             )
     finally:
         again.close()
+
+
+def test_an_sqlite_url_names_the_file_as_a_file_url_would(tmp_path: Path) -> None:
+    """``--registry sqlite:///PATH``: the registry is that file (``sqlite:////PATH`` too)."""
+    for url in (f"sqlite://{tmp_path}/one.sqlite", f"sqlite:///{tmp_path}/two.sqlite"):
+        registry = Registry(url)
+        registry.put_version(service())
+        registry.close()
+    for name in ("one.sqlite", "two.sqlite"):
+        again = Registry(tmp_path / name)
+        assert again.version("Echo", "1.0") is not None
+        again.close()
