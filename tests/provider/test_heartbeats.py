@@ -77,6 +77,20 @@ def test_beats_reach_the_registry_and_are_judged_there(registry: Registry) -> No
     assert beats.overdue() == []
 
 
+def test_a_beat_heard_before_a_host_left_does_not_bring_it_back(registry: Registry) -> None:
+    registry.put_host(host("http://hp1"))
+    beats = Heartbeats(registry, host_timeout=6.0)
+    beats.beat("http://hp1", 2.0, host("http://hp1", deployments=5))  # in the next batch...
+    registry.set_host_state("http://hp1", "left")  # ...but the host deregistered first
+    beats.flush()
+    (hp1,) = registry.hosts()
+    assert (hp1.state, hp1.deployments) == ("left", 0)  # the stale figures are not taken either
+    registry.set_host_state("http://hp1", "up")  # registered again: its beats count
+    beats.beat("http://hp1", 2.0, host("http://hp1", deployments=2))
+    beats.flush()
+    assert [(h.state, h.deployments) for h in registry.hosts()] == [("up", 2)]
+
+
 def test_beats_heard_while_the_registry_is_away_are_kept() -> None:
     server = PostgresServer.create()  # its own: this test stops it
     try:

@@ -150,6 +150,31 @@ def test_a_registry_from_before_versions_keeps_its_services(sqlite_db: Path) -> 
         registry.close()
 
 
+def test_a_registry_from_before_the_grid_opens_with_its_hosts(sqlite_db: Path) -> None:
+    # Its hosts table predates the columns heartbeats and caches added (and their index).
+    sqlite_db.parent.mkdir(parents=True, exist_ok=True)
+    old = sqlite3.connect(sqlite_db)
+    old.execute(
+        "CREATE TABLE hosts (address TEXT PRIMARY KEY, state TEXT NOT NULL, capacity INTEGER "
+        "NOT NULL, deployments INTEGER NOT NULL, load REAL NOT NULL, last_seen TEXT NOT NULL)"
+    )
+    old.execute(
+        "INSERT INTO hosts VALUES ('http://hp1:8001', 'up', 4, 1, 0.25, ?)", (T0.isoformat(),)
+    )
+    old.commit()
+    old.close()
+    registry = Registry(sqlite_db)
+    try:
+        (hp1,) = registry.hosts()
+        assert (hp1.address, hp1.state, hp1.capacity) == ("http://hp1:8001", "up", 4)
+        indexes = sqlite3.connect(sqlite_db).execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'hosts'"
+        )
+        assert ("hosts_beat_deadline",) in indexes.fetchall()
+    finally:
+        registry.close()
+
+
 # -- hosts -------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ on the socket unit's own socket (its address, its FileDescriptorName) handed ove
 from __future__ import annotations
 
 import configparser
-import os
 import shlex
 import shutil
 import signal
@@ -129,11 +128,15 @@ def test_the_sp_runs_on_the_socket_units_socket_and_reloads_in_place(tmp_path: P
             "-l",
             f"{address}:{port}",
             f"--fdname={listen['FileDescriptorName']}",
+            # The SP gets only the environment named here (the sample's data directory is
+            # /var/lib/dynasoar/sp: this test keeps its own).
+            f"--setenv=DYNASOAR_DATA={tmp_path / 'sp'}",
+            "--setenv=PYTHONUNBUFFERED=1",
+            "--setenv=PATH",
             *command,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "DYNASOAR_DATA": str(tmp_path / "sp")},
     )
     try:
         for _ in range(200):  # until systemd-socket-activate listens (it has not forked yet)

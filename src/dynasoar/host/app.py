@@ -145,6 +145,8 @@ class HostApp:
         self.registered = not config.service_provider
         self.url = ""
         self._registration: asyncio.Task[None] | None = None
+        #: Set when stopping: the heartbeat loop ends after the beat it may be sending.
+        self._unregistering = asyncio.Event()
         self._pool = ConnectionPool(ssl_context=client_context(config.ca))
         # Heartbeats are signed with the host's key (when it has one): the SP believes the
         # figures they carry only from hosts it trusts.
@@ -183,7 +185,7 @@ class HostApp:
         registered = False
         delay = 0.2
         every = self.config.heartbeat
-        while True:
+        while not self._unregistering.is_set():
             status = self.host.status()
             request = beats.register_host(
                 self.url,
@@ -207,7 +209,10 @@ class HostApp:
                 log.warning("registering with %s: %s", sp, exc.reason)
                 registered, delay = False, min(delay * 2, 5.0)
             self.registered = registered
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.wait_for(self._unregistering.wait(), delay)
+            except TimeoutError:
+                pass
 
     async def quiesce(self) -> None:
         """Stopping: no more heartbeats, and the SP is told at once (with --drain, after it
@@ -215,7 +220,12 @@ class HostApp:
         self.readiness.stopping()
         if self._registration is None:
             return
-        self._registration.cancel()
+        # A beat already sent is let finish (its reply awaited, 10 s at most): cut short, the SP
+        # might still take it after the DeregisterHost below, and think this host up again.
+        self._unregistering.set()
+        _, pending = await asyncio.wait({self._registration}, timeout=11.0)
+        for task in pending:
+            task.cancel()
         await asyncio.gather(self._registration, return_exceptions=True)
         self._registration = None
         sp = self.config.service_provider

@@ -59,9 +59,10 @@ CREATE TABLE IF NOT EXISTS service_hosts (
     service TEXT NOT NULL, host TEXT NOT NULL, last_deployed TEXT NOT NULL,
     PRIMARY KEY (service, host)
 );
-CREATE INDEX IF NOT EXISTS hosts_beat_deadline ON hosts (beat_deadline);
 CREATE TABLE IF NOT EXISTS package_blobs (sha256 TEXT PRIMARY KEY, content BLOB NOT NULL);
 """
+#: Indexes on columns that MIGRATIONS may add to an older registry: made after them.
+INDEXES = "CREATE INDEX IF NOT EXISTS hosts_beat_deadline ON hosts (beat_deadline);"
 #: Hosts remembered per service as where its deployments ran (and their logs are), latest first.
 SERVICE_HOSTS_KEPT = 16
 

@@ -29,6 +29,7 @@ from dynasoar.provider.database import Change, Connection, Database, open_databa
 from dynasoar.provider.records import (
     DEPLOYMENT_COLUMNS,
     HOST_COLUMNS,
+    INDEXES,
     MIGRATIONS,
     ROUTE_COLUMNS,
     SCHEMA,
@@ -65,6 +66,7 @@ class Registry(GridTables):
         self.instance = f"sp-{uuid.uuid4().hex[:16]}"
         self.db.script(SCHEMA)
         self._migrate()
+        self.db.script(INDEXES)
         self._migrate_services()
         self._lock = threading.RLock()
         #: Every deployment record, and the ready ones, by service.

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from dynasoar.provider.database import Database
 from dynasoar.provider.records import HOST_COLUMNS, HostRecord, host_row, upsert
 
+#: A host's figures (its columns after address and state), as ``UPDATE ... SET`` assigns them.
+FIGURES = ", ".join(f"{c.strip()} = ?" for c in HOST_COLUMNS.split(",")[2:])
+
 
 class GridTables:
     db: Database
@@ -41,9 +44,14 @@ class GridTables:
                 "UPDATE hosts SET beat_deadline = ? WHERE address = ? AND beat_deadline < ?",
                 [(deadline, address, deadline) for address, deadline, _ in beats],
             )
-            figures = [host_row(h) for _, _, h in beats if h is not None]
+            # A beat's figures, never its state: that changes at once (registry.put_host), and
+            # a beat heard before a DeregisterHost must not bring the host back with this batch.
+            figures = [(*host_row(h)[2:], h.address) for _, _, h in beats if h is not None]
             if figures:
-                db.executemany(upsert("hosts", HOST_COLUMNS, "address"), figures)
+                db.executemany(
+                    f"UPDATE hosts SET {FIGURES} WHERE address = ? AND state IN ('up', 'draining')",
+                    figures,
+                )
 
     def overdue(self, at: float) -> list[tuple[str, float]]:
         """Hosts up (or draining) whose heartbeat is overdue at ``at`` (epoch seconds), with
