@@ -104,6 +104,7 @@ def _host(h: Any) -> dict[str, Any]:
             if cache is not None
             else None
         ),
+        "lastSeen": timestamp(getattr(h, "lastSeen", None)),
     }
 
 
@@ -130,7 +131,10 @@ def render_table(status: dict[str, Any]) -> str:
         ),
         (
             "HOSTS",
-            ["address", "state", "deployments", "capacity", "load", "price", "labels", "cache"],
+            [
+                "address", "state", "deployments", "capacity", "load", "price", "labels", "cache",
+                "lastSeen",
+            ],
             hosts,
         ),
     ]

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from dynasoar.addresses import OwnAddresses
-from dynasoar.consumer.host_client import HostClient
+from dynasoar.consumer.host_client import HostClient, normalize
 from dynasoar.deadlines import Deadlines
 from dynasoar.errors import DynasoarError
 from dynasoar.http import ConnectionPool, Handler, Request, Response
@@ -253,8 +253,8 @@ class ProviderApp:
         for address in self.config.hosts:
             self.hosts.add(address)
         await self.reconciler.at_start()
-        if self.config.hosts:
-            await self.hosts.survey()
+        if self.config.hosts:  # the hosts named here are checked now; the others beat
+            await self.hosts.survey([normalize(a) for a in self.config.hosts])
         self.registry.on_route_change.append(self._route_changed)
         self.registry.on_host_change.append(self._host_changed)
         self.registry.follow()

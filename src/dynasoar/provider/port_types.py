@@ -10,6 +10,7 @@ from spyne import AnyUri, Boolean, ComplexModel, Date, DateTime, Double, Integer
 from dynasoar import ns
 from dynasoar.images import CacheStats
 from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.records import NEVER_SEEN
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Route, ServiceRecord, Traffic
 from dynasoar.provider.rollout import Outcome
 from dynasoar.provider.usage import BillRow
@@ -120,6 +121,7 @@ class HostInfo(ComplexModel):  # type: ignore[misc]
     load = Double
     cache = ImageCache
     terms = HostTermsModel
+    lastSeen = DateTime
 
 
 class HostStatus(ComplexModel):  # type: ignore[misc]
@@ -234,4 +236,5 @@ def host_info(h: HostRecord) -> HostInfo:
         load=h.load,
         cache=image_cache(h.cache),
         terms=host_terms(h.terms),
+        lastSeen=h.last_seen if h.last_seen > NEVER_SEEN else None,  # None: never heard from
     )

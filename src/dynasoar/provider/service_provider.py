@@ -112,5 +112,6 @@ class ServiceProvider:
         self.deployer.host_left(address, "its host deregistered (it was stopped)")
         return moved
 
-    async def refresh_hosts(self) -> list[HostRecord]:
-        return await self.hosts.refresh()
+    async def list_hosts(self) -> list[HostRecord]:
+        """Every host as last heard, asking none of them (on the loop, where they change)."""
+        return self.hosts.listing()
