@@ -20,6 +20,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 
 from dynasoar.consumer.host_client import HostClient, HostStatus, normalize
 from dynasoar.errors import Busy, DynasoarError, TransportError
@@ -73,6 +74,14 @@ class HostDirectory:
         self._addresses = []
         for record in records:
             self._view(record)
+
+    def reload_heard(self, since: datetime) -> int:
+        """The figures of the hosts heard from since ``since`` (by any SP sharing the
+        registry), read again: a few rows, not the fleet. Returns how many."""
+        records = self._registry.hosts_seen_since(since)
+        for record in records:
+            self._view(record)
+        return len(records)
 
     def heard_of(self, record: HostRecord) -> None:
         """Another SP recorded this host (its state, its figures)."""
