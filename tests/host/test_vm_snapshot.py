@@ -116,7 +116,7 @@ def test_a_snapshot_that_does_not_load_leaves_nothing(
     cut = tmp_path / "cut.stream"
     cut.write_bytes(state.memory.read_bytes()[: state.memory.stat().st_size // 3])
     directory = tmp_path / "copy"
-    with pytest.raises(DeploymentFailed, match="could not load the snapshot.s memory") as failed:
+    with pytest.raises(DeploymentFailed, match="could not load the snapshot's memory") as failed:
         restore(backend, directory, Restore(cut, (layer,), state.platform))
     assert "section" in failed.value.reason  # what QEMU said, from its log
     assert not [name for name in domain_names() if backend.scope in name]
