@@ -47,7 +47,7 @@ CONTRACTS = {
     "wsdl/HostProvider.wsdl": (
         ops(
             "urn:dynasoar:2006:host", "Deploy", "Undeploy", "List", "Status", "QueryImages",
-            "GetLogs", "GetUsage",
+            "GetLogs", "GetUsage", "GetSnapshot", "SaveState", "Resume",
         ),
         True,
     ),

@@ -28,7 +28,7 @@ from lxml import etree
 
 from dynasoar import ns
 from dynasoar.errors import InvalidRequest
-from dynasoar.images import SHA256_RE, ImageRef
+from dynasoar.images import SHA256_RE, ImageRef, IncomingImage
 
 _D = f"{{{ns.DYN}}}"
 KINDS = ("image", "state")
@@ -139,6 +139,26 @@ class Snapshot:
             return cls.from_json(loaded)
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"not a snapshot descriptor: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class IncomingSnapshot:
+    """A snapshot named in a Deploy, with the attachments of the parts sent along."""
+
+    snapshot: Snapshot
+    required: bool  # restore or fail (a moving state): never a boot instead
+    parts: tuple[IncomingImage, ...]
+
+
+@dataclass
+class SnapshotStats:
+    """A Host Provider's snapshots, as its Status tells them."""
+
+    held: int = 0  # image snapshots held (complete)
+    bytes: int = 0  # their parts' bytes
+    taken: int = 0  # snapshots taken there since it started
+    restored: int = 0  # deployments started from a snapshot instead of a boot
+    fallbacks: int = 0  # restores that failed: the guest booted instead
 
 
 def package_key(package: str, images: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:

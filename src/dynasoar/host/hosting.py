@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,9 +36,12 @@ from dynasoar.host import sandbox
 from dynasoar.host.backends import Backend
 from dynasoar.host.logstore import LogStore, ServiceLog
 from dynasoar.host.meter import UsageMeter
+from dynasoar.host.snapshot_store import SnapshotStore
+from dynasoar.host.snapshotting import Chosen, Origin, Snapshotting, origin_of
 from dynasoar.images import ImageCache, IncomingImage
 from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
 from dynasoar.qcow2 import is_qcow2
+from dynasoar.snapshots import IncomingSnapshot, Snapshot
 from dynasoar.soap.mtom import Attachment
 from dynasoar.terms import HostTerms
 
@@ -57,7 +60,10 @@ class Hosted:
     handle: object
     images: list[str] = field(default_factory=list)  # pinned digests
     owner: str | None = None  # who asked for it (the Deploy's owner)
-    state: str = "ready"  # or "starting", while its Deploy is under way
+    state: str = "ready"  # or "starting", while its Deploy is under way; "saved" (paused)
+    origin: Origin | None = None  # a VM deployment's package, and the snapshot it came from
+    restored: bool = False  # started from a snapshot instead of a boot
+    saved: list[str] = field(default_factory=list)  # parts of its own saved state
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class DeployRequest:
     #: the id the requester chose (recorded on its side first); None: the host picks one
     deployment_id: str | None = None
     owner: str | None = None
+    #: a VM snapshot to start from (taken elsewhere, or a moving deployment's state)
+    snapshot: IncomingSnapshot | None = None
 
 
 #: Deployment ids: they name directories and VM domains.
@@ -103,6 +111,7 @@ class HostProvider:
         self.address = ""
         self._limits = unpack_limits
         self._deployments_dir, self._scratch = _deployments_root(data)
+        self.snapshots = Snapshotting(SnapshotStore(images, data / "snapshots"), backends.get("vm"))
         self._hosted: dict[str, Hosted] = {}
         #: Deploys under way, by id; those an Undeploy named meanwhile are undone once started.
         self._starting: dict[str, Hosted] = {}
@@ -139,6 +148,7 @@ class HostProvider:
         pinned: list[str] = []
         received: list[str] = []  # images this Deploy brought into the cache
         output: ServiceLog | None = None
+        chosen: Chosen | None = None
         try:
             root = unpack(package.path, directory / "pkg", self._limits)
             names = frozenset(image.name for image in request.images)
@@ -149,11 +159,19 @@ class HostProvider:
                     f"{request.kind} service {request.service!r} as declared"
                 )
             pinned, base = self._place_images(root, manifest, request.images, received)
+            origin = origin_of(manifest, package.sha256, request.images)
+            chosen = self.snapshots.choose(origin, request.snapshot, received)
+            if chosen is not None:
+                pinned += chosen.pinned
             output = self.logs.open(deployment_id, manifest.name, manifest.version, manifest.kind)
             deadline = time.monotonic() + self.start_timeout
-            started = backend.start(
-                deployment_id, root, manifest, deadline, output=output, base_image=base
+            started, restored = self.snapshots.start(
+                backend, chosen, deployment_id, root, manifest, deadline, output, base
             )
+            if origin is not None and restored and chosen is not None:
+                origin = replace(origin, layers=chosen.snapshot.layers)
+            elif not restored:
+                self.snapshots.after_boot(backend, started.handle, origin)
         except BaseException as exc:
             if output is not None:  # kept: what the package said is why it failed
                 reason = exc.reason if isinstance(exc, DynasoarError) else repr(exc)
@@ -164,6 +182,12 @@ class HostProvider:
             self.images.discard(received)
             shutil.rmtree(directory, ignore_errors=True)
             raise
+        if restored and chosen is not None and chosen.snapshot.kind == "state":
+            # A moved guest's memory, loaded: no longer needed here (its layers are).
+            memory = chosen.snapshot.memory.sha256
+            pinned.remove(memory)
+            self.images.unpin([memory])
+            self.images.discard([memory])
         hosted = Hosted(
             id=deployment_id,
             service=manifest.name,
@@ -175,6 +199,8 @@ class HostProvider:
             handle=started.handle,
             images=pinned,
             owner=request.owner,
+            origin=origin,
+            restored=restored,
         )
         with self._lock:
             self._starting.pop(deployment_id, None)
@@ -298,9 +324,51 @@ class HostProvider:
         self.logs.ended(deployment_id, ended, reason)
         shutil.rmtree(hosted.directory, ignore_errors=True)
         self.images.unpin(hosted.images)
+        self.images.discard(hosted.saved)  # its saved state: moved elsewhere, or abandoned
         self.images.evict()
         log.info("undeployed %s (%s)", hosted.id, hosted.service)
         return True
+
+    def save_state(self, deployment_id: str) -> Snapshot:
+        """Pause a VM deployment and save its state (to move it); it stays paused until
+        :meth:`resume` or :meth:`undeploy`. Saved already: the same state again."""
+        hosted = self._find(deployment_id)
+        if hosted.origin is None:
+            raise InvalidRequest(
+                f"{hosted.service} is a code service: only a VM guest's state can be saved"
+            )
+        if hosted.saved:
+            snapshot = self.snapshots.store.get(hosted.saved[0])
+            if snapshot is not None:
+                return snapshot
+        snapshot = self.snapshots.save_state(
+            self.backends[hosted.kind], hosted.handle, hosted.origin
+        )
+        pinned = self.snapshots.store.acquire(snapshot) or []
+        hosted.images += pinned
+        hosted.saved = [snapshot.digest, snapshot.memory.sha256, snapshot.layers[-1].sha256]
+        hosted.state = "saved"
+        log.info("saved %s (%s) to move it: paused", hosted.id, hosted.service)
+        return snapshot
+
+    def resume(self, deployment_id: str) -> bool:
+        """A saved deployment runs again (its move did not happen); False if it was not saved."""
+        hosted = self._find(deployment_id)
+        if hosted.state != "saved":
+            return False
+        resume = getattr(self.backends[hosted.kind], "resume", None)
+        if resume is not None:
+            resume(hosted.handle)
+        hosted.state = "ready"
+        log.info("resumed %s (%s): it was not moved", hosted.id, hosted.service)
+        return True
+
+    def _find(self, deployment_id: str) -> Hosted:
+        with self._lock:
+            hosted = self._hosted.get(deployment_id)
+        if hosted is None:
+            raise InvalidRequest(f"no deployment {deployment_id[:80]!r} runs here")
+        return hosted
 
     def starting(self) -> list[Hosted]:
         with self._lock:
@@ -332,6 +400,7 @@ class HostProvider:
             "version": __version__,
             "cache": self.images.stats(),
             "terms": self.terms,
+            "snapshots": self.snapshots.store.stats(),
         }
 
     def shutdown(self, grace: float = 5.0) -> None:
@@ -340,6 +409,7 @@ class HostProvider:
         for deployment_id in list(self._hosted):
             self.undeploy(deployment_id, grace, reason="the host shut down")
         self.meter.close()
+        self.snapshots.close()
         if self._scratch:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
 

@@ -37,6 +37,7 @@ from dynasoar.provider.reply_policy import ReplyDestinations
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.provider.shipper import Shipper
+from dynasoar.provider.snapshots import SnapshotLibrary
 from dynasoar.provider.usage import Usage
 from dynasoar.serve import base_url_of, text, wants_wsdl
 from dynasoar.service.endpoint import (
@@ -97,7 +98,12 @@ class ProviderApp:
         #: forward when a host is marked down, or when the SP stops.
         self.deadlines = Deadlines()
         shipper = Shipper(
-            self.registry, host_client, self.pool, repository.images, config.deploy_timeout
+            self.registry,
+            host_client,
+            self.pool,
+            repository.images,
+            config.deploy_timeout,
+            SnapshotLibrary(self.registry, repository.images, host_client, data / "spool"),
         )
         self.deployer = Deployer(
             self.registry, self.hosts, shipper, LoadTracker(), self.deadlines, config.placement

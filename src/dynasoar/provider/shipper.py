@@ -13,7 +13,12 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from dynasoar.consumer.host_client import HostClient, PackageShipment, ShippedImage
+from dynasoar.consumer.host_client import (
+    HostClient,
+    PackageShipment,
+    ShippedImage,
+    ShippedSnapshot,
+)
 from dynasoar.errors import (
     Busy,
     DeploymentFailed,
@@ -21,10 +26,13 @@ from dynasoar.errors import (
     ImageNotHeld,
     InvalidPackage,
     InvalidRequest,
+    SnapshotIncompatible,
 )
 from dynasoar.http import ConnectionPool
 from dynasoar.images import ImageCache
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord, now
+from dynasoar.provider.snapshots import SnapshotLibrary, key_of
+from dynasoar.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +48,12 @@ class Shipper:
         pool: ConnectionPool,
         images: ImageCache,
         deploy_timeout: float,
+        snapshots: SnapshotLibrary | None = None,
     ) -> None:
         self._registry = registry
+        #: VM snapshots, shipped to hosts that have none of a package (they restore instead
+        #: of booting), learnt from the hosts that take them.
+        self.snapshots = snapshots
         self._client = client
         self._pool = pool
         self._images = images
@@ -97,38 +109,68 @@ class Shipper:
         return ready
 
     async def _deploy(self, host: str, service: ServiceRecord, deployment_id: str) -> str:
-        held = await self._held_by(host, service)
+        held, snapshot = await self._held_by(host, service)
         try:
-            _, endpoint = await self._client.deploy(
-                host,
-                self._shipment(service, held),
-                self.deploy_timeout,
-                deployment_id=deployment_id,
-                owner=self.owner,
-            )
+            return await self._send(host, service, deployment_id, held, snapshot)
         except ImageNotHeld:
             # The host evicted an image between our question and the Deploy: send them all.
-            _, endpoint = await self._client.deploy(
-                host,
-                self._shipment(service, set()),
-                self.deploy_timeout,
-                deployment_id=deployment_id,
-                owner=self.owner,
-            )
+            return await self._send(host, service, deployment_id, set(), snapshot)
+        except SnapshotIncompatible as exc:
+            log.info("%s cannot restore %s's snapshot (%s): it boots", host, service.name, exc)
+            return await self._send(host, service, deployment_id, held, None)
+
+    async def _send(
+        self,
+        host: str,
+        service: ServiceRecord,
+        deployment_id: str,
+        held: set[str],
+        snapshot: Snapshot | None,
+    ) -> str:
+        _, endpoint = await self._client.deploy(
+            host,
+            self._shipment(service, held, snapshot),
+            self.deploy_timeout,
+            deployment_id=deployment_id,
+            owner=self.owner,
+        )
+        if self.snapshots is not None:
+            self.snapshots.learn_later(host, service)
         return endpoint
 
-    async def _held_by(self, host: str, service: ServiceRecord) -> set[str]:
-        """The service's images the host already holds: those travel without content."""
+    async def _held_by(
+        self, host: str, service: ServiceRecord
+    ) -> tuple[set[str], Snapshot | None]:
+        """The service's images (and its snapshot's parts) the host already holds: those
+        travel without content; and the snapshot to ship, if the SP has one and the host has
+        none of its own of that package."""
         if not service.images:
-            return set()
+            return set(), None
+        ours = self.snapshots.of(service) if self.snapshots is not None else None
         digests = [image.sha256 for image in service.images]
-        return await self._client.query_images(host, digests, timeout=30.0)
+        digests += [part.sha256 for part in ours.parts] if ours is not None else []
+        held, listed = await self._client.query_cache(host, digests, timeout=30.0)
+        if any(s.key == key_of(service) and s.kind == "image" for s in listed):
+            ours = None  # the host restores its own
+        return held, ours
 
-    def _shipment(self, service: ServiceRecord, held: set[str]) -> PackageShipment:
+    def _shipment(
+        self, service: ServiceRecord, held: set[str], snapshot: Snapshot | None = None
+    ) -> PackageShipment:
         images = tuple(
             ShippedImage(ref, None if ref.sha256 in held else self._images.path(ref.sha256))
             for ref in service.images
         )
+        shipped = None
+        if snapshot is not None:
+            shipped = ShippedSnapshot(
+                snapshot,
+                {
+                    p.sha256: self._images.path(p.sha256)
+                    for p in snapshot.parts
+                    if p.sha256 not in held
+                },
+            )
         return PackageShipment(
             service=service.name,
             version=service.version,
@@ -137,6 +179,7 @@ class Shipper:
             path=Path(service.package),
             sha256=service.sha256,
             images=images,
+            snapshot=shipped,
         )
 
     async def probe(self, endpoint: str, timeout: float) -> None:
@@ -167,6 +210,8 @@ class Shipper:
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        if self.snapshots is not None:
+            await self.snapshots.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -17,6 +17,7 @@ from lxml import etree
 from dynasoar import ns
 from dynasoar.errors import InvalidRequest, MalformedMessage
 from dynasoar.images import SHA256_RE, IncomingImage
+from dynasoar.snapshots import IncomingSnapshot, read_snapshot
 from dynasoar.soap.mtom import Attachment
 
 
@@ -85,3 +86,18 @@ def incoming_images(state: Any, elements: list[etree._Element] | None) -> list[I
             )
         images.append(IncomingImage(name, digest, attachment))
     return images
+
+
+def incoming_snapshot(state: Any, first: etree._Element) -> IncomingSnapshot:
+    """A Deploy's ``snapshot`` (dyn:Snapshot): the descriptor, its digest checked, and the
+    parts that came with it resolved to their attachments."""
+    # spyne hands an AnyXml element over as its first child: step back up to the snapshot.
+    parent = first.getparent()
+    element = first if parent is None or etree.QName(first).localname == "snapshot" else parent
+    received = read_snapshot(element)
+    parts = []
+    for ref in received.snapshot.parts:
+        content = received.contents.get(ref.sha256)
+        if content is not None:
+            parts.append(IncomingImage(ref.name, ref.sha256, attachment_of(state, content)))
+    return IncomingSnapshot(received.snapshot, received.required, tuple(parts))
