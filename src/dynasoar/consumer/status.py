@@ -28,7 +28,12 @@ def render_table(status: dict[str, list[dict[str, Any]]]) -> str:
     hosts = [{**h, **_host_extras(h)} for h in status["hosts"]]
     replicas = Counter(d["service"] for d in status["deployments"] if d.get("state") == "ready")
     services = [
-        {**s, "replicas": replicas.get(s["name"], 0), "traffic": _traffic(s)}
+        {
+            **s,
+            "replicas": replicas.get(s["name"], 0),
+            "traffic": _traffic(s),
+            "snapshot": _snapshot(s),
+        }
         for s in status["services"]
     ]
     deployments = [
@@ -38,7 +43,7 @@ def render_table(status: dict[str, list[dict[str, Any]]]) -> str:
     sections = [
         (
             "SERVICES",
-            ["name", "version", "kind", "stateless", "replicas", "traffic", "size"],
+            ["name", "version", "kind", "stateless", "replicas", "traffic", "size", "snapshot"],
             services,
         ),
         (
@@ -48,7 +53,17 @@ def render_table(status: dict[str, list[dict[str, Any]]]) -> str:
         ),
         (
             "HOSTS",
-            ["address", "state", "deployments", "capacity", "load", "price", "labels", "cache"],
+            [
+                "address",
+                "state",
+                "deployments",
+                "capacity",
+                "load",
+                "price",
+                "labels",
+                "cache",
+                "snapshots",
+            ],
             hosts,
         ),
     ]
@@ -65,9 +80,16 @@ def _traffic(service: dict[str, Any]) -> str:
     return ", ".join(f"{s['version']} {s['percent']}%" for s in shares)
 
 
+def _snapshot(service: dict[str, Any]) -> str:
+    digest = service.get("snapshot")
+    size = service.get("snapshotBytes") or 0
+    return f"{digest[:12]} ({size / (1 << 20):.0f} MiB)" if digest else ""
+
+
 def _host_extras(host: dict[str, Any]) -> dict[str, Any]:
     terms = host.get("terms") or {}
     cache = host.get("cache") or {}
+    snaps = host.get("snapshots") or {}
     labels = ",".join(f"{lb['name']}={lb['value']}" for lb in terms.get("label") or [])
     sites = ",".join(f"{st['name']}:{st['distance']}" for st in terms.get("site") or [])
     return {
@@ -77,6 +99,12 @@ def _host_extras(host: dict[str, Any]) -> dict[str, Any]:
             f"{cache['images']} images, {cache['bytes'] / (1 << 20):.0f} MiB of "
             f"{cache['capacity'] / (1 << 30):.0f} GiB"
             if cache
+            else ""
+        ),
+        "snapshots": (
+            f"{snaps['held']} held, {snaps['taken']} taken, {snaps['restored']} restored, "
+            f"{snaps['fallbacks']} booted instead"
+            if snaps
             else ""
         ),
     }

@@ -333,14 +333,9 @@ def _mismatch(snapshot: Snapshot, origin: Origin, backend: VmBackend) -> Dynasoa
 
 
 def _check_part(ref: ImageRef, part: IncomingImage, snapshot: Snapshot) -> None:
-    """A part's content, before it enters the cache: its size, and what it must look like."""
-    attachment = part.attachment
-    assert attachment is not None
-    if attachment.size != ref.size:
-        raise InvalidPackage(
-            f"the snapshot's {ref.name} is {attachment.size} bytes, not {ref.size} as declared: "
-            "it was cut short or altered"
-        )
+    """A part's content (its digest checked already), before it enters the cache: what it
+    must look like."""
+    assert part.attachment is not None
     check = is_stream if ref is snapshot.memory else is_qcow2
-    if not check(attachment.path):
+    if not check(part.attachment.path):
         raise InvalidPackage(f"the snapshot's {ref.name} is not what it says it is")

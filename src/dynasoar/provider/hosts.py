@@ -113,4 +113,5 @@ def _record(address: str, status: HostStatus, state: str) -> HostRecord:
         now(),
         status.cache,
         status.terms,
+        status.snapshots,
     )

@@ -42,11 +42,14 @@ def _sp(ctx: Any) -> Any:
 
 def _service_info(ctx: Any, record: Any) -> ServiceInfo:
     registry = _sp(ctx).registry
+    library = _sp(ctx).deployer.shipper.snapshots
+    snapshot = library.of(record) if library is not None else None
     return service_info(
         record,
         len(registry.deployments_of(record.name)),
         registry.route(record.name),
         [v.version for v in registry.versions(record.name)],
+        (snapshot.digest, snapshot.size) if snapshot is not None else None,
     )
 
 

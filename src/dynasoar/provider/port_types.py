@@ -12,6 +12,7 @@ from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Route, ServiceRecord, Traffic
 from dynasoar.provider.rollout import Outcome
 from dynasoar.provider.usage import BillRow
+from dynasoar.service.snapshot_types import SnapshotStatsModel, snapshot_stats
 from dynasoar.service.types import HostTermsModel, ImageCache, host_terms, image_cache
 
 
@@ -83,6 +84,8 @@ class ServiceInfo(ComplexModel):  # type: ignore[misc]
     deployments = Integer
     share = TrafficShare.customize(max_occurs="unbounded")
     available = Unicode(max_occurs="unbounded")
+    snapshot = Unicode
+    snapshotBytes = Long
 
 
 class ConsumerCount(ComplexModel):  # type: ignore[misc]
@@ -118,6 +121,7 @@ class HostInfo(ComplexModel):  # type: ignore[misc]
     load = Double
     cache = ImageCache
     terms = HostTermsModel
+    snapshots = SnapshotStatsModel
 
 
 def shares(traffic: Traffic) -> list[TrafficShare]:
@@ -140,6 +144,7 @@ def service_info(
     deployments: int,
     route: Route | None = None,
     available: list[str] | None = None,
+    snapshot: tuple[str, int] | None = None,
 ) -> ServiceInfo:
     return ServiceInfo(
         name=s.name,
@@ -152,6 +157,8 @@ def service_info(
         deployments=deployments,
         share=shares(route.traffic) if route is not None else [],
         available=available or [],
+        snapshot=snapshot[0] if snapshot else None,
+        snapshotBytes=snapshot[1] if snapshot else None,
     )
 
 
@@ -183,4 +190,5 @@ def host_info(h: HostRecord) -> HostInfo:
         load=h.load,
         cache=image_cache(h.cache),
         terms=host_terms(h.terms),
+        snapshots=snapshot_stats(h.snapshots),
     )

@@ -212,7 +212,7 @@ class Registry:
         with self._tx() as db:
             self._host_states[h.address] = h.state
             db.execute(
-                f"INSERT OR REPLACE INTO hosts ({HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO hosts ({HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 host_row(h),
             )
 

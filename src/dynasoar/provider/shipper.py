@@ -138,9 +138,7 @@ class Shipper:
             self.snapshots.learn_later(host, service)
         return endpoint
 
-    async def _held_by(
-        self, host: str, service: ServiceRecord
-    ) -> tuple[set[str], Snapshot | None]:
+    async def _held_by(self, host: str, service: ServiceRecord) -> tuple[set[str], Snapshot | None]:
         """The service's images (and its snapshot's parts) the host already holds: those
         travel without content; and the snapshot to ship, if the SP has one and the host has
         none of its own of that package."""

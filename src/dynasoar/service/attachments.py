@@ -98,6 +98,14 @@ def incoming_snapshot(state: Any, first: etree._Element) -> IncomingSnapshot:
     parts = []
     for ref in received.snapshot.parts:
         content = received.contents.get(ref.sha256)
-        if content is not None:
-            parts.append(IncomingImage(ref.name, ref.sha256, attachment_of(state, content)))
+        if content is None:
+            continue  # the host holds it (or says it does not: ImageNotHeld)
+        attachment = attachment_of(state, content)
+        if attachment.size != ref.size or attachment.sha256 != ref.sha256:
+            raise MalformedMessage(
+                f"the snapshot's {ref.name} arrived as {attachment.size} bytes with SHA-256 "
+                f"{attachment.sha256}, not {ref.size} bytes with {ref.sha256} as declared: it "
+                "was cut short or altered on the way"
+            )
+        parts.append(IncomingImage(ref.name, ref.sha256, attachment))
     return IncomingSnapshot(received.snapshot, received.required, tuple(parts))
