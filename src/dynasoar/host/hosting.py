@@ -5,7 +5,9 @@ A deployment directory is ``DATA/deployments/ID/`` holding the unpacked package 
 VM package's images are links into the image cache (``DATA/images``), pinned while the
 deployment lives. Its output goes to its log (``DATA/logs/ID``, see :mod:`dynasoar.host.logstore`),
 which outlives it. Deploy validates before it runs anything and leaves nothing behind on failure
-but the log of a package that was started and failed.
+but the log of a package that was started and failed. A VM deployment starts from a snapshot
+when there is one (:mod:`dynasoar.host.snapshotting`), and can be saved, paused, to move it
+(:meth:`HostProvider.save_state`) and resumed when it did not move.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -27,20 +28,18 @@ from dynasoar.errors import (
     Busy,
     DeploymentFailed,
     DynasoarError,
-    ImageNotHeld,
     InvalidPackage,
     InvalidRequest,
     MalformedMessage,
 )
-from dynasoar.host import sandbox
 from dynasoar.host.backends import Backend
 from dynasoar.host.logstore import LogStore, ServiceLog
 from dynasoar.host.meter import UsageMeter
+from dynasoar.host.placing import deployments_root, place_images
 from dynasoar.host.snapshot_store import SnapshotStore
 from dynasoar.host.snapshotting import Chosen, Origin, Snapshotting, origin_of
 from dynasoar.images import ImageCache, IncomingImage
-from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
-from dynasoar.qcow2 import is_qcow2
+from dynasoar.package import UnpackLimits, load_manifest, unpack
 from dynasoar.snapshots import IncomingSnapshot, Snapshot
 from dynasoar.soap.mtom import Attachment
 from dynasoar.terms import HostTerms
@@ -110,7 +109,7 @@ class HostProvider:
         self.start_timeout = start_timeout
         self.address = ""
         self._limits = unpack_limits
-        self._deployments_dir, self._scratch = _deployments_root(data)
+        self._deployments_dir, self._scratch = deployments_root(data)
         self.snapshots = Snapshotting(SnapshotStore(images, data / "snapshots"), backends.get("vm"))
         self._hosted: dict[str, Hosted] = {}
         #: Deploys under way, by id; those an Undeploy named meanwhile are undone once started.
@@ -158,7 +157,7 @@ class HostProvider:
                     f"the package is {manifest.kind} service {manifest.name!r}, not "
                     f"{request.kind} service {request.service!r} as declared"
                 )
-            pinned, base = self._place_images(root, manifest, request.images, received)
+            pinned, base = place_images(self.images, root, manifest, request.images, received)
             origin = origin_of(manifest, package.sha256, request.images)
             chosen = self.snapshots.choose(origin, request.snapshot, received)
             if chosen is not None:
@@ -224,55 +223,6 @@ class HostProvider:
             "deployed %s %s as %s at %s", hosted.service, hosted.version, hosted.id, hosted.endpoint
         )
         return hosted
-
-    def _place_images(
-        self,
-        root: Path,
-        manifest: Manifest,
-        images: tuple[IncomingImage, ...],
-        received: list[str],
-    ) -> tuple[list[str], Path | None]:
-        """Put a VM package's images in place: received ones into the cache, then links from
-        the package directory into the cache. Returns the pinned digests and the base image."""
-        wanted = {*manifest.image_files, *(["base"] if manifest.base_sha256 else [])}
-        given = {image.name: image for image in images}
-        if set(given) != wanted:
-            raise InvalidRequest(
-                f"the package needs the images {sorted(wanted)}, the Deploy named {sorted(given)}"
-            )
-        base: Path | None = None
-        pinned: list[str] = []
-        try:
-            disks = {manifest.vm.disk if manifest.vm else None, "base"}
-            for image in images:
-                if image.attachment is not None and image.name in disks:
-                    _check_qcow2(image)
-                path = self._acquire(image, received)
-                pinned.append(image.sha256.lower())
-                if image.name == "base":
-                    if image.sha256 != manifest.base_sha256:
-                        raise InvalidPackage("the image sent as base is not the manifest's base")
-                    base = path
-                else:
-                    (root / image.name).symlink_to(path)
-        except BaseException:
-            self.images.unpin(pinned)
-            raise
-        return pinned, base
-
-    def _acquire(self, image: IncomingImage, received: list[str]) -> Path:
-        """Pin the image in the cache (storing it if it came with the Deploy); `received`
-        gets its digest when this Deploy is what brought it in."""
-        acquired = self.images.acquire(image.sha256, image.attachment)
-        if acquired is None:
-            raise ImageNotHeld(
-                f"image {image.name!r} (sha256:{image.sha256}) is not in this host's cache; "
-                "send its content"
-            )
-        path, taken = acquired
-        if taken:
-            received.append(path.name)
-        return path
 
     def _reserve(self, request: DeployRequest) -> str:
         """A place for one more deployment, under the id asked for (or a new one)."""
@@ -412,44 +362,3 @@ class HostProvider:
         self.snapshots.close()
         if self._scratch:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
-
-
-def _check_qcow2(image: IncomingImage) -> None:
-    """A disk must be a qcow2 image: refused before it enters the cache if it is not."""
-    assert image.attachment is not None
-    if not is_qcow2(image.attachment.path):
-        raise InvalidPackage(f"the image {image.name!r} is not a qcow2 disk image")
-
-
-SCRATCH_PREFIX = "dynasoar-deployments-"
-
-
-def _clear_orphaned_scratch() -> None:
-    """Scratch directories of HPs that died without cleaning up (SIGKILL, a crash)."""
-    for directory in Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
-        try:
-            owner = int((directory / ".owner").read_text())
-            os.kill(owner, 0)
-        except ProcessLookupError:
-            shutil.rmtree(directory, ignore_errors=True)
-        except (OSError, ValueError):
-            continue  # not ours to judge: unreadable, or its owner is alive
-
-
-def _deployments_root(data: Path) -> tuple[Path, bool]:
-    """Where deployments live: ``DATA/deployments`` when sandboxed services can reach it
-    (every directory above it searchable by others; it lists nothing), else a scratch
-    directory of its own under the system's temporary directory. (Returns it and whether
-    it is scratch.)"""
-    directory = data / "deployments"
-    directory.mkdir(parents=True, exist_ok=True)
-    for path in (data, directory):
-        path.chmod(0o711)
-    if sandbox.unreachable(directory) is None:
-        return directory, False
-    _clear_orphaned_scratch()
-    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
-    scratch.chmod(0o711)
-    (scratch / ".owner").write_text(str(os.getpid()))
-    log.info("deployments live in %s: sandboxed services cannot reach %s", scratch, directory)
-    return scratch, True
