@@ -40,7 +40,8 @@ CONTRACTS = {
         ops(
             "urn:dynasoar:2006:provider", "Publish", "Deploy", "Undeploy", "ListServices",
             "ListDeployments", "ListHosts", "RegisterHost", "DeregisterHost", "QueryImages",
-            "GetLogs", "Unpublish", "Rollout", "Rollback", "SetTraffic", "GetUsage",
+            "GetLogs", "Unpublish", "Rollout", "Rollback", "SetTraffic", "GetUsage", "Move",
+            "DrainHost",
         ),
         True,
     ),

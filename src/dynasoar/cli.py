@@ -231,9 +231,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_publish)
 
-    from dynasoar.consumer import usage, versions
+    from dynasoar.consumer import mobility, usage, versions
 
     versions.add_commands(sub, sp_default)
+    mobility.add_commands(sub, sp_default)
     usage.add_command(sub, sp_default)
 
     for name, help_text, what in (

@@ -32,7 +32,7 @@ from dynasoar.soap.client import SoapClient
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "deploy" / "services" / "vm-echo" / "build"
 FULL = BUILD / "vm-echo"
-COUNTER = BUILD / "vm-counter"
+COUNTER = ROOT / "deploy" / "services" / "vm-counter" / "build" / "vm-counter"
 T = TypeVar("T")
 ECHO = "urn:dynasoar:samples:echo"
 WSA = "http://www.w3.org/2005/08/addressing"

@@ -181,6 +181,7 @@ class HostProvider:
             self.images.discard(received)
             shutil.rmtree(directory, ignore_errors=True)
             raise
+        received_bytes = sum(self.images.path(digest).stat().st_size for digest in received)
         if restored and chosen is not None and chosen.snapshot.kind == "state":
             # A moved guest's memory, loaded: no longer needed here (its layers are).
             memory = chosen.snapshot.memory.sha256
@@ -212,7 +213,7 @@ class HostProvider:
             deployment_id,
             manifest.name,
             manifest.version,
-            sum(self.images.path(digest).stat().st_size for digest in received),
+            received_bytes,
             lambda: backend.usage(handle),
         )
         if cancelled:

@@ -29,6 +29,7 @@ from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.logs import ServiceLogs
+from dynasoar.provider.moves import Mover
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
@@ -115,7 +116,10 @@ class ProviderApp:
             grace=min(10.0, config.scaling.reconcile_interval),
         )
         self.hosts.on_up = self.reconciler.soon
-        self.provider = ServiceProvider(data, self.registry, repository, self.hosts, self.deployer)
+        mover = Mover(self.registry, self.hosts, self.deployer, host_client, data / "spool")
+        self.provider = ServiceProvider(
+            data, self.registry, repository, self.hosts, self.deployer, mover
+        )
         self.logs = ServiceLogs(self.registry, host_client)
         self.usage = Usage(self.registry, host_client)
         self.autoscaler = Autoscaler(

@@ -28,6 +28,7 @@ from dynasoar.errors import (
     NoHostAvailable,
     TransportError,
 )
+from dynasoar.provider.gates import MoveGates
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.placement import DEFAULT_POLICY, HostView, Need, eligible, policies
@@ -63,6 +64,8 @@ class Deployer:
         self._checks: set[asyncio.Task[None]] = set()
         #: Deployments retiring in this process (their "retiring" records are no leftovers).
         self.retiring: set[str] = set()
+        #: Where messages for deployments moving to another host wait (provider/moves.py).
+        self.gates = MoveGates()
         hosts.on_down = self.host_down
 
     # -- where a message goes ----------------------------------------------------------------
@@ -189,8 +192,8 @@ class Deployer:
                 return record
         if self._registry.deployments_of(service.name) and not service.stateless:
             raise InvalidRequest(
-                f"{service.name} is stateful: it runs once and is never replicated; undeploy it "
-                "first to move it"
+                f"{service.name} is stateful: it runs once and is never replicated; move it "
+                f"with its state (dynasoar move {service.name} --to {host})"
             )
         if self._registry.host(host) is None:
             await self._hosts.register(host)
@@ -213,6 +216,14 @@ class Deployer:
                 if isinstance(exc, TransportError):
                     self._hosts.mark_down(view.address, exc.reason)
         raise NoHostAvailable(f"no Host Provider took {service.name}: " + "; ".join(reasons))
+
+    async def places(self, service: ServiceRecord, exclude: frozenset[str]) -> list[str]:
+        """The hosts placement would choose for one more deployment of ``service``, best
+        first (none of ``exclude``)."""
+        views = [v for v in await self._hosts.survey() if self._hosts.placeable(v.address)]
+        need = self._need(service, exclude=exclude)
+        policy = self._policies[service.placement.policy or self.default_policy]
+        return [view.address for view in policy.order(eligible(views, need), need)]
 
     async def probe(self, endpoint: str, timeout: float) -> None:
         await self.shipper.probe(endpoint, timeout)
@@ -340,30 +351,6 @@ class Deployer:
                 self._registry.remove_deployment(record.id)
             else:
                 self.lose(record, reason)
-
-    async def drain_host(self, address: str, deadline: float) -> int:
-        """Move ``address``'s stateless deployments elsewhere before it goes: a replica on
-        another host first (if there is none), then the route switches, then the old one ends
-        once its messages in flight are answered. Returns how many moved."""
-        self._hosts.set_state(address, "draining")
-        moved = 0
-        for record in self._registry.deployments():
-            service = self._registry.version(record.service, record.version)
-            if record.host != address or record.state != "ready" or service is None:
-                continue
-            if not service.stateless:
-                continue  # its state cannot move with it
-            replicas = [
-                d
-                for d in self._registry.deployments_of(service.name)
-                if d.version == record.version
-            ]
-            if all(d.host == address for d in replicas):
-                if await self.scale_out(service, exclude=frozenset({address})) is None:
-                    log.warning("%s found no other host to move to", record.service)
-            await self.retire(record, deadline)
-            moved += 1
-        return moved
 
     async def close(self) -> None:
         self._flight.cancel_all()

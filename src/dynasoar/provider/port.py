@@ -15,12 +15,14 @@ from dynasoar.errors import InvalidRequest
 from dynasoar.provider.port_types import (
     DeploymentInfo,
     HostInfo,
+    MoveInfo,
     RolloutInfo,
     ServiceInfo,
     TrafficShare,
     UsageRow,
     deployment_info,
     host_info,
+    move_info,
     rollout_info,
     service_info,
     usage_row,
@@ -107,6 +109,16 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
     def Deploy(ctx, name, host):  # type: ignore[no-untyped-def]
         record = ctx.udc.run(_sp(ctx).deploy(name, host or None))
         return deployment_info(record, _sp(ctx).deployer.load)
+
+    @rpc(
+        Required, AnyUri(min_occurs=1, nillable=False), _returns=MoveInfo, _out_variable_name="move"
+    )
+    def Move(ctx, name, host):  # type: ignore[no-untyped-def]
+        return move_info(ctx.udc.run(_sp(ctx).move(name, host)))
+
+    @rpc(AnyUri(min_occurs=1, nillable=False), _returns=Integer, _out_variable_name="moved")
+    def DrainHost(ctx, address):  # type: ignore[no-untyped-def]
+        return ctx.udc.run(_sp(ctx).drain(address, ctx.udc.drain_timeout))
 
     @rpc(Required, AnyUri(min_occurs=0), _returns=Integer, _out_variable_name="undeployed")
     def Undeploy(ctx, name, host):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from spyne import AnyUri, Boolean, ComplexModel, Date, DateTime, Double, Integer
 
 from dynasoar import ns
 from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.moves import MoveOutcome
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Route, ServiceRecord, Traffic
 from dynasoar.provider.rollout import Outcome
 from dynasoar.provider.usage import BillRow
@@ -53,6 +54,29 @@ def usage_row(row: BillRow) -> UsageRow:
         priceCpu=row.price_cpu,
         priceGiB=row.price_gib,
         cost=round(row.cost, 9),
+    )
+
+
+class MoveInfo(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    service = Unicode
+    source = AnyUri
+    target = AnyUri
+    deployment = Unicode
+    seconds = Double
+    held = Double
+    bytes = Long
+
+
+def move_info(outcome: MoveOutcome) -> MoveInfo:
+    return MoveInfo(
+        service=outcome.service,
+        source=outcome.source,
+        target=outcome.target,
+        deployment=outcome.deployment,
+        seconds=round(outcome.seconds, 3),
+        held=round(outcome.held, 3),
+        bytes=outcome.bytes,
     )
 
 

@@ -14,6 +14,7 @@ from dynasoar.images import IncomingImage
 from dynasoar.provider.catalog import Advertised, Catalog
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.hosts import HostDirectory
+from dynasoar.provider.moves import MoveOutcome, Mover
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry, ServiceRecord
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.rollout import Rollouts
@@ -28,12 +29,14 @@ class ServiceProvider:
         repository: Repository,
         hosts: HostDirectory,
         deployer: Deployer,
+        mover: Mover,
     ) -> None:
         self.data = data
         self.registry = registry
         self.repository = repository
         self.hosts = hosts
         self.deployer = deployer
+        self.mover = mover
         self._catalog = Catalog(registry)
         self.rollouts = Rollouts(registry, repository, deployer, self._catalog.refresh)
         self.on_heartbeat: Callable[[str, float], None] | None = None
@@ -88,9 +91,22 @@ class ServiceProvider:
         moved = 0
         if drain:
             deadline = asyncio.get_running_loop().time() + timeout
-            moved = await self.deployer.drain_host(address, deadline)
+            moved = await self.mover.drain(address, deadline)
         self.deployer.host_left(address, "its host deregistered (it was stopped)")
         return moved
+
+    async def move(self, name: str, host: str) -> MoveOutcome:
+        """Move ``name``'s deployment to ``host``; a VM guest with its state."""
+        self._service(name)
+        return await self.mover.move(name, host)
+
+    async def drain(self, address: str, timeout: float) -> int:
+        """Move everything off ``address``, which takes nothing new from now on (it stays
+        registered, draining, until it deregisters). Returns how many moved."""
+        address = normalize(address)
+        if self.registry.host(address) is None:
+            raise UnknownHost(f"no host {address} is registered here")
+        return await self.mover.drain(address, asyncio.get_running_loop().time() + timeout)
 
     async def refresh_hosts(self) -> list[HostRecord]:
         return await self.hosts.refresh()

@@ -65,8 +65,13 @@ class Shipper:
         self._background: set[asyncio.Task[bool]] = set()
 
     async def ship(
-        self, host: str, service: ServiceRecord, consumer: str | None = None
+        self,
+        host: str,
+        service: ServiceRecord,
+        consumer: str | None = None,
+        state: ShippedSnapshot | None = None,
     ) -> DeploymentRecord:
+        """``state``: a moving guest's saved state, restored there (or the ship fails)."""
         started = time.monotonic()
         record = DeploymentRecord(
             id=uuid.uuid4().hex,
@@ -84,7 +89,7 @@ class Shipper:
         self._registry.note_service_host(service.name, host)  # its log stays there, failed or not
         self.in_progress.add(record.id)
         try:
-            endpoint = await self._deploy(host, service, record.id)
+            endpoint = await self._deploy(host, service, record.id, state)
             await self.probe(endpoint, timeout=max(1.0, self.deploy_timeout / 4))
         except asyncio.CancelledError:
             # This process is stopping: the "deploying" record stays, for the next start (or
@@ -108,13 +113,19 @@ class Shipper:
         )
         return ready
 
-    async def _deploy(self, host: str, service: ServiceRecord, deployment_id: str) -> str:
-        held, snapshot = await self._held_by(host, service)
+    async def _deploy(
+        self,
+        host: str,
+        service: ServiceRecord,
+        deployment_id: str,
+        state: ShippedSnapshot | None = None,
+    ) -> str:
+        held, snapshot = await self._held_by(host, service, state is None)
         try:
-            return await self._send(host, service, deployment_id, held, snapshot)
+            return await self._send(host, service, deployment_id, held, snapshot, state)
         except ImageNotHeld:
             # The host evicted an image between our question and the Deploy: send them all.
-            return await self._send(host, service, deployment_id, set(), snapshot)
+            return await self._send(host, service, deployment_id, set(), snapshot, state)
         except SnapshotIncompatible as exc:
             log.info("%s cannot restore %s's snapshot (%s): it boots", host, service.name, exc)
             return await self._send(host, service, deployment_id, held, None)
@@ -126,10 +137,14 @@ class Shipper:
         deployment_id: str,
         held: set[str],
         snapshot: Snapshot | None,
+        state: ShippedSnapshot | None = None,
     ) -> str:
+        shipment = self._shipment(service, held, snapshot)
+        if state is not None:
+            shipment = replace(shipment, snapshot=state)
         _, endpoint = await self._client.deploy(
             host,
-            self._shipment(service, held, snapshot),
+            shipment,
             self.deploy_timeout,
             deployment_id=deployment_id,
             owner=self.owner,
@@ -138,13 +153,15 @@ class Shipper:
             self.snapshots.learn_later(host, service)
         return endpoint
 
-    async def _held_by(self, host: str, service: ServiceRecord) -> tuple[set[str], Snapshot | None]:
+    async def _held_by(
+        self, host: str, service: ServiceRecord, snapshots: bool = True
+    ) -> tuple[set[str], Snapshot | None]:
         """The service's images (and its snapshot's parts) the host already holds: those
         travel without content; and the snapshot to ship, if the SP has one and the host has
         none of its own of that package."""
         if not service.images:
             return set(), None
-        ours = self.snapshots.of(service) if self.snapshots is not None else None
+        ours = self.snapshots.of(service) if self.snapshots is not None and snapshots else None
         digests = [image.sha256 for image in service.images]
         digests += [part.sha256 for part in ours.parts] if ours is not None else []
         held, listed = await self._client.query_cache(host, digests, timeout=30.0)

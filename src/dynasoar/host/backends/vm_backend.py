@@ -214,6 +214,8 @@ class VmBackend:
         except BaseException:
             unlink(memory)
             unlink(top)
+            if pause:  # not saved: it runs on as it was
+                self._resume(handle.domain)
             raise
         handle.saves = number
         frozen, handle.overlay = handle.overlay, top
