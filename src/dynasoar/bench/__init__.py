@@ -11,7 +11,8 @@ from dynasoar.bench.cold import cold_start
 from dynasoar.bench.mtom import image_transfer
 from dynasoar.bench.relay import warm_relay
 from dynasoar.bench.restart import restart_under_load
-from dynasoar.bench.vm import image_deploy, vm_boot
+from dynasoar.bench.snapshots import restore_vs_boot, shipped_snapshot
+from dynasoar.bench.vm import image_deploy
 
 
 def run_bench(quick: bool = False, which: str | None = None, out: Path | None = None) -> int:
@@ -27,5 +28,6 @@ def run_bench(quick: bool = False, which: str | None = None, out: Path | None = 
         cold_start(work / "cold", rounds=2 if quick else 5)
         image_transfer(work / "image", size=(256 if quick else 2048) << 20, rounds=2)
         image_deploy(work / "deploy", size=(256 if quick else 2048) << 20)
-        vm_boot(work / "boot", rounds=1 if quick else 3)
+        restore_vs_boot(work / "boot", rounds=1 if quick else 3)
+        shipped_snapshot(work / "ship")
     return 0

@@ -52,7 +52,9 @@ ACCEL_NOTES: dict[Accel, str] = {
     "tcg": "under TCG (emulation)",
     "kvm": "under KVM (a paravirtual /dev/kvm hangs stock kernels: try --accel tcg)",
 }
-DEFAULT_CMDLINE = "console=ttyS0 quiet panic=-1"
+#: init_on_free=1: the guest's kernel zeroes the memory it frees, so a snapshot (QEMU skips zero
+#: pages) holds only what is in use: vm-echo's shrinks from 75 to 57 MB and loads 4x faster.
+DEFAULT_CMDLINE = "console=ttyS0 quiet panic=-1 init_on_free=1"
 #: a KVM probe boot that has not served by then counts as failed (TCG boots in ~5 s here)
 KVM_PROBE_SECONDS = 15.0
 PORT_ATTEMPTS = 3
@@ -89,6 +91,7 @@ class VmBackend:
         self._kvm = kvm_verdicts or KvmVerdicts()
         self._kvm_probe_seconds = kvm_probe_seconds
         self._listen = listen  # where guests' ports are forwarded from
+        self._platforms: dict[Accel, Platform] = {}  # the template and QEMU do not change
 
     # -- the hypervisor's part ------------------------------------------------------------------
 
@@ -232,6 +235,12 @@ class VmBackend:
         and the accelerator."""
         if accel is None:
             accel = self.accel if self.accel != "auto" else ("kvm" if self._kvm.get() else "tcg")
+        known = self._platforms.get(accel)
+        if known is None:
+            known = self._platforms[accel] = self._platform(accel)
+        return known
+
+    def _platform(self, accel: Accel) -> Platform:
         try:
             template = etree.parse(str(self._template)).getroot()
         except (OSError, etree.XMLSyntaxError) as exc:
