@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from dynasoar.bench.cold import cold_start
+from dynasoar.bench.mobility import move_under_load
 from dynasoar.bench.mtom import image_transfer
 from dynasoar.bench.relay import warm_relay
 from dynasoar.bench.restart import restart_under_load
@@ -30,4 +31,5 @@ def run_bench(quick: bool = False, which: str | None = None, out: Path | None = 
         image_deploy(work / "deploy", size=(256 if quick else 2048) << 20)
         restore_vs_boot(work / "boot", rounds=1 if quick else 3)
         shipped_snapshot(work / "ship")
+        move_under_load(work / "move")
     return 0
