@@ -153,8 +153,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--drain",
         action="store_true",
-        help="when stopping, have the SP move this host's stateless deployments to other "
-        "hosts first (without it, the SP is told at once and redeploys on the next message)",
+        help="when stopping, have the SP move this host's deployments to other hosts first "
+        "(VM guests with their state, stateless code services; without it, the SP is told at "
+        "once and redeploys on the next message)",
+    )
+    p.add_argument(
+        "--warm-runners",
+        type=_count,
+        default=2,
+        metavar="N",
+        help="code services: keep N runner processes started, the service runtime imported, "
+        "to hand packages to (faster cold starts; 0: start each afresh; default 2)",
     )
     p.add_argument(
         "--price",
@@ -531,6 +540,7 @@ def _run_hp(args: argparse.Namespace) -> int:
                 heartbeat=args.heartbeat,
                 service_host=args.service_host,
                 drain=args.drain,
+                warm_runners=args.warm_runners,
                 grace=args.grace,
                 log_bytes=args.log_bytes,
                 kept_logs=args.kept_logs,

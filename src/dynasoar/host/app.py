@@ -55,8 +55,10 @@ class HostConfig:
     ca: Path | None = None  # verifies an https:// Service Provider
     security: Policy = field(default_factory=Policy)  # signs replies, believes trusted SPs
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
-    #: when stopping, ask the SP to move this host's stateless deployments elsewhere first
+    #: when stopping, ask the SP to move this host's deployments elsewhere first
     drain: bool = False
+    #: runner processes kept started for code packages (0: each starts afresh)
+    warm_runners: int = 2
     grace: float = 30.0  # seconds a stop may take to drain (and the SP to move deployments)
     log_bytes: int = LogLimits.bytes_per_deployment  # each deployment's output log, at most
     kept_logs: int = LogLimits.kept_per_service  # logs of ended deployments kept per service
@@ -73,7 +75,9 @@ def _sp_port(sp: str) -> str:
 
 def _backends(config: HostConfig) -> dict[str, Backend]:
     """Code packages always run as processes; VM images need ``--backend libvirt``."""
-    backends: dict[str, Backend] = {"code": ProcessBackend(host=config.service_host)}
+    backends: dict[str, Backend] = {
+        "code": ProcessBackend(host=config.service_host, warm=config.warm_runners)
+    }
     if config.backend == "libvirt":
         from dynasoar.host.backends.libvirt import LibvirtBackend, scope_for  # only when asked
 

@@ -361,5 +361,9 @@ class HostProvider:
             self.undeploy(deployment_id, grace, reason="the host shut down")
         self.meter.close()
         self.snapshots.close()
+        for backend in self.backends.values():
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
         if self._scratch:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
