@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +58,7 @@ from dynasoar.host.backends.vm_backend import (
 from dynasoar.host.backends.vm_domain import DYN_NS
 from dynasoar.host.backends.vm_layout import VmDeployment, scope_for
 from dynasoar.host.backends.vm_ready import ensure_daemons, unlink
+from dynasoar.host.backends.vm_save import StreamReader
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +112,21 @@ class LibvirtBackend(VmBackend):
         """Hand QEMU (waiting with ``-incoming defer``) the memory stream on its monitor, as a
         file descriptor, and wait until it has loaded it."""
         domain = self._domain(name)
-        fd = os.open(memory, os.O_RDONLY)
+        stream = StreamReader(memory)
         try:
-            libvirt_qemu.qemuMonitorCommandWithFiles(
-                domain, _qmp("getfd", fdname="snapshot"), [fd], 0
-            )
-        except libvirt.libvirtError as exc:
-            raise DeploymentFailed(f"QEMU's monitor refused the snapshot's memory: {exc}") from exc
+            try:
+                libvirt_qemu.qemuMonitorCommandWithFiles(
+                    domain, _qmp("getfd", fdname="snapshot"), [stream.fd], 0
+                )
+            except libvirt.libvirtError as exc:
+                raise DeploymentFailed(f"QEMU's monitor refused the memory state: {exc}") from exc
+            finally:
+                stream.close()
+            self._incoming(domain, name, deadline)
         finally:
-            os.close(fd)
+            stream.finish()
+
+    def _incoming(self, domain: libvirt.virDomain, name: str, deadline: float) -> None:
         try:
             _monitor(domain, "migrate-incoming", uri="fd:snapshot")
             while True:

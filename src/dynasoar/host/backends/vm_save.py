@@ -11,12 +11,17 @@ domain with ``VIR_DOMAIN_START_AUTODESTROY`` (a copy would outlive its Host Prov
 the copy is a new domain (its own name, UUID, overlay, port forward and VM generation ID)
 created paused with ``-incoming defer``; the memory stream is handed to QEMU on the monitor
 (``getfd`` + ``migrate-incoming fd:``), then the guest resumes: ~1 s in all.
+
+The memory state is kept and shipped compressed (``zstd -1``: vm-echo's 57 MB stream becomes
+17 MB in ~0.2 s) and decompressed into a pipe as QEMU reads it; a file that starts like a bare
+QEMU stream is read as it is.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import struct
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +34,12 @@ from dynasoar.snapshots import Platform
 #: the domain XML that follows, was_running, compressed, cookie offset, and 14 unused words.
 SAVE_MAGIC = (b"LibvirtQemudSave", b"LibvirtQemudPart")
 SAVE_HEADER = struct.Struct("<16s5I14I")
-#: A QEMU migration stream starts with QEMU_VM_FILE_MAGIC.
+#: A QEMU migration stream starts with QEMU_VM_FILE_MAGIC; a zstd frame with its own magic.
 QEMU_MAGIC = b"QEVM"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+#: zstd's fastest level with its long-distance matching off: about 3.5x on a guest's memory.
+COMPRESS = ("zstd", "-1", "-q", "-c")
+ZSTD_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -66,9 +75,11 @@ def snapshot_xml(memory: Path, top: Path) -> str:
 
 
 def extract_stream(save_file: Path, target: Path) -> None:
-    """Copy the QEMU migration stream out of a libvirt save file (raw, not compressed)."""
+    """The QEMU migration stream in a libvirt save file (raw, not compressed), written to
+    ``target`` compressed."""
     try:
-        with save_file.open("rb") as source:
+        # Unbuffered: the compressor reads the descriptor from where our last seek put it.
+        with save_file.open("rb", buffering=0) as source:
             header = source.read(SAVE_HEADER.size)
             if len(header) < SAVE_HEADER.size:
                 raise DeploymentFailed(f"{save_file.name} is too short for a libvirt save file")
@@ -85,18 +96,59 @@ def extract_stream(save_file: Path, target: Path) -> None:
                 raise DeploymentFailed(f"{save_file.name} holds no QEMU migration stream")
             source.seek(SAVE_HEADER.size + xml_length)
             with target.open("wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
-    except OSError as exc:
-        raise DeploymentFailed(f"could not read the guest's memory state: {exc}") from exc
+                done = subprocess.run(
+                    COMPRESS, stdin=source, stdout=out, stderr=subprocess.PIPE,
+                    timeout=ZSTD_SECONDS, check=False,
+                )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DeploymentFailed(f"could not keep the guest's memory state: {exc}") from exc
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip()
+        raise DeploymentFailed(f"could not compress the guest's memory state: {said}")
 
 
 def is_stream(path: Path) -> bool:
-    """Whether ``path`` starts like a QEMU migration stream."""
+    """Whether ``path`` starts like a memory state: compressed, or a bare QEMU stream."""
     try:
         with path.open("rb") as f:
-            return f.read(len(QEMU_MAGIC)) == QEMU_MAGIC
+            return f.read(len(QEMU_MAGIC)) in (QEMU_MAGIC, ZSTD_MAGIC)
     except OSError:
         return False
+
+
+class StreamReader:
+    """A memory state as QEMU reads it: a descriptor of the bare stream (a compressed file is
+    decompressed into a pipe as it is read). Close it once QEMU has it."""
+
+    def __init__(self, path: Path) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        with path.open("rb") as f:
+            compressed = f.read(len(ZSTD_MAGIC)) == ZSTD_MAGIC
+        if not compressed:
+            self.fd = os.open(path, os.O_RDONLY)
+            return
+        self._process = subprocess.Popen(
+            ["zstd", "-d", "-q", "-c", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self._process.stdout is not None
+        self.fd = self._process.stdout.fileno()
+
+    def close(self) -> None:
+        """Our end of it (QEMU holds its own): the decompressor runs on until it is read."""
+        if self._process is None:
+            os.close(self.fd)
+        elif self._process.stdout is not None:
+            self._process.stdout.close()
+
+    def finish(self) -> None:
+        """After the load: the decompressor reaped (killed, if the load ended early)."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait(timeout=10)
 
 
 def cpu_of(domain: etree._Element) -> str:
