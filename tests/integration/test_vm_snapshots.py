@@ -7,7 +7,9 @@ at upload; a manifest can opt out."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from dynasoar.snapshots import Platform
 
 from .conftest import Cluster, wait_for
 from .vmhosts import (
+    COUNTER,
     FULL,
     echo,
     fetch_snapshot,
@@ -84,6 +87,79 @@ def test_a_cold_deploy_after_the_first_restores_the_snapshot(make_cluster: MakeC
     ).stdout
     assert snapshot.sha256[:12] in shown
     assert "1 held, 1 taken, 1 restored, 0 booted instead" in shown
+
+
+def test_a_stateful_guest_restores_as_it_was_before_any_message(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(hps=[LIBVIRT])
+    cluster.client.publish(COUNTER)
+    wsdl = cluster.service_url("VmCounter") + "?wsdl"
+    assert [call(wsdl, "Increment", []).value for _ in range(3)] == [1, 2, 3]
+    wait_for_snapshot(cluster.hps[0].url)
+    cluster.client.call("Undeploy", name="VmCounter")
+    # A fresh deployment starts from the snapshot: the guest as it first answered, counting
+    # from 1 again (the snapshot was taken before any message reached it).
+    again = call(wsdl, "Increment", [])
+    assert (again.value, again.headers["x-dynasoar-cold"]) == (1, "1")
+    assert snapshot_stats(cluster.hps[0].url).restored == 1
+
+
+def test_the_sp_ships_a_snapshot_taken_elsewhere_only_what_the_host_lacks(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(hps=[LIBVIRT, LIBVIRT])
+    first, second = (hp.url for hp in cluster.hps)
+    cluster.client.publish(FULL)
+    cluster.client.call("Deploy", name="VmEcho", host=first)  # boots; the snapshot is taken
+    wait_for(
+        lambda: cluster.client.call("ListServices")[0].snapshot,
+        timeout=60,
+        what="the SP to fetch the snapshot",
+    )
+    snapshot_bytes = cluster.client.call("ListServices")[0].snapshotBytes
+    images = sum(p.stat().st_size for p in FULL.iterdir() if p.suffix not in (".toml", ".wsdl"))
+
+    cluster.client.call("Deploy", name="VmEcho", host=second)  # a host that never booted it
+    stats = snapshot_stats(second)
+    assert (stats.taken, stats.restored) == (0, 1)
+    received = hp_port(second).Status().cache.received
+    assert received == images + snapshot_bytes  # the images and the snapshot, once
+    cluster.client.call("Undeploy", name="VmEcho", host=second)
+    cluster.client.call("Deploy", name="VmEcho", host=second)
+    assert hp_port(second).Status().cache.received == received  # held: nothing travels
+    assert snapshot_stats(second).restored == 2
+    reply = call(cluster.service_url("VmEcho") + "?wsdl", "Echo", ["text=either copy"])
+    assert reply.value == "either copy"
+
+
+def test_the_sp_boots_the_guest_where_its_snapshot_cannot_restore(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(hps=[LIBVIRT, LIBVIRT])
+    first, second = (hp.url for hp in cluster.hps)
+    cluster.client.publish(FULL)
+    cluster.client.call("Deploy", name="VmEcho", host=first)
+    wait_for(
+        lambda: cluster.client.call("ListServices")[0].snapshot,
+        timeout=60,
+        what="the SP to fetch the snapshot",
+    )
+    # The SP's snapshot, as if taken on another platform (a host of another QEMU).
+    registry = sqlite3.connect(cluster.work / "sp" / "registry.sqlite")
+    with registry:
+        (descriptor,) = registry.execute("SELECT descriptor FROM snapshots").fetchone()
+        elsewhere = json.loads(descriptor)
+        elsewhere["platform"][0] = "pc-q35-2.4"
+        registry.execute("UPDATE snapshots SET descriptor = ?", (json.dumps(elsewhere),))
+    registry.close()
+
+    cluster.client.call("Deploy", name="VmEcho", host=second)  # refused, then booted
+    stats = snapshot_stats(second)
+    assert (stats.restored, stats.fallbacks, stats.taken) == (0, 0, 1)
+    sp_log = (cluster.work / "sp.log").read_text()
+    assert f"{second} cannot restore VmEcho's snapshot" in sp_log and "pc-q35-2.4" in sp_log
+    assert listed_snapshots(second)[0].machine != "pc-q35-2.4"  # its own, taken as it booted
 
 
 def test_copies_of_one_snapshot_run_side_by_side_on_one_host(make_cluster: MakeCluster) -> None:

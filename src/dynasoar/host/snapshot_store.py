@@ -79,6 +79,16 @@ class SnapshotStore:
             return None
         return snapshot
 
+    def forget(self, snapshot: Snapshot) -> None:
+        """No longer this package's snapshot (it did not restore); its files go with the
+        cache's eviction."""
+        entry = self.index / snapshot.key
+        try:
+            if entry.read_text().strip() == snapshot.digest:
+                entry.unlink()
+        except OSError:
+            pass
+
     def image_snapshots(self) -> list[Snapshot]:
         found = []
         for entry in sorted(self.index.iterdir()):

@@ -190,6 +190,7 @@ class Snapshotting:
                 if chosen.required:
                     raise
                 self.store.count("fallbacks")
+                self.store.forget(chosen.snapshot)  # this boot takes a new one
                 log.warning(
                     "%s: restoring snapshot %s failed (%s); booting instead",
                     deployment_id,

@@ -82,9 +82,10 @@ class ServiceProvider:
         return record
 
     async def deregister_host(self, address: str, drain: bool, timeout: float) -> int:
-        """A host is going away. With ``drain``, its stateless deployments move elsewhere
-        first (returns how many moved); either way it then takes nothing new, its stateless
-        deployments are forgotten (calls in flight finish) and its stateful ones are lost."""
+        """A host is going away. With ``drain``, its deployments move elsewhere first (VM
+        guests with their state; returns how many moved); either way it then takes nothing new,
+        its stateless deployments are forgotten (calls in flight finish) and its stateful ones
+        are lost."""
         address = normalize(address)
         if self.registry.host(address) is None:
             raise UnknownHost(f"no host {address} is registered here")

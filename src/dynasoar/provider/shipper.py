@@ -149,7 +149,7 @@ class Shipper:
             deployment_id=deployment_id,
             owner=self.owner,
         )
-        if self.snapshots is not None:
+        if self.snapshots is not None and state is None:
             self.snapshots.learn_later(host, service)
         return endpoint
 
