@@ -5,9 +5,11 @@ taken out of libvirt's save file as the QEMU migration stream it holds, and the 
 
 How a save and a restore go (measured on QEMU 7.2 / libvirt 9.0, TCG, the vm-echo guest):
 libvirt's external snapshot of a running transient domain pauses it for ~0.2 s, writes the
-memory and switches the disk. A restored copy is *not* ``virDomainRestoreFlags``: that keeps
-the saved domain's name and UUID (two copies could not run side by side) and cannot start the
-domain with ``VIR_DOMAIN_START_AUTODESTROY`` (a copy would outlive its Host Provider). Instead
+memory and switches the disk. A restored copy is *not* ``virDomainRestoreFlags``: its XML may
+change the port forward (libvirt accepts another ``hostfwd``), but not the domain's name or
+UUID ("Target domain name ... does not match source"), so two copies could not run side by
+side, and it cannot start the domain with ``VIR_DOMAIN_START_AUTODESTROY`` (a copy would
+outlive its Host Provider). Instead
 the copy is a new domain (its own name, UUID, overlay, port forward and VM generation ID)
 created paused with ``-incoming defer``; the memory stream is handed to QEMU on the monitor
 (``getfd`` + ``migrate-incoming fd:``), then the guest resumes: ~1 s in all.
