@@ -17,6 +17,7 @@ import pytest
 from dynasoar.consumer.call import call
 from dynasoar.errors import RemoteFault
 from dynasoar.paths import samples_dir
+from dynasoar.procs import start_actor
 
 from .conftest import Cluster, wait_for
 from .load import Load, summary
@@ -148,6 +149,29 @@ def test_a_move_whose_source_and_target_die_leaves_it_lost_not_empty(
     assert "was lost while it moved" in moved.stderr
     (deployment,) = cluster.client.call("ListDeployments", name="VmCounter")
     assert deployment.state == "lost" and "its move failed" in (deployment.reason or "")
+
+
+def test_a_move_cut_short_by_the_sp_stopping_leaves_it_on_its_source(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(hps=[LIBVIRT, LIBVIRT])
+    source, target = counting(cluster)
+    index = [hp.url for hp in cluster.hps].index(target) + 1
+    watcher = kill_when(receiving(cluster.work / f"hp{index}"), cluster.sp)
+    moved = dynasoar("move", "VmCounter", "--to", target, "--sp", cluster.sp.url)
+    watcher.join()
+    assert moved.returncode != 0  # the SP died under it: the guest is paused at its source
+    port = cluster.sp.url.rsplit(":", 1)[1]
+    cluster.sp = start_actor(
+        "sp", ["--port", port, "--data", str(cluster.work / "sp")], cluster.work / "sp2.log"
+    )
+    # At start the SP reconciles with its hosts: the paused guest is resumed, count and all.
+    assert increment(cluster) == (4, source)
+    (deployment,) = cluster.client.call("ListDeployments", name="VmCounter")
+    assert (deployment.host, deployment.state) == (source, "ready")
+    assert "paused by a move that did not finish: resumed" in (
+        cluster.work / "sp2.log"
+    ).read_text()
 
 
 def test_dynasoar_drain_moves_vm_counter_with_its_count(make_cluster: MakeCluster) -> None:
