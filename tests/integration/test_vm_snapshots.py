@@ -87,6 +87,23 @@ def test_a_cold_deploy_after_the_first_restores_the_snapshot(make_cluster: MakeC
     ).stdout
     assert snapshot.sha256[:12] in shown
     assert "1 held, 1 taken, 1 restored, 0 booted instead" in shown
+    document = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "dynasoar", "status", "--json", "--sp", cluster.sp.url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    (service,) = document["services"]
+    assert service["snapshot"]["sha256"] == snapshot.sha256 and service["snapshot"]["bytes"] > 0
+    (host,) = document["hosts"]
+    assert {k: host["snapshots"][k] for k in ("held", "taken", "restored", "fallbacks")} == {
+        "held": 1,
+        "taken": 1,
+        "restored": 1,
+        "fallbacks": 0,
+    }
 
 
 def test_a_stateful_guest_restores_as_it_was_before_any_message(
