@@ -4,6 +4,7 @@ what the registry holds for it.
     on the host, not in the registry   (ours: the Deploy named this SP as its owner) undeployed,
                                        after a short grace (at start at once)
     "ready" here, gone from the host   forgotten (stateless) or lost (stateful)
+    "ready" here, paused there         resumed (a move was cut short before the switch)
     "lost" here, still on the host     in use again, its state intact
     "deploying" here, no Deploy under way in this process
                                        a crash's leftover: removed, and undeployed on the host
@@ -134,9 +135,27 @@ class Reconciler:
                 await self._shipper.undeploy(record.host, record.id)
         elif record.state == "ready" and on_host is None:
             self._deployer.lose(record, f"its host {record.host} no longer runs it")
+        elif record.state == "ready" and (on_host or {}).get("state") == "saved":
+            gate = self._deployer.gates.get(record.id)
+            if gate is None or gate.is_open:  # paused for a move this SP is not making
+                await self._resume(record)
         elif record.state == "lost" and on_host is not None and on_host.get("state") == "ready":
             if self._registry.host_state(record.host) in ("up", "unknown", "draining"):
                 await self._deployer.revive(record)
+
+    async def _resume(self, record: DeploymentRecord) -> None:
+        """A guest left paused at its host by a move that was cut short (the SP stopped
+        between saving it and switching the route): it runs on there."""
+        try:
+            if await self._client.resume(record.host, record.id, timeout=LIST_TIMEOUT):
+                log.warning(
+                    "%s's deployment %s on %s was paused by a move that did not finish: resumed",
+                    record.service,
+                    record.id,
+                    record.host,
+                )
+        except DynasoarError as exc:
+            log.warning("could not resume %s on %s: %s", record.id, record.host, exc.reason)
 
     async def _probe_all(self, address: str, why: str) -> None:
         """At start, for a host that does not answer List: its deployments, one by one."""
