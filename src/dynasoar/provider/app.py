@@ -141,6 +141,7 @@ class ProviderApp:
             grace=min(10.0, config.scaling.reconcile_interval),
         )
         self.hosts.on_up = self.reconciler.soon
+        shipper.on_count = self.hosts.counted
         mover = Mover(self.registry, self.hosts, self.deployer, host_client, data / "spool")
         self.provider = ServiceProvider(
             data,

@@ -75,6 +75,13 @@ class HostDirectory:
         for record in records:
             self._view(record)
 
+    def counted(self, address: str, delta: int) -> None:
+        """This SP made (+1) or ended (-1) a deployment on ``address``: its figures in
+        memory count it at once (its next heartbeat brings the host's own count)."""
+        record = self._records.get(address)
+        if record is not None:
+            self._view(replace(record, deployments=max(0, record.deployments + delta)))
+
     def reload_heard(self, since: datetime) -> int:
         """The figures of the hosts heard from since ``since`` (by any SP sharing the
         registry), read again: a few rows, not the fleet. Returns how many."""
