@@ -16,6 +16,8 @@ from dynasoar.terms import HostTerms
 _S = f"{{{ns.DYN_SP}}}"
 _D = f"{{{ns.DYN}}}"
 ACTION = f"{ns.DYN_SP}/RegisterHost"
+#: A host whose beat failed (its SP away: restarting, say) tries again within this many seconds.
+RETRY_CEILING = 5.0
 
 
 def register_host(

@@ -212,7 +212,7 @@ class HostApp:
                 registered, delay = True, every
             except DynasoarError as exc:
                 log.warning("registering with %s: %s", sp, exc.reason)
-                registered, delay = False, min(delay * 2, 5.0)
+                registered, delay = False, min(delay * 2, beats.RETRY_CEILING)
             self.registered = registered
             try:
                 await asyncio.wait_for(self._unregistering.wait(), delay)

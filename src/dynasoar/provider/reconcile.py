@@ -69,6 +69,9 @@ class Reconciler:
         await asyncio.gather(*(one(a) for a in addresses))
 
     async def host(self, address: str, at_start: bool = False) -> None:
+        # The records as they were *before* the host's List: one that became ready while the
+        # List was on its way must not be judged by a List taken before it was deployed.
+        ours = [r for r in self._registry.deployments() if r.host == address]
         try:
             listed = await self._client.list_deployments(address, timeout=LIST_TIMEOUT)
         except DynasoarError as exc:
@@ -76,10 +79,12 @@ class Reconciler:
                 await self._probe_all(address, exc.reason)
             return
         on_host = {item.get("id", ""): item for item in listed}
-        ours = [r for r in self._registry.deployments() if r.host == address]
         for record in ours:
             await self._settle(record, on_host.get(record.id))
-        known = {r.id for r in ours}
+        # ...and what the host runs is ours if the registry knows it now.
+        known = {r.id for r in ours} | {
+            r.id for r in self._registry.deployments() if r.host == address
+        }
         now = time.monotonic()
         for deployment_id, item in on_host.items():
             key = (address, deployment_id)
@@ -112,8 +117,9 @@ class Reconciler:
         return deployer in self._registry.alive([deployer])
 
     async def _settle(self, record: DeploymentRecord, on_host: dict[str, str] | None) -> None:
-        if self._registry.deployment(record.id) is None:
-            return  # removed meanwhile
+        now = self._registry.deployment(record.id)
+        if now is None or now.state != record.state:
+            return  # removed or changed meanwhile: the next round judges it as it is then
         if record.state in ("deploying", "retiring") and self._elsewhere(record):
             return
         if record.state == "deploying":
