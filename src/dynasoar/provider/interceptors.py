@@ -37,6 +37,11 @@ MAX_CONSUMER_NAME = 256
 SMALL_ENVELOPE = 64 * 1024
 #: A message whose service requires signatures is read whole to check it: up to this size.
 SIGNED_MESSAGE_LIMIT = 16 << 20
+#: (Content-Type, SOAPAction) pairs whose meaning is kept (parsed again after a clear).
+TRANSPORT_CACHE = 256
+#: What a message's HTTP fields say: its SOAP action, SOAP version (None: not SOAP) and
+#: whether it is MTOM (multipart/related).
+Transport = tuple[str | None, SoapVersion | None, bool]
 
 
 def service_path(name: str) -> str:
@@ -49,16 +54,25 @@ class ReadEnvelopeHead:
 
     phase = "read-head"
 
+    def __init__(self) -> None:
+        #: What a (Content-Type, SOAPAction) pair says: the same few pairs come with every
+        #: message, so each is parsed once (a bounded cache: both are the consumer's text).
+        self._transport: dict[tuple[str, str | None], Transport] = {}
+
     async def handle(self, ctx: MessageContext) -> None:
         headers = ctx.request.headers
         content_type = headers.get("content-type") or ""
-        parsed = parse_content_type(content_type) if content_type else None
-        ctx.soap_action = soap_action_of(content_type, headers.get("soapaction"))
-        if parsed is not None and parsed.media_type == "multipart/related":
-            start_info = parsed.get("start-info") or ""
-            ctx.version = SoapVersion.from_media_type(start_info) or SoapVersion.SOAP11
+        key = (content_type, headers.get("soapaction"))
+        facts = self._transport.get(key)
+        if facts is None:
+            facts = _transport(*key)
+            if len(self._transport) >= TRANSPORT_CACHE:
+                self._transport.clear()
+            self._transport[key] = facts
+        ctx.soap_action, version, multipart = facts
+        if multipart:
+            ctx.version = version or SoapVersion.SOAP11
             return
-        version = SoapVersion.from_media_type(parsed.media_type) if parsed else None
         if version is None:
             raise InvalidRequest(
                 f"Content-Type {content_type or '(none)'!r} is not SOAP: use text/xml (SOAP 1.1) "
@@ -96,6 +110,15 @@ class ReadEnvelopeHead:
             envelope = parser.feed(chunk)
         ctx.prefix = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return envelope
+
+
+def _transport(content_type: str, soapaction: str | None) -> Transport:
+    """The SOAP action, version and framing (MTOM or not) a message's HTTP fields say."""
+    parsed = parse_content_type(content_type) if content_type else None
+    action = soap_action_of(content_type, soapaction)
+    if parsed is not None and parsed.media_type == "multipart/related":
+        return action, SoapVersion.from_media_type(parsed.get("start-info") or ""), True
+    return action, SoapVersion.from_media_type(parsed.media_type) if parsed else None, False
 
 
 class ResolveService:
