@@ -51,16 +51,17 @@ class ReplyRouter:
             return self._with_status(response)
         fault = response.status >= 400
         target = replies.select(wsa, fault=fault)
-        action = self._action(ctx, wsa, fault)
         if target.kind is Destination.ANONYMOUS and not ctx.detached:
             if not _needs_completing(response, wsa, target):
-                return self._with_status(response)
+                return self._with_status(response)  # the usual reply: sent on as it came
+            action = self._action(ctx, wsa, fault)
             body = await _read(response.body)
             completed = _complete(body, wsa, action, target)
             headers = Headers(response.headers)
             headers.remove("content-length")
             reply = completed[0] if completed is not None else body
             return self._with_status(Response(response.status, headers, reply))
+        action = self._action(ctx, wsa, fault)
         body = await _read(response.body)
         if target.kind is not Destination.ADDRESS or not body.strip():
             self._done(ctx)  # none, or a one-way operation's empty answer: nothing to send
