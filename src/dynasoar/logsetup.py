@@ -92,12 +92,10 @@ class _Sink:
         else:
             text = f"{iso_time(now)} {logging.getLevelName(level)} {ACCESS_LOGGER}: {line}"
         handler = self.handler
-        handler.acquire()  # other threads' lines flush the pending ones
-        try:
+        assert handler.lock is not None
+        with handler.lock:  # other threads' lines flush the pending ones
             handler.pending.append(text)
             first = len(handler.pending) == 1
-        finally:
-            handler.release()
         if first:
             try:
                 asyncio.get_running_loop().call_soon(self.handler.flush)

@@ -62,6 +62,8 @@ class AcceptAsync:
         wsa = ctx.addressing
         if wsa is None or not wsa.present or ctx.service is None:
             return
+        if wsa.reply_to is None and wsa.fault_to is None:
+            return  # both default to anonymous: the outcome goes back on the HTTP response
         if not answered_elsewhere(ctx.service, wsa):
             return
         self._store.check_room()
