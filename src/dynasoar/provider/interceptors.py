@@ -3,6 +3,7 @@ set in :mod:`dynasoar.provider.chain`."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from urllib.parse import unquote, urlsplit
 
 from dynasoar import ns
@@ -129,7 +130,7 @@ class ResolveService:
     def __init__(self, provider: ServiceProvider) -> None:
         self._provider = provider
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> None:
         path = ctx.request.path
         name = unquote(path[len(SERVICES) :].strip("/")) if path.startswith(SERVICES) else ""
         wsa = ctx.addressing
@@ -162,7 +163,7 @@ class CheckAddressing:
         self._destinations = destinations
         self._rules: dict[tuple[str, str], EndpointRules] = {}
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> None:
         if ctx.addressing is None or ctx.service is None:
             return
         check_request(ctx.addressing, ctx.soap_action, self._rules_for(ctx.service))
@@ -194,9 +195,13 @@ class VerifyConsumer:
     def __init__(self, security: Policy) -> None:
         self._security = security
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> Awaitable[None] | None:
         if ctx.service is None or not ctx.service.record.require_signed:
-            return
+            return None
+        return self._verify(ctx)
+
+    async def _verify(self, ctx: MessageContext) -> None:
+        assert ctx.service is not None
         if self._security.trust is None:
             raise FailedAuthentication(
                 f"{ctx.service.record.name} takes signed messages only, and this Service "
@@ -219,7 +224,7 @@ class ReadPreferences:
 
     phase = "preferences"
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> None:
         if ctx.envelope is None:
             return
         for block in ctx.envelope.header_blocks:
