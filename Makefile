@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 VM_ECHO    := deploy/services/vm-echo
+VM_COUNTER := deploy/services/vm-counter
 VM_STAMP   := $(VM_ECHO)/build/.built
-VM_SOURCES := $(VM_ECHO)/build.sh $(VM_ECHO)/VmEcho.wsdl $(shell find $(VM_ECHO)/guest -type f)
+VM_SOURCES := $(VM_ECHO)/build.sh $(VM_ECHO)/VmEcho.wsdl $(shell find $(VM_ECHO)/guest -type f) \
+              $(VM_COUNTER)/VmCounter.wsdl $(shell find $(VM_COUNTER)/guest -type f)
 
 .PHONY: install vm-image demo test bench interop lint typecheck clean
 
@@ -24,8 +26,9 @@ $(STAMP): pyproject.toml scripts/install-system.sh scripts/install-vm.sh
 	scripts/sandbox-access.sh "$$($(BIN)/python -c 'import sys; print(sys.executable)')" $(BIN)/python src
 	touch $(STAMP)
 
-# The vm-echo guest and its service packages (deploy/services/vm-echo/build/), rebuilt only
-# when its recipe changes; needs the Debian packages scripts/install-vm.sh installs.
+# The vm-echo and vm-counter guests and their service packages (deploy/services/vm-echo/build/,
+# deploy/services/vm-counter/build/), rebuilt only when their recipe changes; needs the Debian
+# packages scripts/install-vm.sh installs.
 vm-image: $(VM_STAMP)
 
 $(VM_STAMP): $(VM_SOURCES) | $(STAMP)
@@ -53,4 +56,5 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache $(VM_ECHO)/build
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache $(VM_ECHO)/build \
+	    $(VM_COUNTER)/build

@@ -98,6 +98,14 @@ def test_vm_defaults_and_stateless_default() -> None:
     assert m.stateless is True
     assert m.vm == VmSection(disk="disk.qcow2")
     assert (m.vm.port, m.vm.path, m.vm.memory_mib, m.vm.vcpus) == (8000, "/", 128, 1)
+    assert m.vm.snapshot is True  # copies may start from a snapshot unless it opts out
+
+
+def test_a_vm_manifest_can_opt_out_of_snapshots() -> None:
+    data = tomllib.loads(VM_TOML)
+    data["vm"]["snapshot"] = False
+    m = parse_manifest(data)
+    assert m.vm is not None and m.vm.snapshot is False
 
 
 def test_sample_manifests_parse() -> None:
@@ -151,6 +159,7 @@ INVALID: dict[str, tuple[str, str, str, Any, str]] = {
     "vcpus-zero": (VM_TOML, "vm", "vcpus", 0, "vcpus"),
     "path-relative": (VM_TOML, "vm", "path", "Echo", "path"),
     "path-not-a-string": (VM_TOML, "vm", "path", 5, "path"),
+    "snapshot-a-string": (VM_TOML, "vm", "snapshot", "no", "[vm] snapshot"),
 }
 
 

@@ -40,14 +40,15 @@ CONTRACTS = {
         ops(
             "urn:dynasoar:2006:provider", "Publish", "Deploy", "Undeploy", "ListServices",
             "ListDeployments", "ListHosts", "RegisterHost", "DeregisterHost", "QueryImages",
-            "GetLogs", "Unpublish", "Rollout", "Rollback", "SetTraffic", "GetUsage",
+            "GetLogs", "Unpublish", "Rollout", "Rollback", "SetTraffic", "GetUsage", "Move",
+            "DrainHost",
         ),
         True,
     ),
     "wsdl/HostProvider.wsdl": (
         ops(
             "urn:dynasoar:2006:host", "Deploy", "Undeploy", "List", "Status", "QueryImages",
-            "GetLogs", "GetUsage",
+            "GetLogs", "GetUsage", "GetSnapshot", "SaveState", "Resume",
         ),
         True,
     ),

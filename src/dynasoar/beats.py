@@ -1,8 +1,8 @@
 """The heartbeat a host sends its Service Provider: ``RegisterHost`` with its address, the
 interval it means to beat at, and its figures now (``dyn:HostStatus``: capacity, deployments,
-load, image cache, terms and labels), so that the SP needs no Status call per beat; and the
-interval the SP answers with. Built the same way by a Host Provider and by the fleet simulator
-(``dynasoar bench fleet``), which speaks the real protocol."""
+load, image cache, snapshots, terms and labels), so that the SP needs no Status call per beat;
+and the interval the SP answers with. Built the same way by a Host Provider and by the fleet
+simulator (``dynasoar bench fleet``), which speaks the real protocol."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from lxml import etree
 
 from dynasoar import __version__, ns
 from dynasoar.images import CacheStats
+from dynasoar.snapshots import SnapshotStats
 from dynasoar.terms import HostTerms
 
 _S = f"{{{ns.DYN_SP}}}"
 _D = f"{{{ns.DYN}}}"
 ACTION = f"{ns.DYN_SP}/RegisterHost"
+#: A host whose beat failed (its SP away: restarting, say) tries again within this many seconds.
+RETRY_CEILING = 5.0
 
 
 def register_host(
@@ -27,6 +30,7 @@ def register_host(
     load: float,
     cache: CacheStats | None = None,
     terms: HostTerms = HostTerms(),
+    snapshots: SnapshotStats | None = None,
 ) -> etree._Element:
     request = etree.Element(f"{_S}RegisterHost", nsmap={"sp": ns.DYN_SP, "dyn": ns.DYN})
     etree.SubElement(request, f"{_S}address").text = address
@@ -41,6 +45,7 @@ def register_host(
             load=load,
             cache=cache,
             terms=terms,
+            snapshots=snapshots,
         )
     )
     return request
@@ -56,6 +61,7 @@ def host_status(
     load: float,
     cache: CacheStats | None = None,
     terms: HostTerms = HostTerms(),
+    snapshots: SnapshotStats | None = None,
 ) -> etree._Element:
     """A dyn:HostStatus element named ``tag``."""
     status = etree.Element(tag, nsmap={"dyn": ns.DYN})
@@ -88,6 +94,10 @@ def host_status(
         item = etree.SubElement(element, f"{_D}label")
         etree.SubElement(item, f"{_D}name").text = label
         etree.SubElement(item, f"{_D}value").text = value
+    if snapshots is not None:
+        element = etree.SubElement(status, f"{_D}snapshots")
+        for name in ("held", "bytes", "taken", "restored", "fallbacks"):
+            etree.SubElement(element, f"{_D}{name}").text = str(getattr(snapshots, name))
     return status
 
 

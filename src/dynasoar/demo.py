@@ -2,7 +2,10 @@
 
 One Service Provider and two Host Providers start as real processes; the echo service is
 published (advertised, not deployed); the first consumer call makes the SP choose a host, ship
-the package and relay the call; the second call is relayed warm; status; undeploy; shutdown.
+the package and relay the call; the second call is relayed warm; status; undeploy. Where
+libvirt works, the VM half follows (:mod:`dynasoar.demo_vm`): vm-echo called cold (a boot),
+undeployed, called cold again (a snapshot restored), and vm-counter moved between the two hosts
+while it is called. Then shutdown.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from dynasoar.consumer.call import call
 from dynasoar.consumer.provider_client import ProviderClient
 from dynasoar.consumer.status import fetch_status, render_table
+from dynasoar.demo_vm import vm_available, vm_story
 from dynasoar.keys import make_keypair
 from dynasoar.paths import samples_dir
 from dynasoar.procs import Actor, start_actor
@@ -57,6 +61,7 @@ def _keys(work: Path) -> dict[str, list[str]]:
 
 
 def _story(work: Path, actors: list[Actor]) -> int:
+    vms = vm_available()
     say(
         "0. Keys",
         "each actor gets an X.509 key pair; SP -> HP control messages and the "
@@ -85,6 +90,7 @@ def _story(work: Path, actors: list[Actor]) -> int:
                 "--sp",
                 sp.url,
                 *signing[f"hp{i}"],
+                *(["--backend", "libvirt"] if vms is None else []),
             ],
             work / f"hp{i}.log",
         )
@@ -135,7 +141,13 @@ def _story(work: Path, actors: list[Actor]) -> int:
     remaining = client.call("ListDeployments")
     print(f"   {count} deployment(s) stopped; {len(remaining or [])} left")
 
-    say("8. Shut down", "SIGTERM to every actor; each stops cleanly")
+    if vms is None:
+        if not vm_story(say, client, sp.url, [hp.url for hp in actors[1:]]):
+            return 1
+    else:
+        say("8. Whole VMs", f"skipped: {vms}")
+
+    say("12. Shut down", "SIGTERM to every actor; each stops cleanly")
     codes = [actor.stop() for actor in reversed(actors)]
     actors.clear()
     print(f"   exit codes {codes}")

@@ -15,6 +15,7 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── UnknownHost                   a host that never registered here
     │   ├── InvalidRequest                a well-formed request we cannot act on
     │   ├── ImageNotHeld                  a Deploy left out an image the host does not hold
+    │   ├── SnapshotIncompatible          a VM snapshot taken on another machine type or CPU
     │   ├── SecurityFault                 WS-Security 1.1 faults (wsse: codes)
     │   │   ├── InvalidSecurity           no / malformed wsse:Security, not covering what it must
     │   │   ├── FailedAuthentication      untrusted signer, bad signature, replayed message
@@ -126,6 +127,13 @@ class ImageNotHeld(SenderError):
     """A Deploy left out an image's content, but the host does not hold that image."""
 
     subcode = (ns.DYN, "ImageNotHeld")
+
+
+class SnapshotIncompatible(SenderError):
+    """A VM snapshot was taken on a QEMU machine type, CPU model or accelerator this host does
+    not run: its memory state cannot be restored here (the guest would have to boot)."""
+
+    subcode = (ns.DYN, "SnapshotIncompatible")
 
 
 class SecurityFault(SenderError):

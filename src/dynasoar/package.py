@@ -56,6 +56,10 @@ class VmSection:
     path: str = "/"
     memory_mib: int = 128
     vcpus: int = 1
+    #: ``[vm] snapshot``: a host may start copies of this guest from a snapshot of it taken
+    #: just after it first became ready, instead of booting (copies then share whatever the
+    #: guest held at that moment: keys it generated, its RNG state until reseeded)
+    snapshot: bool = True
 
 
 POLICIES = ("least-loaded", "round-robin", "cheapest", "data-locality")
@@ -190,7 +194,11 @@ def _vm_section(vm: dict[str, object]) -> VmSection:
     base = vm.get("base")
     if base is not None and not (isinstance(base, str) and BASE_RE.match(base.lower())):
         raise InvalidPackage('[vm] base must read "sha256:" and 64 hex digits (its digest)')
+    snapshot = vm.get("snapshot", True)
+    if not isinstance(snapshot, bool):
+        raise InvalidPackage("[vm] snapshot must be true or false")
     return VmSection(
+        snapshot=snapshot,
         disk=_relative(_str(vm, "disk", "vm"), "[vm] disk"),
         base=base,
         kernel=kernel,

@@ -58,6 +58,17 @@ def test_the_model_extrapolates_size_and_granularity_from_its_anchor() -> None:
     assert code.nstar(4 * MIB, 1) == pytest.approx((2.0 + transfer) / (0.9 + transfer))
 
 
+def test_a_snapshot_held_at_the_host_ships_nothing_whatever_the_size() -> None:
+    calls = _sequence("job", 1, 1, [1.0])
+    calls += _sequence("vm-snap", 2, 1, [0.9, 0.1, 0.1])
+    analysis = analyse(calls, (1,), GOODPUT)
+    snap = analysis.model("p", "vm-snap")
+    assert snap is not None
+    transfer = 3 * MIB * 8 / 8e6
+    assert snap.deploy_at(4 * MIB) == pytest.approx(0.8)  # restored: nothing travelled
+    assert snap.nstar(4 * MIB, 1) == pytest.approx(0.8 / (0.9 + transfer))
+
+
 def test_a_deployment_that_never_pays_off() -> None:
     calls = _sequence("job", 1, 1, [0.5])
     calls += _sequence("code", 2, 1, [3.0, 0.6, 0.6, 0.6])

@@ -5,14 +5,15 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from dynasoar.experiment.calls import crossed
 from dynasoar.experiment.grid import QUICK, TINY
 from dynasoar.experiment.progress import Progress
-from dynasoar.experiment.runner import Sweep, _crossed
+from dynasoar.experiment.runner import Sweep
 from dynasoar.experiment.shaping import PROFILES
 
 
 def test_a_sequence_stops_once_it_has_met_the_job_model_everywhere() -> None:
-    done = _crossed({1: [1.0, 1.0], 1000: [2.0]}, least=2)
+    done = crossed({1: [1.0, 1.0], 1000: [2.0]}, least=2)
     assert not done([2.5])  # fewer calls than asked for
     assert not done([2.5, 0.1])  # 2.6 > 2.0 at g=1
     assert done([2.5, 0.1, 0.1])  # 2.7 <= 3.0 at g=1; 2.6 <= 4.0 at g=1000
@@ -40,5 +41,5 @@ def test_transfers_the_sp_would_not_wait_for_are_skipped(tmp_path: Path) -> None
 
 def test_the_quick_grid_counts_its_steps() -> None:
     # per profile: 3 sizes x (2 jobs x 4 granularities + 4 code sequences) + vm-full once
-    # + vm-overlay per size, + the calibration
-    assert QUICK.steps() == 3 * (3 * (8 + 4) + 1 + 3 + 1)
+    # + vm-overlay per size + vm-snap per size + vm-snap-ship once, + the calibration
+    assert QUICK.steps() == 3 * (3 * (8 + 4) + 1 + 3 + 3 + 1 + 1)

@@ -1,6 +1,7 @@
 """A tiny sweep end to end: one profile, a small code package, the job model and dynasoar's code
-deployment at two granularities, and one VM deployment (a single boot, Compute at both
-granularities in the guest) when libvirt is here."""
+deployment at two granularities, and when libvirt is here the VM strategies: one boot of a
+whole image (Compute at both granularities in the guest), and a package's snapshot restored
+where it was taken and shipped to a host restarted empty."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ COLUMNS = [
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     out = tmp_path_factory.mktemp("experiment")
     grid = TINY
-    if VM:  # vm-full on a fresh Host Provider: exactly one boot
-        grid = replace(TINY, strategies=(*TINY.strategies, "vm-full"), vm_full_sizes=(MIB,))
+    if VM:  # vm-full on a fresh Host Provider; then a snapshot restored, and shipped
+        strategies = (*TINY.strategies, "vm-full", "vm-snap", "vm-snap-ship")
+        grid = replace(TINY, strategies=strategies, vm_full_sizes=(MIB,))
     return out, run_grid(grid, out)
 
 
@@ -58,7 +60,8 @@ def test_every_call_is_a_row_with_the_expected_columns(sweep: tuple[Path, int]) 
     assert list(rows[0]) == COLUMNS
     strategies = {r["strategy"] for r in rows}
     assert {"job", "code"} <= strategies
-    assert ("vm-full" in strategies) == VM
+    for vm_strategy in ("vm-full", "vm-snap", "vm-snap-ship"):
+        assert (vm_strategy in strategies) == VM
     for g in TINY.granularities:
         jobs = [r for r in rows if r["strategy"] == "job" and r["granularity_ms"] == str(g)]
         assert len(jobs) == TINY.job_calls
@@ -77,6 +80,13 @@ def test_every_call_is_a_row_with_the_expected_columns(sweep: tuple[Path, int]) 
         assert {int(r["granularity_ms"]) for r in vm} == set(TINY.granularities)
         assert vm[0]["granularity_ms"] == str(TINY.reference_granularity)
         assert all(float(r["seconds"]) >= int(r["granularity_ms"]) / 1000 for r in vm)
+        # restored where the snapshot was taken: nothing shipped; to a host that held nothing:
+        # the images and the snapshot (tens of MiB of memory state) beyond vm-full's image
+        snap = [r for r in rows if r["strategy"] == "vm-snap"]
+        ship = [r for r in rows if r["strategy"] == "vm-snap-ship"]
+        assert snap[0]["cold"] == "1" and int(snap[0]["shipped_bytes"]) == 0
+        assert ship[0]["cold"] == "1"
+        assert int(ship[0]["shipped_bytes"]) > int(vm[0]["shipped_bytes"]) + 8 * MIB
 
 
 def test_the_model_finds_the_code_deployment_pays_off_at_once(sweep: tuple[Path, int]) -> None:

@@ -27,7 +27,12 @@ class Cluster:
         return ProviderClient(self.sp.url)
 
     def start_sp(self) -> Actor:
-        args = ["--port", "0", "--data", str(self.work / "sp"), *self.sp_args]
+        """The SP, started; once it has stopped, started again on its port (as a restart is:
+        its hosts beat and consumers call where they did)."""
+        port = "0"
+        if self.sp is not None and self.sp.process.poll() is not None:
+            port = self.sp.url.rsplit(":", 1)[1]
+        args = ["--port", port, "--data", str(self.work / "sp"), *self.sp_args]
         self.sp = start_actor("sp", args, self.work / "sp.log")
         return self.sp
 

@@ -28,6 +28,7 @@ class Outcome:
     fault: str | None = None  # what went wrong, when it did
     sent: str = ""
     version: str | None = None  # the X-Dynasoar-Version of the reply
+    host: str | None = None  # the X-Dynasoar-Host of the reply
 
     @property
     def ok(self) -> bool:
@@ -43,6 +44,8 @@ class Load:
     echo: int = 12
     counter: int = 4
     timeout: float = 60.0
+    #: the counter service's name (VmCounter: the same contract in a VM guest)
+    counter_name: str = "Counter"
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -50,7 +53,7 @@ class Load:
 
     def start(self) -> Load:
         for i in range(self.echo + self.counter):
-            service = "Echo" if i < self.echo else "Counter"
+            service = "Echo" if i < self.echo else self.counter_name
             thread = threading.Thread(target=self._caller, args=(service,), daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -89,6 +92,7 @@ class Load:
                 )
                 outcome.status = reply.status_code
                 outcome.version = reply.headers.get("X-Dynasoar-Version")
+                outcome.host = reply.headers.get("X-Dynasoar-Host")
                 outcome.value, outcome.fault = _read(reply.content, service)
                 if service == "Echo" and outcome.fault is None and outcome.value != text:
                     outcome.fault = f"wrong answer {outcome.value!r} to {text!r}"

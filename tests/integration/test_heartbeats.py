@@ -6,7 +6,10 @@ Status call instead)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -16,19 +19,32 @@ from dynasoar.errors import DynasoarError
 from dynasoar.http import ConnectionPool
 from dynasoar.keys import make_keypair
 from dynasoar.procs import start_actor
+from dynasoar.snapshots import SnapshotStats
 from dynasoar.soap.client import Reply, SoapClient
 from dynasoar.soap.security import Credentials, Policy
 
 SP_PORT = "/dynasoar/ServiceProvider"
 
 
-def beat(sp: str, address: str, capacity: int, credentials: Credentials | None = None) -> Reply:
+def beat(
+    sp: str,
+    address: str,
+    capacity: int,
+    credentials: Credentials | None = None,
+    snapshots: SnapshotStats | None = None,
+) -> Reply:
     async def send() -> Reply:
         pool = ConnectionPool()
         try:
             client = SoapClient(pool, security=Policy(credentials=credentials))
             request = beats.register_host(
-                address, 2.0, backend="process", capacity=capacity, deployments=0, load=0.0
+                address,
+                2.0,
+                backend="process",
+                capacity=capacity,
+                deployments=0,
+                load=0.0,
+                snapshots=snapshots,
             )
             return await client.call(sp + SP_PORT, beats.ACTION, request, timeout=10.0)
         finally:
@@ -74,6 +90,30 @@ def test_a_beat_with_figures_needs_no_status_call(tmp_path: Path) -> None:
 
         with pytest.raises(DynasoarError, match="did not answer Status"):
             asyncio.run(plain())
+
+
+def test_a_beat_carries_the_hosts_snapshot_figures_into_the_registry(tmp_path: Path) -> None:
+    args = ["--port", "0", "--data", str(tmp_path / "sp")]
+    with start_actor("sp", args, tmp_path / "sp.log") as sp:
+        address = silent_address()
+        figures = SnapshotStats(held=2, bytes=17 << 20, taken=2, restored=5, fallbacks=1)
+        reply = beat(sp.url, address, capacity=4, snapshots=figures)
+        shown = reply.body.find(".//{urn:dynasoar:2006}snapshots")
+        assert shown is not None and shown.findtext("{urn:dynasoar:2006}restored") == "5"
+        time.sleep(0.5)  # the SP's next beat must come no sooner than a quarter interval
+        beat(sp.url, address, capacity=4, snapshots=figures)  # taken with a batch of beats
+        registry = sqlite3.connect(tmp_path / "sp" / "registry.sqlite")
+        deadline = time.monotonic() + 30
+        while True:
+            (row,) = registry.execute(
+                "SELECT snapshots FROM hosts WHERE address = ?", (address,)
+            ).fetchall()
+            if json.loads(row[0]).get("restored") == 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert json.loads(row[0]) == {
+            "held": 2, "bytes": 17 << 20, "taken": 2, "restored": 5, "fallbacks": 1
+        }
 
 
 def test_figures_are_believed_only_from_a_trusted_host(tmp_path: Path) -> None:

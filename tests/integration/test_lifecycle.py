@@ -4,6 +4,8 @@ deployments and drops dead ones; an HP shutdown takes its services with it."""
 from __future__ import annotations
 
 import http.client
+import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -61,6 +63,28 @@ def test_sp_restart_reuses_a_live_deployment(cluster: Cluster, echo: str) -> Non
     assert after.value == "after"
     assert after.headers["x-dynasoar-cold"] == "0"
     assert after.headers["x-dynasoar-deployment"] == first.headers["x-dynasoar-deployment"]
+
+
+def test_hosts_silent_while_the_sp_was_down_are_not_marked_down(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    # SIGKILLed, down for longer than --host-timeout: its hosts' beats failed meanwhile (and
+    # back off), which is no fault of theirs. Restarted, it keeps them up and reuses their
+    # deployments, however long it then runs.
+    cluster = make_cluster(sp_args=["--host-timeout", "2"], hps=[["--heartbeat", "0.5"]])
+    cluster.client.publish(samples_dir() / "echo")
+    wsdl = cluster.service_url("Echo") + "?wsdl"
+    first = call(wsdl, "Echo", ["text=before"])
+    cluster.sp.kill()
+    time.sleep(7.5)  # the host's beats fail and back off: its next one comes ~5 s later
+    cluster.start_sp()
+    for _ in range(12):  # past the time its hosts have to beat again (host timeout + retry)
+        after = call(wsdl, "Echo", ["text=after"])
+        assert after.headers["x-dynasoar-cold"] == "0"
+        assert after.headers["x-dynasoar-deployment"] == first.headers["x-dynasoar-deployment"]
+        time.sleep(1)
+    assert [h.state for h in cluster.client.call("ListHosts")] == ["up"]
+    assert " is down" not in cluster.sp.log()
 
 
 def test_sp_restart_drops_a_dead_deployment(cluster: Cluster, echo: str) -> None:

@@ -43,6 +43,7 @@ from dynasoar.errors import (
     SecurityFault,
     SenderError,
     ShuttingDown,
+    SnapshotIncompatible,
     TransportError,
     UnknownHost,
     UnknownService,
@@ -84,6 +85,9 @@ CASES: dict[str, Case] = {
     "UnknownHost": Case(UnknownHost(REASON), True, (DYN, "UnknownHost")),
     "InvalidRequest": Case(InvalidRequest(REASON), True, (DYN, "InvalidRequest")),
     "ImageNotHeld": Case(ImageNotHeld(REASON), True, (DYN, "ImageNotHeld")),
+    "SnapshotIncompatible": Case(
+        SnapshotIncompatible(REASON), True, (DYN, "SnapshotIncompatible")
+    ),
     "AddressingFault": Case(AddressingFault(REASON), sender=True),
     "InvalidAddressingHeader": Case(
         InvalidAddressingHeader(

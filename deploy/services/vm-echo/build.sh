@@ -7,6 +7,9 @@
 #   build/vm-echo-overlay/  the same service whose disk.qcow2 is a small qcow2 overlay on
 #                           base.qcow2 carrying only the service (/service); its manifest names
 #                           the base by SHA-256, so a host that holds the base gets only the overlay
+#   ../vm-counter/build/vm-counter/
+#                           VmCounter (deploy/services/vm-counter): the same runtime serving a
+#                           stateful counter kept in the guest's memory (stateless = false)
 #
 # The kernel is Debian's linux-image-amd64 (fetched with apt-get download), booted as the
 # decompressed ELF vmlinux through PVH where it has the PVH note (about half the TCG boot time
@@ -18,6 +21,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${VM_ECHO_BUILD:-$here/build}  # the output directory (make uses the default)
+counter_src=$here/../vm-counter
+counter_out=${VM_COUNTER_BUILD:-$counter_src/build}
 work=$out/work
 cache=$out/cache
 
@@ -52,8 +57,8 @@ busybox_bin=/bin/busybox
     exit 1
 }
 
-rm -rf "$work" "$out/vm-echo" "$out/vm-echo-overlay" "$out/base.qcow2"
-mkdir -p "$work" "$cache"
+rm -rf "$work" "$out/vm-echo" "$out/vm-echo-overlay" "$out/base.qcow2" "$counter_out/vm-counter"
+mkdir -p "$work" "$cache" "$counter_out"
 
 # -- kernel ------------------------------------------------------------------------------------
 
@@ -188,6 +193,16 @@ cp -a "$base_tree/." "$full_tree/"
 cp -a "$work/service-tree/." "$full_tree/"
 make_fs "$work/full.raw" "$full_tree"
 
+# VmCounter: the same runtime, serving the counter (its state in the guest's /tmp, a tmpfs).
+counter_tree=$work/counter-tree
+mkdir -p "$counter_tree/service"
+cp -a "$base_tree/." "$counter_tree/"
+cp -a "$counter_src/guest/service/." "$counter_tree/service/"
+cp "$counter_src/VmCounter.wsdl" "$counter_tree/service/VmCounter.wsdl"
+printf 'PORT=%s\nSERVICE_PATH=/Counter\nSERVICE_CGI=Counter\n' "$port" \
+    > "$counter_tree/service/service.conf"
+make_fs "$work/counter.raw" "$counter_tree"
+
 # The overlay's filesystem is the base's with the service written into it, so the two differ
 # only in the blocks the service occupies (and the bitmaps and directories that point at them).
 cp "$work/base.raw" "$work/overlay.raw"
@@ -213,7 +228,7 @@ base_sha=$(sha256sum "$out/base.qcow2" | cut -d' ' -f1)
 
 # -- packages ----------------------------------------------------------------------------------
 
-manifest() { # NAME DESCRIPTION [BASE]
+manifest() { # NAME DESCRIPTION [BASE]  (STATELESS, WSDL and SERVICE_URL_PATH: the caller's)
     cat <<EOF
 # $2
 # Built by deploy/services/vm-echo/build.sh from $(basename "$deb").
@@ -221,8 +236,8 @@ manifest() { # NAME DESCRIPTION [BASE]
 name = "$1"
 version = "1.0"
 kind = "vm"
-stateless = true
-wsdl = "VmEcho.wsdl"
+stateless = ${STATELESS:-true}
+wsdl = "${WSDL:-VmEcho.wsdl}"
 
 [vm]
 disk = "disk.qcow2"
@@ -232,15 +247,15 @@ EOF
 kernel = "$kernel_file"
 initrd = "initrd.img"
 port = $port
-path = "$path"
+path = "${SERVICE_URL_PATH:-$path}"
 memory_mib = $memory_mib
 vcpus = 1
 EOF
 }
 
-package() { # DIR
+package() { # DIR [WSDL FILE]
     mkdir -p "$1"
-    cp "$here/VmEcho.wsdl" "$1/"
+    cp "${2:-$here/VmEcho.wsdl}" "$1/"
     # Hard links: the two packages share one copy of the (large) kernel on disk.
     ln "$work/$kernel_file" "$1/$kernel_file" 2>/dev/null || cp "$work/$kernel_file" "$1/"
     ln "$work/initrd.img" "$1/initrd.img" 2>/dev/null || cp "$work/initrd.img" "$1/"
@@ -255,6 +270,12 @@ package "$out/vm-echo-overlay"
 (cd "$out/vm-echo-overlay" && to_delta "$work/overlay.raw" disk.qcow2 ../base.qcow2)
 manifest "${name}Overlay" "VmEcho as a qcow2 overlay on base.qcow2 (the runtime): ships only the service." \
     "$base_sha" > "$out/vm-echo-overlay/dynasoar.toml"
+
+package "$counter_out/vm-counter" "$counter_src/VmCounter.wsdl"
+to_qcow2 "$work/counter.raw" "$counter_out/vm-counter/disk.qcow2"
+STATELESS=false WSDL=VmCounter.wsdl SERVICE_URL_PATH=/Counter manifest VmCounter \
+    "VmCounter: a busybox guest counting Increment calls in its memory (stateful: dynasoar move carries the count)." \
+    > "$counter_out/vm-counter/dynasoar.toml"
 
 rm -rf "$work"
 step "done: $(du -sh --apparent-size "$out/vm-echo" | cut -f1) package," \

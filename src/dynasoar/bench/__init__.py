@@ -9,10 +9,12 @@ from pathlib import Path
 
 from dynasoar.bench.cold import cold_start
 from dynasoar.bench.fleet import fleet_bench
+from dynasoar.bench.mobility import move_under_load
 from dynasoar.bench.mtom import image_transfer
 from dynasoar.bench.relay import warm_relay
 from dynasoar.bench.restart import restart_under_load
-from dynasoar.bench.vm import image_deploy, vm_boot
+from dynasoar.bench.snapshots import restore_vs_boot, shipped_snapshot
+from dynasoar.bench.vm import image_deploy
 
 
 def run_bench(
@@ -34,6 +36,8 @@ def run_bench(
         cold_start(work / "cold", rounds=2 if quick else 5)
         image_transfer(work / "image", size=(256 if quick else 2048) << 20, rounds=2)
         image_deploy(work / "deploy", size=(256 if quick else 2048) << 20)
-        vm_boot(work / "boot", rounds=1 if quick else 3)
+        restore_vs_boot(work / "boot", rounds=1 if quick else 3)
+        shipped_snapshot(work / "ship")
+        move_under_load(work / "move")
         fleet_bench(work / "fleet", sizes=(3, 1000) if quick else (3, 1000, 10000), quick=quick)
     return 0

@@ -20,18 +20,23 @@ def cpu_seconds(pid: int) -> float:
 
 
 def pid_of_deployment(deployment_id: str) -> int:
-    """The service process running a deployment (its command line names the deployment)."""
-    needle = deployment_id.encode()
+    """The service process running a deployment: a runner started for it (its command line
+    names the deployment) or a pre-started one it was handed to (its working directory is the
+    deployment's package)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmdline = f.read()
+            if b"dynasoar.host.runner" in cmdline:
+                if deployment_id.encode() in cmdline:
+                    return int(entry)
+            elif b"dynasoar.host.warm" in cmdline:
+                if deployment_id in os.readlink(f"/proc/{entry}/cwd"):
+                    return int(entry)
         except OSError:
             continue
-        if needle in cmdline and b"dynasoar.host.runner" in cmdline:
-            return int(entry)
     raise LookupError(f"no process runs deployment {deployment_id}")
 
 

@@ -1,7 +1,6 @@
-"""Benchmarks (d) and (e): whole VMs. (d) a big image deployed through the SP to an HP running
-libvirt: the peak RSS of SP and HP against their idle size (memory must not grow with the
-image). (e) the vm-echo guest: the cold first call through the SP with its images shipped,
-and again with them cached at the host (boot only), against a warm call."""
+"""Benchmark (d): a big VM image deployed through the SP to an HP running libvirt: the peak RSS
+of SP and HP against their idle size (memory must not grow with the image). The vm-echo
+guest's cold calls (booted, restored from a snapshot) are :mod:`dynasoar.bench.snapshots`'."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from pathlib import Path
 
 from dynasoar.bench.cluster import BenchCluster
 from dynasoar.bench.mtom import rss_kib
-from dynasoar.consumer.call import call
 from dynasoar.paths import SOURCE_ROOT
 
 BUILD = SOURCE_ROOT / "deploy" / "services" / "vm-echo" / "build"
@@ -28,7 +26,7 @@ def vm_available() -> str | None:
     return None
 
 
-def _start_libvirt() -> None:
+def start_libvirt() -> None:
     subprocess.run(
         ["bash", str(SOURCE_ROOT / "scripts" / "start-libvirt.sh")], check=True, timeout=60
     )
@@ -57,7 +55,7 @@ def image_deploy(work: Path, size: int) -> None:
     if why is not None:
         print(f"\n(d) deploying a big VM image: skipped ({why})")
         return
-    _start_libvirt()
+    start_libvirt()
     print(
         f"\n(d) deploying a {size / (1 << 30):.2f} GiB VM image through the SP to a libvirt HP",
         flush=True,
@@ -85,44 +83,3 @@ def image_deploy(work: Path, size: int) -> None:
         " MiB   (target <= 64 MiB each)",
         flush=True,
     )
-
-
-def vm_boot(work: Path, rounds: int = 3) -> None:
-    why = vm_available()
-    if why is not None:
-        print(f"\n(e) a whole VM as a service: skipped ({why})")
-        return
-    _start_libvirt()
-    print(
-        f"\n(e) vm-echo through the SP (TCG): cold with images shipped, cold with images "
-        f"cached, warm; {rounds} rounds",
-        flush=True,
-    )
-    cluster = BenchCluster.start(work / "cluster", hp_args=["--backend", "libvirt"])
-    try:
-        cluster.client.publish(BUILD / "vm-echo")
-        wsdl = f"{cluster.sp.url}/services/VmEcho?wsdl"
-        shipped = _timed(lambda: call(wsdl, "Echo", ["text=first"]))
-        cached, warm = [], []
-        for _ in range(rounds):
-            warm.append(_timed(lambda: call(wsdl, "Echo", ["text=warm"])))
-            cluster.client.call("Undeploy", name="VmEcho")
-            cached.append(_timed(lambda: call(wsdl, "Echo", ["text=boot"])))
-    finally:
-        cluster.stop()
-    cached.sort()
-    warm.sort()
-    print(f"    cold, images shipped (~70 MiB)     {shipped:6.2f} s")
-    print(
-        f"    cold, images cached (boot only)    {cached[len(cached) // 2]:6.2f} s   "
-        "(PERFORMANCE.md: ~5.7 s to a serving guest)"
-    )
-    print(
-        f"    warm                               {warm[len(warm) // 2] * 1000:6.0f} ms", flush=True
-    )
-
-
-def _timed(action) -> float:  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started

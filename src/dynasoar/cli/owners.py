@@ -1,6 +1,7 @@
-"""The ``dynasoar`` commands of a service's owner: its versions (``rollout``, ``rollback``,
-``traffic``, ``unpublish``) and what its consumers used (``usage``): their options, help and
-examples. What they do is in :mod:`dynasoar.consumer.versions` and :mod:`.usage`."""
+"""The ``dynasoar`` commands of a service's owner and its operator: its versions (``rollout``,
+``rollback``, ``traffic``, ``unpublish``), what its consumers used (``usage``), and where it runs
+(``move``, ``drain``): their options, help and examples. What they do is in
+:mod:`dynasoar.consumer.versions`, :mod:`.usage` and :mod:`.mobility`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import date
 from typing import Any
 
 #: The commands here, all of which talk to a Service Provider.
-COMMANDS = frozenset({"rollout", "rollback", "traffic", "unpublish", "usage"})
+COMMANDS = frozenset({"rollout", "rollback", "traffic", "unpublish", "usage", "move", "drain"})
 
 
 def share_arg(text: str) -> tuple[str, int]:
@@ -104,6 +105,35 @@ def add_owner_parsers(
     sp_arg(p)
     p.set_defaults(func=_usage)
 
+    p = sub.add_parser(
+        "move",
+        help="move a service's deployment to another host (a VM guest with its state)",
+        description="Move a service's deployment to another Host Provider. A VM guest moves "
+        "with its state: paused, saved (memory and disk), shipped by digest (only what the "
+        "target lacks), restored there; then the route switches and the source is destroyed. "
+        "Messages that arrive meanwhile wait at the SP and are relayed after. A stateless code "
+        "service is deployed on the target, then switched to; a stateful code service's state "
+        "lives in its process and cannot move. Returns once the route has switched, printing "
+        "how long the move took.",
+        epilog="examples:\n  dynasoar move VmCounter --to http://127.0.0.1:8002",
+    )
+    p.add_argument("service", help="the service")
+    p.add_argument("--to", required=True, metavar="HOST_URL", help="the Host Provider to move to")
+    sp_arg(p)
+    p.set_defaults(func=_move)
+
+    p = sub.add_parser(
+        "drain",
+        help="move every deployment off a Host Provider; it takes nothing new",
+        description="Move every deployment off a Host Provider (VM guests with their state, "
+        "stateless code services redeployed elsewhere); it takes no new deployment until it "
+        "registers again.",
+        epilog="examples:\n  dynasoar drain http://127.0.0.1:8001",
+    )
+    p.add_argument("host", metavar="HOST_URL", help="the Host Provider to drain")
+    sp_arg(p)
+    p.set_defaults(func=_drain)
+
 
 def _rollout(args: argparse.Namespace) -> int:
     from dynasoar.consumer import versions
@@ -144,4 +174,20 @@ def _usage(args: argparse.Namespace) -> int:
         print(usage.as_csv(rows), end="")
     else:
         print(usage.render(rows))
+    return 0
+
+
+def _move(args: argparse.Namespace) -> int:
+    from dynasoar.consumer import mobility
+
+    print(mobility.describe(mobility.move(args.sp, args.service, args.to)))
+    return 0
+
+
+def _drain(args: argparse.Namespace) -> int:
+    from dynasoar.consumer import mobility
+
+    count = mobility.drain(args.sp, args.host)
+    plural = "s" if count != 1 else ""
+    print(f"{args.host}: {count} deployment{plural} moved off; it takes no new ones")
     return 0

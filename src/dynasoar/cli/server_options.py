@@ -382,9 +382,19 @@ HP_OPTIONS: list[Option] = [
         "drain",
         "host",
         False,
-        "when stopping, have the SP move this host's stateless deployments to other hosts "
-        "first (without it, the SP is told at once and redeploys on the next message)",
+        "when stopping, have the SP move this host's deployments to other hosts first (VM "
+        "guests with their state, stateless code services; without it, the SP is told at once "
+        "and redeploys on the next message)",
         switch=True,
+    ),
+    Option(
+        "warm-runners",
+        "host",
+        2,
+        "code services: keep N runner processes started, the service runtime imported, to "
+        "hand packages to (faster cold starts; 0: start each afresh)",
+        parse=count,
+        metavar="N",
     ),
     Option(
         "capacity",

@@ -266,6 +266,7 @@ def _run_hp(args: argparse.Namespace) -> int:
                     heartbeat=args.heartbeat,
                     service_host=args.service_host,
                     drain=args.drain,
+                    warm_runners=args.warm_runners,
                     grace=args.grace,
                     log_bytes=args.log_bytes,
                     kept_logs=args.kept_logs,

@@ -5,29 +5,39 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from lxml import etree
 
 from dynasoar import ns
+from dynasoar.consumer.host_replies import (
+    host_error,
+    read_cache_stats,
+    read_log,
+    read_snapshot_stats,
+    read_terms,
+)
 from dynasoar.errors import (
-    Busy,
     DeploymentFailed,
-    DeploymentTimeout,
     DynasoarError,
-    ImageNotHeld,
+    InvalidRequest,
     RemoteFault,
 )
 from dynasoar.images import CacheStats, ImageRef
 from dynasoar.logs import LogChunk
 from dynasoar.paths import HOST_PORT
-from dynasoar.soap.client import SoapClient
+from dynasoar.snapshots import Snapshot, SnapshotStats, read_snapshot, snapshot_element
+from dynasoar.soap.client import Reply, SoapClient
+from dynasoar.soap.mtom import MtomLimits
 from dynasoar.soap.mtom_writer import OutgoingAttachment
 from dynasoar.soap.xop import xop_include
 from dynasoar.terms import HostTerms
 
 PATH = HOST_PORT
+#: An MTOM reply (a snapshot's parts) holds a few files, each at most this big.
+SNAPSHOT_REPLY_LIMITS = MtomLimits(
+    max_parts=66, max_attachment_bytes=64 << 30, max_total_attachment_bytes=64 << 30
+)
 _T = f"{{{ns.DYN_HP}}}"
 _D = f"{{{ns.DYN}}}"
 
@@ -54,6 +64,7 @@ class HostStatus:
     version: str
     cache: CacheStats | None = None
     terms: HostTerms = HostTerms()
+    snapshots: SnapshotStats | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,16 @@ class ShippedImage:
 
 
 @dataclass(frozen=True)
+class ShippedSnapshot:
+    """A snapshot named in a Deploy; ``paths`` has the parts whose content goes along (the
+    host holds the others). ``required``: restore it or fail (a move)."""
+
+    snapshot: Snapshot
+    paths: Mapping[str, Path]
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class PackageShipment:
     service: str
     version: str
@@ -86,6 +107,7 @@ class PackageShipment:
     path: Path
     sha256: str
     images: tuple[ShippedImage, ...] = ()
+    snapshot: ShippedSnapshot | None = None
 
 
 class HostClient:
@@ -131,6 +153,17 @@ class HostClient:
         for name, given in (("deploymentId", deployment_id), ("owner", owner)):
             if given is not None:
                 etree.SubElement(request, f"{_T}{name}").text = given
+        shipped = package.snapshot
+        if shipped is not None:
+            contents = {}
+            for number, (digest, path) in enumerate(sorted(shipped.paths.items())):
+                contents[digest] = f"snapshot{number}@dynasoar"
+                attachments.append(
+                    OutgoingAttachment(contents[digest], "application/octet-stream", path)
+                )
+            request.append(
+                snapshot_element(f"{_T}snapshot", shipped.snapshot, contents, shipped.required)
+            )
         reply = await self._call(host, "Deploy", request, timeout, attachments, on_progress)
         deployment_id = reply.findtext(f"{_T}deploymentId") or ""
         endpoint = reply.findtext(f"{_T}endpoint/{{{ns.WSA}}}Address") or ""
@@ -146,11 +179,79 @@ class HostClient:
 
     async def query_images(self, host: str, digests: list[str], timeout: float) -> set[str]:
         """Which of ``digests`` the host's image cache holds."""
+        held, _ = await self.query_cache(host, digests, timeout)
+        return held
+
+    async def query_cache(
+        self, host: str, digests: list[str], timeout: float
+    ) -> tuple[set[str], list[Snapshot]]:
+        """Which of ``digests`` the host's image cache holds, and the snapshots it holds."""
         request = etree.Element(f"{_T}QueryImages", nsmap={"hp": ns.DYN_HP})
         for digest in digests:
             etree.SubElement(request, f"{_T}sha256").text = digest
         reply = await self._call(host, "QueryImages", request, timeout)
-        return {(held.text or "").strip() for held in reply.findall(f"{_T}held")}
+        held = {(item.text or "").strip() for item in reply.findall(f"{_T}held")}
+        snapshots = []
+        for item in reply.findall(f"{_T}snapshot"):
+            try:
+                snapshots.append(read_snapshot(item).snapshot)
+            except InvalidRequest as exc:
+                raise DeploymentFailed(f"{host} listed a malformed snapshot: {exc.reason}") from exc
+        return held, snapshots
+
+    async def get_snapshot(
+        self, host: str, digest: str, have: set[str], spool: Path, timeout: float
+    ) -> tuple[Snapshot, dict[str, Path]]:
+        """A snapshot the host holds, with the parts not in ``have``: files in ``spool``
+        (the caller's now), by digest, each checked against it."""
+        request = etree.Element(f"{_T}GetSnapshot", nsmap={"hp": ns.DYN_HP})
+        etree.SubElement(request, f"{_T}sha256").text = digest
+        for held in sorted(have):
+            etree.SubElement(request, f"{_T}have").text = held
+        reply = await self._exchange(host, "GetSnapshot", request, timeout, spool=spool)
+        files = {a.content_id: a for a in reply.attachments.values()}
+        try:
+            element = reply.body.find(f"{_T}snapshot")
+            if element is None:
+                raise DeploymentFailed(f"{host} answered GetSnapshot without a snapshot")
+            received = read_snapshot(element)
+            if received.snapshot.digest != digest:
+                raise DeploymentFailed(f"{host} answered GetSnapshot with another snapshot")
+            paths = {}
+            for part, content in received.contents.items():
+                include = content.find(f"{{{ns.XOP}}}Include")
+                cid = (include.get("href", "") if include is not None else "").removeprefix("cid:")
+                attachment = files.get(cid)
+                if attachment is None or attachment.sha256 != part:
+                    raise DeploymentFailed(
+                        f"{host} sent the snapshot's part {part[:12]} altered or not at all"
+                    )
+                paths[part] = attachment.path
+        except (DynasoarError, ValueError) as exc:
+            for attachment in files.values():
+                attachment.delete()
+            reason = exc.reason if isinstance(exc, DynasoarError) else str(exc)
+            raise DeploymentFailed(f"{host}: {reason}") from exc
+        return received.snapshot, paths
+
+    async def save_state(self, host: str, deployment_id: str, timeout: float) -> Snapshot:
+        """Pause the deployment and save its state (to move it)."""
+        request = etree.Element(f"{_T}SaveState", nsmap={"hp": ns.DYN_HP})
+        etree.SubElement(request, f"{_T}deploymentId").text = deployment_id
+        reply = await self._call(host, "SaveState", request, timeout)
+        element = reply.find(f"{_T}snapshot")
+        if element is None:
+            raise DeploymentFailed(f"{host} answered SaveState without a snapshot")
+        try:
+            return read_snapshot(element).snapshot
+        except InvalidRequest as exc:
+            raise DeploymentFailed(f"{host} saved a malformed snapshot: {exc.reason}") from exc
+
+    async def resume(self, host: str, deployment_id: str, timeout: float) -> bool:
+        request = etree.Element(f"{_T}Resume", nsmap={"hp": ns.DYN_HP})
+        etree.SubElement(request, f"{_T}deploymentId").text = deployment_id
+        reply = await self._call(host, "Resume", request, timeout)
+        return (reply.findtext(f"{_T}resumed") or "").strip() == "true"
 
     async def status(self, host: str, timeout: float) -> HostStatus:
         reply = await self._call(host, "Status", etree.Element(f"{_T}Status"), timeout)
@@ -166,6 +267,7 @@ class HostClient:
             version=status.findtext(f"{_D}version") or "",
             cache=read_cache_stats(status.find(f"{_D}cache")),
             terms=read_terms(status.find(f"{_D}terms")),
+            snapshots=read_snapshot_stats(status.find(f"{_D}snapshots")),
         )
 
     async def usage(self, host: str, timeout: float) -> list[DeploymentUsage]:
@@ -226,18 +328,34 @@ class HostClient:
         attachments: list[OutgoingAttachment] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> etree._Element:
+        return (
+            await self._exchange(host, op, request, timeout, attachments, on_progress=on_progress)
+        ).body
+
+    async def _exchange(
+        self,
+        host: str,
+        op: str,
+        request: etree._Element,
+        timeout: float,
+        attachments: list[OutgoingAttachment] | None = None,
+        spool: Path | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Reply:
+        """The call; a reply's attachments (only with a ``spool``) are the caller's."""
         try:
-            reply = await self._soap.call(
+            return await self._soap.call(
                 port_url(host),
                 f"{ns.DYN_HP}/{op}",
                 request,
                 timeout=timeout,
                 attachments=attachments or (),
                 on_progress=on_progress,
+                spool=spool,
+                reply_limits=SNAPSHOT_REPLY_LIMITS,
             )
         except RemoteFault as exc:
             raise host_error(host, op, exc) from exc
-        return reply.body
 
 
 def image_element(tag: str, ref: ImageRef) -> etree._Element:
@@ -246,75 +364,3 @@ def image_element(tag: str, ref: ImageRef) -> etree._Element:
     for name, value in (("name", ref.name), ("sha256", ref.sha256), ("size", str(ref.size))):
         etree.SubElement(element, f"{_D}{name}").text = value
     return element
-
-
-def read_terms(element: etree._Element | None) -> HostTerms:
-    if element is None:
-        return HostTerms()
-    sites = tuple(
-        (s.findtext(f"{_D}name") or "", int(s.findtext(f"{_D}distance") or 0))
-        for s in element.findall(f"{_D}site")
-    )
-    labels = tuple(
-        (lb.findtext(f"{_D}name") or "", lb.findtext(f"{_D}value") or "")
-        for lb in element.findall(f"{_D}label")
-    )
-    return HostTerms(
-        float(element.findtext(f"{_D}price") or 0.0),
-        sites,
-        labels,
-        float(element.findtext(f"{_D}priceGiB") or 0.0),
-    )
-
-
-def read_log(element: etree._Element) -> LogChunk:
-    """A dyn:DeploymentLog (raises ValueError when it is not one)."""
-
-    def text(name: str) -> str:
-        return element.findtext(f"{_D}{name}") or ""
-
-    def number(name: str) -> int:
-        return int(text(name).strip() or "0")
-
-    ended = text("ended").strip()
-    return LogChunk(
-        deployment=text("deployment"),
-        service=text("service"),
-        state=text("state"),
-        started=datetime.fromisoformat(text("started").strip()),
-        ended=datetime.fromisoformat(ended) if ended else None,
-        reason=text("reason"),
-        first=number("first"),
-        start=number("start"),
-        next=number("next"),
-        end=number("end"),
-        text=text("text"),
-        host=text("host"),
-    )
-
-
-def read_cache_stats(element: etree._Element | None) -> CacheStats | None:
-    if element is None:
-        return None
-
-    def number(name: str) -> int:
-        return int(element.findtext(f"{_D}{name}") or 0)
-
-    return CacheStats(number("images"), number("bytes"), number("capacity"), number("received"))
-
-
-_BY_SUBCODE: dict[tuple[str, str], type[DynasoarError]] = {
-    (ns.DYN, "Busy"): Busy,
-    (ns.DYN, "DeploymentTimeout"): DeploymentTimeout,
-    (ns.DYN, "ImageNotHeld"): ImageNotHeld,
-}
-
-
-def host_error(host: str, op: str, fault: RemoteFault) -> DynasoarError:
-    """What an HP's fault means to the SP: Busy stays Busy; the rest fail the deployment."""
-    codes = [fault.fault.code, *fault.fault.subcodes]
-    for code in codes:
-        kind = _BY_SUBCODE.get(code)
-        if kind is not None:
-            return kind(f"{host}: {fault.fault.reason}")
-    return DeploymentFailed(f"{host} refused {op}: {fault.fault.reason}")

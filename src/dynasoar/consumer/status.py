@@ -54,6 +54,10 @@ def _service(s: Any, replicas: int) -> dict[str, Any]:
         "replicas": replicas,
         "traffic": [{"version": t.version, "percent": int(t.percent)} for t in s.share or []],
         "available": list(s.available or []),
+        # its VM snapshot kept at the SP (shipped to hosts that have none), if any
+        "snapshot": (
+            {"sha256": s.snapshot, "bytes": int(s.snapshotBytes or 0)} if s.snapshot else None
+        ),
     }
 
 
@@ -104,13 +108,28 @@ def _host(h: Any) -> dict[str, Any]:
             if cache is not None
             else None
         ),
+        "snapshots": (
+            {
+                "held": int(h.snapshots.held),
+                "bytes": int(h.snapshots.bytes),
+                "taken": int(h.snapshots.taken),
+                "restored": int(h.snapshots.restored),
+                "fallbacks": int(h.snapshots.fallbacks),
+            }
+            if h.snapshots is not None
+            else None
+        ),
     }
 
 
 def render_table(status: dict[str, Any]) -> str:
     hosts = [{**h, **_host_extras(h)} for h in status["hosts"]]
     services = [
-        {**s, "traffic": ", ".join(f"{t['version']} {t['percent']}%" for t in s["traffic"])}
+        {
+            **s,
+            "traffic": ", ".join(f"{t['version']} {t['percent']}%" for t in s["traffic"]),
+            "snapshot": _snapshot(s),
+        }
         for s in status["services"]
     ]
     deployments = [
@@ -120,7 +139,7 @@ def render_table(status: dict[str, Any]) -> str:
     sections = [
         (
             "SERVICES",
-            ["name", "version", "kind", "stateless", "replicas", "traffic", "size"],
+            ["name", "version", "kind", "stateless", "replicas", "traffic", "size", "snapshot"],
             services,
         ),
         (
@@ -130,7 +149,17 @@ def render_table(status: dict[str, Any]) -> str:
         ),
         (
             "HOSTS",
-            ["address", "state", "deployments", "capacity", "load", "price", "labels", "cache"],
+            [
+                "address",
+                "state",
+                "deployments",
+                "capacity",
+                "load",
+                "price",
+                "labels",
+                "cache",
+                "snapshots",
+            ],
             hosts,
         ),
     ]
@@ -142,8 +171,16 @@ def render_table(status: dict[str, Any]) -> str:
     return "\n".join(out).rstrip()
 
 
+def _snapshot(service: dict[str, Any]) -> str:
+    snapshot = service.get("snapshot")
+    if not snapshot:
+        return ""
+    return f"{snapshot['sha256'][:12]} ({snapshot['bytes'] / (1 << 20):.0f} MiB)"
+
+
 def _host_extras(host: dict[str, Any]) -> dict[str, Any]:
     cache = host.get("cache")
+    snaps = host.get("snapshots")
     labels = ",".join(f"{k}={v}" for k, v in host["labels"].items())
     sites = ",".join(f"{s['name']}:{s['distance']}" for s in host["sites"])
     return {
@@ -152,6 +189,12 @@ def _host_extras(host: dict[str, Any]) -> dict[str, Any]:
             f"{cache['images']} images, {cache['bytes'] / (1 << 20):.0f} MiB of "
             f"{cache['capacity'] / (1 << 30):.0f} GiB"
             if cache
+            else ""
+        ),
+        "snapshots": (
+            f"{snaps['held']} held, {snaps['taken']} taken, {snaps['restored']} restored, "
+            f"{snaps['fallbacks']} booted instead"
+            if snaps
             else ""
         ),
     }

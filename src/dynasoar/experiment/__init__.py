@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dynasoar.experiment.grid import FULL, QUICK, Grid
+from dynasoar.experiment.grid import FULL, QUICK, VM_STRATEGIES, Grid
 from dynasoar.experiment.hypervisor import libvirt_available
 from dynasoar.experiment.packages import vm_available
 from dynasoar.experiment.results import Call, LinkMeasure, read_calls, read_links, write_csv
@@ -56,7 +56,7 @@ def run_grid(grid: Grid, out: Path) -> int:
     if problem is not None:
         print(f"dynasoar bench experiment: {problem}", file=sys.stderr)
         return 2
-    vm = ("vm-full", "vm-overlay")
+    vm = VM_STRATEGIES
     if any(grid.runs(s) for s in vm) and not (libvirt_available() and vm_available()):
         print("note: no libvirt/QEMU or no vm-echo build (make vm-image): VM strategies skipped")
         grid = _without(grid, vm)

@@ -19,8 +19,9 @@ granularity; a code sequence and a job-model sequence are one stint).
 
 The model, per (profile, strategy), is anchored at the smallest size and granularity measured
 and predicts every other point from the link's measured goodput B: moving ``S`` more bytes
-costs ``8 S / B`` more in D and in t_ship, and ``g`` more CPU costs ``g`` more per call, on
-every strategy. So ``T_X(n) = D(S) + n t_X(g)``, ``T_job(n) = n t_ship(S, g)`` and
+costs ``8 S / B`` more in D and in t_ship (not in vm-snap's D: its host holds the package and
+its snapshot, nothing travels), and ``g`` more CPU costs ``g`` more per call, on every
+strategy. So ``T_X(n) = D(S) + n t_X(g)``, ``T_job(n) = n t_ship(S, g)`` and
 
     n* = D(S) / (t_ship(S, g) - t_X(g))        (never, when a deployed call is no cheaper)
 
@@ -38,6 +39,8 @@ from dynasoar.experiment.grid import DEPLOYED
 from dynasoar.experiment.results import Call
 
 TOLERANCE = 0.20
+#: strategies whose deployment ships nothing (the host holds the package and its snapshot)
+NOTHING_TRAVELS = ("vm-snap",)
 PROJECTION_LIMIT = 10_000  # calls: a projected break-even further out counts as never
 Key = tuple[str, str, int, int]  # profile, strategy, size, granularity
 
@@ -70,6 +73,8 @@ class Model:
     per_call: float  # t at the anchor (t_ship for the job model)
     goodput_bit: float
     job: Model | None = None  # the job model on the same profile (None for the job model)
+    #: whether the service's bytes travel when it is deployed (all but vm-snap)
+    size_travels: bool = True
 
     def _bytes(self, size: int) -> float:
         return (size - self.size) * 8 / self.goodput_bit
@@ -78,7 +83,9 @@ class Model:
         return (granularity - self.granularity) / 1000
 
     def deploy_at(self, size: float) -> float:
-        return 0.0 if self.job is None else self.deploy + self._bytes(int(size))
+        if self.job is None:
+            return 0.0
+        return self.deploy + (self._bytes(int(size)) if self.size_travels else 0.0)
 
     def per_call_at(self, size: float, granularity: float) -> float:
         shipped = self._bytes(int(size)) if self.job is None else 0.0
@@ -139,7 +146,16 @@ def _fit(result: Analysis, profile: str, goodput: float | None) -> None:
         if not own or (strategy != "job" and job is None):
             continue
         a = own[0]
-        model = Model(strategy, a.size, a.granularity, a.deploy, a.per_call, goodput, job)
+        model = Model(
+            strategy,
+            a.size,
+            a.granularity,
+            a.deploy,
+            a.per_call,
+            goodput,
+            job,
+            size_travels=strategy not in NOTHING_TRAVELS,
+        )
         if strategy == "job":
             job = model
         result.models[(profile, strategy)] = model

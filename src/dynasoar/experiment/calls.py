@@ -6,6 +6,7 @@ each. Everything here runs in the consumer's namespace thread."""
 from __future__ import annotations
 
 import http.client
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,3 +147,29 @@ def sequence(url: str, stints: list[Stint]) -> tuple[list[list[float]], bool]:
     finally:
         caller.close()
     return timings, cold
+
+
+def crossed(jobs: dict[int, list[float]], least: int) -> Callable[[list[float]], bool]:
+    """Whether a deployed sequence (its durations so far) has met the job model's running
+    total at every granularity in ``jobs`` (beyond the job calls made: their mean)."""
+
+    def done(durations: list[float]) -> bool:
+        if len(durations) < least:
+            return False
+        for times in jobs.values():
+            if not times:
+                continue
+            mean = statistics.fmean(times)
+            own = job = 0.0
+            met = False
+            for n, seconds in enumerate(durations, start=1):
+                own += seconds
+                job += times[n - 1] if n <= len(times) else mean
+                if own <= job:
+                    met = True
+                    break
+            if not met:
+                return False
+        return True
+
+    return done

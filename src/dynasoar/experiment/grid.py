@@ -12,8 +12,14 @@ MIB = 1 << 20
 #: job: ship the code with every request; code: dynasoar deploys the code package once;
 #: vm-full: dynasoar ships the whole VM image once (runtime + service layer);
 #: vm-overlay: the host holds the runtime already, only the service's overlay travels
-STRATEGIES = ("job", "code", "vm-full", "vm-overlay")
-DEPLOYED = ("code", "vm-full", "vm-overlay")
+#: (the VM strategies above boot: their packages opt out of snapshots);
+#: vm-snap: the host holds the package and its snapshot (taken at an earlier boot of it):
+#: nothing travels, a copy of the saved guest is restored instead of a boot;
+#: vm-snap-ship: the host holds nothing, the SP holds the package's snapshot: the images and
+#: the snapshot travel, and a copy is restored
+STRATEGIES = ("job", "code", "vm-full", "vm-overlay", "vm-snap", "vm-snap-ship")
+DEPLOYED = ("code", "vm-full", "vm-overlay", "vm-snap", "vm-snap-ship")
+VM_STRATEGIES = ("vm-full", "vm-overlay", "vm-snap", "vm-snap-ship")
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,8 @@ class Grid:
     sizes: tuple[int, ...]  # bytes of the service's own part that travels
     granularities: tuple[int, ...]  # milliseconds of CPU per call
     strategies: tuple[str, ...] = STRATEGIES
-    vm_full_sizes: tuple[int, ...] = ()  # each vm-full point needs a fresh Host Provider
+    #: each vm-full (and vm-snap-ship) point needs a fresh Host Provider
+    vm_full_sizes: tuple[int, ...] = ()
     job_calls: int = 2  # job-model calls in sequence per (profile, size, granularity)
     warm_calls: int = 3  # a deployed sequence makes at least this many calls after the cold one
     max_calls: int = 60  # ... and runs on until the break-even is seen, up to this many
@@ -35,7 +42,7 @@ class Grid:
     def sizes_for(self, strategy: str) -> tuple[int, ...]:
         if not self.runs(strategy):
             return ()
-        if strategy == "vm-full":
+        if strategy in ("vm-full", "vm-snap-ship"):
             return tuple(s for s in self.sizes if s in self.vm_full_sizes)
         return self.sizes
 
@@ -52,8 +59,7 @@ class Grid:
                 per_profile += self.job_calls * len(self.granularities)
             if self.runs("code"):
                 per_profile += len(self.granularities)
-            per_profile += int(size in self.sizes_for("vm-full"))
-            per_profile += int(size in self.sizes_for("vm-overlay"))
+            per_profile += sum(int(size in self.sizes_for(s)) for s in VM_STRATEGIES)
         return (per_profile + 1) * len(self.profiles)  # + 1: the link's calibration
 
 

@@ -70,8 +70,9 @@ def vm_available() -> bool:
     return (samples_dir() / VM_PACKAGE / "dynasoar.toml").is_file()
 
 
-def vm_package(work: Path, name: str, size: int) -> Package:
-    """vm-echo-overlay as service ``name``, its overlay disk grown by ``size`` random bytes."""
+def vm_package(work: Path, name: str, size: int, snapshot: bool = False) -> Package:
+    """vm-echo-overlay as service ``name``, its overlay disk grown by ``size`` random bytes;
+    booted always (``[vm] snapshot = false``) unless ``snapshot``."""
     source = samples_dir() / VM_PACKAGE
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
@@ -86,6 +87,9 @@ def vm_package(work: Path, name: str, size: int) -> Package:
         else:
             shutil.copy2(entry, target)
     _rename(root, name)
+    if not snapshot:
+        toml = root / "dynasoar.toml"
+        toml.write_text(toml.read_text().replace("[vm]\n", "[vm]\nsnapshot = false\n", 1))
     disk = root / manifest.vm.disk
     base = _base(source / manifest.vm.disk)
     _qemu_img("rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk))

@@ -26,7 +26,14 @@ from matplotlib.figure import Figure
 from dynasoar.experiment.analysis import Analysis, Measured, Model
 from dynasoar.experiment.grid import DEPLOYED, STRATEGIES, Grid
 
-COLOURS = {"job": "#444444", "code": "#1f77b4", "vm-full": "#d62728", "vm-overlay": "#2ca02c"}
+COLOURS = {
+    "job": "#444444",
+    "code": "#1f77b4",
+    "vm-full": "#d62728",
+    "vm-overlay": "#2ca02c",
+    "vm-snap": "#9467bd",
+    "vm-snap-ship": "#ff7f0e",
+}
 STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "D", "v")
 TOP = 1000.0  # "never" (or not reached) is drawn here, as a triangle
@@ -214,7 +221,9 @@ def nstar_size(analysis: Analysis, grid: Grid, path: Path) -> None:
             _markers(ax, seen, colour, "o")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("service size S [MiB]  (vm-full: + ~70 MiB runtime)")
+        ax.set_xlabel(
+            "service size S [MiB]  (vm-full: + ~70 MiB runtime; vm-snap-ship: + snapshot)"
+        )
         ax.axhline(1, color="#999999", linewidth=0.8)
     _save(fig, axes, path, "upper right")
 

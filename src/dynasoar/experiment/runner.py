@@ -10,14 +10,16 @@ makes one sequence per granularity. A VM boot costs seconds, so each VM strategy
 per size: its sequence runs at the reference granularity as above, then, on the same
 deployment, ``warm_calls + 1`` warm calls at each other granularity. vm-full needs a Host
 Provider that holds nothing (restarted with an empty data directory); vm-overlay needs one that
-holds the runtime (a vm-full deployment, or an unmeasured warm-up, put it there)."""
+holds the runtime (a vm-full deployment, or an unmeasured warm-up, put it there). The snapshot
+strategies share one package per size: an unmeasured first boot has the host take its
+snapshot and the SP fetch it; vm-snap then restores it where it was taken, and vm-snap-ship on
+a Host Provider restarted empty, which gets the images and the snapshot from the SP."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import shutil
-import statistics
 import sys
 import traceback
 from collections.abc import Callable
@@ -25,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from dynasoar.experiment.calls import JobTiming, Operation, Stint, job_call, sequence
-from dynasoar.experiment.grid import Grid
+from dynasoar.experiment.calls import JobTiming, Operation, Stint, crossed, job_call, sequence
+from dynasoar.experiment.grid import VM_STRATEGIES, Grid
 from dynasoar.experiment.hypervisor import PrivateLibvirt
 from dynasoar.experiment.netns import Namespaces, NamespaceThread, remove_leftovers
 from dynasoar.experiment.packages import Package, code_package, vm_package, vm_runtime_bytes
@@ -59,7 +61,7 @@ class Sweep:
     _hp_runtime: bool = False  # holds the VM runtime (base, kernel, initrd)
 
     def run(self) -> None:
-        vm = any(self.grid.sizes_for(s) for s in ("vm-full", "vm-overlay"))
+        vm = any(self.grid.sizes_for(s) for s in VM_STRATEGIES)
         with interrupts_unwind():
             remove_leftovers()
             with Namespaces() as nss:
@@ -109,7 +111,7 @@ class Sweep:
                 jobs[g] = times or []
         if self.grid.runs("code"):
             for g in self.grid.granularities:
-                stints = [self._until_crossed(g, jobs)]
+                stints = [self._untilcrossed(g, jobs)]
                 sequence_at = functools.partial(
                     self._deployed, bed, profile, "code", code, stints, code.size
                 )
@@ -132,11 +134,13 @@ class Sweep:
                 steps=0,
             ):
                 self._vm(bed, profile, "vm-overlay", size, 0, jobs)
+        if size in self.grid.sizes_for("vm-snap"):
+            self._snapshots(bed, profile, size, jobs)
 
-    def _until_crossed(self, g: int, jobs: dict[int, list[float]]) -> Stint:
+    def _untilcrossed(self, g: int, jobs: dict[int, list[float]]) -> Stint:
         """Compute(g) from the cold call on, until the job model's running total is met."""
         least = self.grid.warm_calls + 1
-        done = _crossed({g: jobs.get(g, [])}, least)
+        done = crossed({g: jobs.get(g, [])}, least)
         return Stint(Operation(g), least, self.grid.max_calls, done)
 
     def _vm_stints(self, jobs: dict[int, list[float]]) -> list[Stint]:
@@ -145,7 +149,7 @@ class Sweep:
         is measured once, from the cold call)."""
         reference = self.grid.reference_granularity
         warm = self.grid.warm_calls + 1
-        return [self._until_crossed(reference, jobs)] + [
+        return [self._untilcrossed(reference, jobs)] + [
             Stint(Operation(g), warm, warm, lambda _: True)
             for g in self.grid.granularities
             if g != reference
@@ -182,6 +186,64 @@ class Sweep:
                 self._hp_runtime = True
         finally:
             shutil.rmtree(package.root, ignore_errors=True)
+
+    def _snapshots(
+        self, bed: Testbed, profile: Profile, size: int, jobs: dict[int, list[float]]
+    ) -> None:
+        """vm-snap, then (at the vm-full sizes) vm-snap-ship, on one package: its snapshot
+        taken by an unmeasured first boot, and fetched by the SP."""
+        index = self.grid.profiles.index(profile)
+        package = vm_package(self.work / "packages", f"VmS{index}x{size >> 20}M", size, True)
+        where = f"{profile.name} {{}} {size >> 20} MiB"
+        try:
+            snapshot = self._point(
+                where.format("snapshotting"),
+                functools.partial(self._take_snapshot, bed, package),
+                profile,
+                package.size + vm_runtime_bytes(),
+                steps=0,
+            )
+            if snapshot is None:
+                self.progress.step(
+                    len([s for s in ("vm-snap", "vm-snap-ship") if self._at(s, size)])
+                )
+                return
+            stints = self._vm_stints(jobs)
+            measure = functools.partial(self._deployed, bed, profile, "vm-snap", package, stints, 0)
+            self._point(where.format("vm-snap"), measure, profile, 0)
+            if self._at("vm-snap-ship", size):
+                shipped = package.size + vm_runtime_bytes() + snapshot
+                if self._hp_clean or self._point(
+                    f"{profile.name} restarting the Host Provider",
+                    functools.partial(self._restart_hp, bed),
+                    profile,
+                    0,
+                    steps=0,
+                ):
+                    self._hp_clean = False
+                    measure = functools.partial(
+                        self._deployed, bed, profile, "vm-snap-ship", package,
+                        self._vm_stints(jobs), shipped,
+                    )  # fmt: skip
+                    if self._point(where.format("vm-snap-ship"), measure, profile, shipped):
+                        self._hp_runtime = True
+        finally:
+            shutil.rmtree(package.root, ignore_errors=True)
+
+    def _at(self, strategy: str, size: int) -> bool:
+        return size in self.grid.sizes_for(strategy)
+
+    def _take_snapshot(self, bed: Testbed, package: Package) -> int:
+        """One cold call (a boot: the host saves the guest just after), until the SP holds
+        the snapshot too; then undeployed. Returns the snapshot's bytes."""
+        self._publish(bed, package.root, package.name)
+        self._hp_clean = False
+        bed.consumer.run(
+            sequence, bed.service_url(package.name), [Stint(Operation(0), 1, 1, lambda _: True)]
+        )
+        bed.undeploy(package.name)
+        self._hp_runtime = True
+        return bed.snapshot_of(package.name)
 
     def _warm_up_runtime(self, bed: Testbed) -> bool:
         """Put the VM runtime in the Host Provider's cache (unmeasured)."""
@@ -319,32 +381,6 @@ class Sweep:
 def _probe_bytes(profile: Profile) -> int:
     """About a second of traffic at the profile's rate (at most 64 MiB)."""
     return min(int(profile.rate_bit / 8), 64 << 20)
-
-
-def _crossed(jobs: dict[int, list[float]], least: int) -> Callable[[list[float]], bool]:
-    """Whether a deployed sequence (its durations so far) has met the job model's running
-    total at every granularity in ``jobs`` (beyond the job calls made: their mean)."""
-
-    def done(durations: list[float]) -> bool:
-        if len(durations) < least:
-            return False
-        for times in jobs.values():
-            if not times:
-                continue
-            mean = statistics.fmean(times)
-            own = job = 0.0
-            met = False
-            for n, seconds in enumerate(durations, start=1):
-                own += seconds
-                job += times[n - 1] if n <= len(times) else mean
-                if own <= job:
-                    met = True
-                    break
-            if not met:
-                return False
-        return True
-
-    return done
 
 
 def report_failure(where: str, exc: BaseException) -> str:

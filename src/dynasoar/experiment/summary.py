@@ -92,7 +92,7 @@ def summary(
             f"== {link.profile}: nominal {link.rate_mbit:g} Mbit/s, RTT {link.rtt_ms:g} ms; "
             f"measured RTT {link.measured_rtt_ms:.2f} ms, goodput "
             f"{link.measured_goodput_mbit:.1f} Mbit/s",
-            f"{'strategy':<11}{'size MiB':>9}{'shipped':>9}{'D [s]':>8}  "
+            f"{'strategy':<13}{'size MiB':>9}{'shipped':>9}{'D [s]':>8}  "
             f"{'per call [s] at g = ' + gs + ' ms':<40}  n* at g = {gs} ms",
         ]
         for size in grid.sizes:
@@ -106,7 +106,7 @@ def summary(
                 per_call = " ".join("-" if p is None else f"{p.per_call:.3f}" for p in points)
                 nstar = "" if strategy == "job" else "  ".join(_nstar(analysis, p) for p in points)
                 lines.append(
-                    f"{strategy:<11}{_mib(size):>9}{_mib(first.shipped):>9}{deploy:>8}  "
+                    f"{strategy:<13}{_mib(size):>9}{_mib(first.shipped):>9}{deploy:>8}  "
                     f"{per_call:<40}  {nstar}"
                 )
     lines += ["", f"Model vs measurement, more than {20}% apart:"]

@@ -107,6 +107,21 @@ class Testbed:
     def undeploy(self, name: str) -> None:
         self.manage("Undeploy", name=name)
 
+    def snapshot_of(self, name: str, timeout: float = 300.0) -> int:
+        """Once the SP holds the snapshot of ``name`` (fetched from the host that took it,
+        over the link): its bytes."""
+        found: list[int] = []
+
+        def held() -> bool:
+            for service in self.manage("ListServices") or []:
+                if service.name == name and service.snapshot:
+                    found.append(int(service.snapshotBytes or 0))
+                    return True
+            return False
+
+        self._wait(held, f"the SP to fetch the snapshot of {name}", timeout)
+        return found[0]
+
     def _client_of(self) -> ProviderClient:
         if self._client is None:
             self._client = ProviderClient(self.sp_url, timeout=DEPLOY_TIMEOUT)

@@ -60,8 +60,10 @@ class HostConfig:
     ca: Path | None = None  # verifies an https:// Service Provider
     security: Policy = field(default_factory=Policy)  # signs replies, believes trusted SPs
     max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
-    #: when stopping, ask the SP to move this host's stateless deployments elsewhere first
+    #: when stopping, ask the SP to move this host's deployments elsewhere first
     drain: bool = False
+    #: runner processes kept started for code packages (0: each starts afresh)
+    warm_runners: int = 2
     grace: float = 30.0  # seconds a stop may take to drain (and the SP to move deployments)
     log_bytes: int = LogLimits.bytes_per_deployment  # each deployment's output log, at most
     kept_logs: int = LogLimits.kept_per_service  # logs of ended deployments kept per service
@@ -78,7 +80,9 @@ def _sp_port(sp: str) -> str:
 
 def _backends(config: HostConfig) -> dict[str, Backend]:
     """Code packages always run as processes; VM images need ``--backend libvirt``."""
-    backends: dict[str, Backend] = {"code": ProcessBackend(host=config.service_host)}
+    backends: dict[str, Backend] = {
+        "code": ProcessBackend(host=config.service_host, warm=config.warm_runners)
+    }
     if config.backend == "libvirt":
         from dynasoar.host.backends.libvirt import LibvirtBackend, scope_for  # only when asked
 
@@ -196,6 +200,7 @@ class HostApp:
                 load=float(status["load"]),  # type: ignore[arg-type]
                 cache=self.host.images.stats(),
                 terms=self.config.terms,
+                snapshots=self.host.snapshots.store.stats(),
             )
             try:
                 reply = await self._sp_client.call(
@@ -207,7 +212,7 @@ class HostApp:
                 registered, delay = True, every
             except DynasoarError as exc:
                 log.warning("registering with %s: %s", sp, exc.reason)
-                registered, delay = False, min(delay * 2, 5.0)
+                registered, delay = False, min(delay * 2, beats.RETRY_CEILING)
             self.registered = registered
             try:
                 await asyncio.wait_for(self._unregistering.wait(), delay)

@@ -5,7 +5,9 @@ A deployment directory is ``DATA/deployments/ID/`` holding the unpacked package 
 VM package's images are links into the image cache (``DATA/images``), pinned while the
 deployment lives. Its output goes to its log (``DATA/logs/ID``, see :mod:`dynasoar.host.logstore`),
 which outlives it. Deploy validates before it runs anything and leaves nothing behind on failure
-but the log of a package that was started and failed.
+but the log of a package that was started and failed. A VM deployment starts from a snapshot
+when there is one (:mod:`dynasoar.host.snapshotting`), and can be saved, paused, to move it
+(:meth:`HostProvider.save_state`) and resumed when it did not move.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,18 +28,19 @@ from dynasoar.errors import (
     Busy,
     DeploymentFailed,
     DynasoarError,
-    ImageNotHeld,
     InvalidPackage,
     InvalidRequest,
     MalformedMessage,
 )
-from dynasoar.host import sandbox
 from dynasoar.host.backends import Backend
 from dynasoar.host.logstore import LogStore, ServiceLog
 from dynasoar.host.meter import UsageMeter
+from dynasoar.host.placing import deployments_root, place_images
+from dynasoar.host.snapshot_store import SnapshotStore
+from dynasoar.host.snapshotting import Chosen, Origin, Snapshotting, origin_of
 from dynasoar.images import ImageCache, IncomingImage
-from dynasoar.package import Manifest, UnpackLimits, load_manifest, unpack
-from dynasoar.qcow2 import is_qcow2
+from dynasoar.package import UnpackLimits, load_manifest, unpack
+from dynasoar.snapshots import IncomingSnapshot, Snapshot
 from dynasoar.soap.mtom import Attachment
 from dynasoar.terms import HostTerms
 
@@ -57,7 +59,10 @@ class Hosted:
     handle: object
     images: list[str] = field(default_factory=list)  # pinned digests
     owner: str | None = None  # who asked for it (the Deploy's owner)
-    state: str = "ready"  # or "starting", while its Deploy is under way
+    state: str = "ready"  # or "starting", while its Deploy is under way; "saved" (paused)
+    origin: Origin | None = None  # a VM deployment's package, and the snapshot it came from
+    restored: bool = False  # started from a snapshot instead of a boot
+    saved: list[str] = field(default_factory=list)  # parts of its own saved state
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class DeployRequest:
     #: the id the requester chose (recorded on its side first); None: the host picks one
     deployment_id: str | None = None
     owner: str | None = None
+    #: a VM snapshot to start from (taken elsewhere, or a moving deployment's state)
+    snapshot: IncomingSnapshot | None = None
 
 
 #: Deployment ids: they name directories and VM domains.
@@ -110,7 +117,8 @@ class HostProvider:
         # The backends first: one that cannot work here (libvirt unreachable) stops the start
         # before anything is changed on disk.
         self._clear_backend_leftovers()
-        self._deployments_dir, self._scratch = _deployments_root(data)
+        self._deployments_dir, self._scratch = deployments_root(data)
+        self.snapshots = Snapshotting(SnapshotStore(images, data / "snapshots"), backends.get("vm"))
         self._clear_leftovers()
 
     @property
@@ -144,6 +152,7 @@ class HostProvider:
         pinned: list[str] = []
         received: list[str] = []  # images this Deploy brought into the cache
         output: ServiceLog | None = None
+        chosen: Chosen | None = None
         try:
             root = unpack(package.path, directory / "pkg", self._limits)
             names = frozenset(image.name for image in request.images)
@@ -153,12 +162,20 @@ class HostProvider:
                     f"the package is {manifest.kind} service {manifest.name!r}, not "
                     f"{request.kind} service {request.service!r} as declared"
                 )
-            pinned, base = self._place_images(root, manifest, request.images, received)
+            pinned, base = place_images(self.images, root, manifest, request.images, received)
+            origin = origin_of(manifest, package.sha256, request.images)
+            chosen = self.snapshots.choose(origin, request.snapshot, received)
+            if chosen is not None:
+                pinned += chosen.pinned
             output = self.logs.open(deployment_id, manifest.name, manifest.version, manifest.kind)
             deadline = time.monotonic() + self.start_timeout
-            started = backend.start(
-                deployment_id, root, manifest, deadline, output=output, base_image=base
+            started, restored = self.snapshots.start(
+                backend, chosen, deployment_id, root, manifest, deadline, output, base
             )
+            if origin is not None and restored and chosen is not None:
+                origin = replace(origin, layers=chosen.snapshot.layers)
+            elif not restored:
+                self.snapshots.after_boot(backend, started.handle, origin)
         except BaseException as exc:
             if output is not None:  # kept: what the package said is why it failed
                 reason = exc.reason if isinstance(exc, DynasoarError) else repr(exc)
@@ -169,6 +186,13 @@ class HostProvider:
             self.images.discard(received)
             shutil.rmtree(directory, ignore_errors=True)
             raise
+        received_bytes = sum(self.images.path(digest).stat().st_size for digest in received)
+        if restored and chosen is not None and chosen.snapshot.kind == "state":
+            # A moved guest's memory, loaded: no longer needed here (its layers are).
+            memory = chosen.snapshot.memory.sha256
+            pinned.remove(memory)
+            self.images.unpin([memory])
+            self.images.discard([memory])
         hosted = Hosted(
             id=deployment_id,
             service=manifest.name,
@@ -180,6 +204,8 @@ class HostProvider:
             handle=started.handle,
             images=pinned,
             owner=request.owner,
+            origin=origin,
+            restored=restored,
         )
         with self._lock:
             self._starting.pop(deployment_id, None)
@@ -192,7 +218,7 @@ class HostProvider:
             deployment_id,
             manifest.name,
             manifest.version,
-            sum(self.images.path(digest).stat().st_size for digest in received),
+            received_bytes,
             lambda: backend.usage(handle),
         )
         if cancelled:
@@ -203,55 +229,6 @@ class HostProvider:
             "deployed %s %s as %s at %s", hosted.service, hosted.version, hosted.id, hosted.endpoint
         )
         return hosted
-
-    def _place_images(
-        self,
-        root: Path,
-        manifest: Manifest,
-        images: tuple[IncomingImage, ...],
-        received: list[str],
-    ) -> tuple[list[str], Path | None]:
-        """Put a VM package's images in place: received ones into the cache, then links from
-        the package directory into the cache. Returns the pinned digests and the base image."""
-        wanted = {*manifest.image_files, *(["base"] if manifest.base_sha256 else [])}
-        given = {image.name: image for image in images}
-        if set(given) != wanted:
-            raise InvalidRequest(
-                f"the package needs the images {sorted(wanted)}, the Deploy named {sorted(given)}"
-            )
-        base: Path | None = None
-        pinned: list[str] = []
-        try:
-            disks = {manifest.vm.disk if manifest.vm else None, "base"}
-            for image in images:
-                if image.attachment is not None and image.name in disks:
-                    _check_qcow2(image)
-                path = self._acquire(image, received)
-                pinned.append(image.sha256.lower())
-                if image.name == "base":
-                    if image.sha256 != manifest.base_sha256:
-                        raise InvalidPackage("the image sent as base is not the manifest's base")
-                    base = path
-                else:
-                    (root / image.name).symlink_to(path)
-        except BaseException:
-            self.images.unpin(pinned)
-            raise
-        return pinned, base
-
-    def _acquire(self, image: IncomingImage, received: list[str]) -> Path:
-        """Pin the image in the cache (storing it if it came with the Deploy); `received`
-        gets its digest when this Deploy is what brought it in."""
-        acquired = self.images.acquire(image.sha256, image.attachment)
-        if acquired is None:
-            raise ImageNotHeld(
-                f"image {image.name!r} (sha256:{image.sha256}) is not in this host's cache; "
-                "send its content"
-            )
-        path, taken = acquired
-        if taken:
-            received.append(path.name)
-        return path
 
     def _reserve(self, request: DeployRequest) -> str:
         """A place for one more deployment, under the id asked for (or a new one)."""
@@ -303,9 +280,51 @@ class HostProvider:
         self.logs.ended(deployment_id, ended, reason)
         shutil.rmtree(hosted.directory, ignore_errors=True)
         self.images.unpin(hosted.images)
+        self.images.discard(hosted.saved)  # its saved state: moved elsewhere, or abandoned
         self.images.evict()
         log.info("undeployed %s (%s)", hosted.id, hosted.service)
         return True
+
+    def save_state(self, deployment_id: str) -> Snapshot:
+        """Pause a VM deployment and save its state (to move it); it stays paused until
+        :meth:`resume` or :meth:`undeploy`. Saved already: the same state again."""
+        hosted = self._find(deployment_id)
+        if hosted.origin is None:
+            raise InvalidRequest(
+                f"{hosted.service} is a code service: only a VM guest's state can be saved"
+            )
+        if hosted.saved:
+            snapshot = self.snapshots.store.get(hosted.saved[0])
+            if snapshot is not None:
+                return snapshot
+        snapshot = self.snapshots.save_state(
+            self.backends[hosted.kind], hosted.handle, hosted.origin
+        )
+        pinned = self.snapshots.store.acquire(snapshot) or []
+        hosted.images += pinned
+        hosted.saved = [snapshot.digest, snapshot.memory.sha256, snapshot.layers[-1].sha256]
+        hosted.state = "saved"
+        log.info("saved %s (%s) to move it: paused", hosted.id, hosted.service)
+        return snapshot
+
+    def resume(self, deployment_id: str) -> bool:
+        """A saved deployment runs again (its move did not happen); False if it was not saved."""
+        hosted = self._find(deployment_id)
+        if hosted.state != "saved":
+            return False
+        resume = getattr(self.backends[hosted.kind], "resume", None)
+        if resume is not None:
+            resume(hosted.handle)
+        hosted.state = "ready"
+        log.info("resumed %s (%s): it was not moved", hosted.id, hosted.service)
+        return True
+
+    def _find(self, deployment_id: str) -> Hosted:
+        with self._lock:
+            hosted = self._hosted.get(deployment_id)
+        if hosted is None:
+            raise InvalidRequest(f"no deployment {deployment_id[:80]!r} runs here")
+        return hosted
 
     def starting(self) -> list[Hosted]:
         with self._lock:
@@ -337,6 +356,7 @@ class HostProvider:
             "version": __version__,
             "cache": self.images.stats(),
             "terms": self.terms,
+            "snapshots": self.snapshots.store.stats(),
         }
 
     def shutdown(self, grace: float = 5.0) -> None:
@@ -345,46 +365,10 @@ class HostProvider:
         for deployment_id in list(self._hosted):
             self.undeploy(deployment_id, grace, reason="the host shut down")
         self.meter.close()
+        self.snapshots.close()
+        for backend in self.backends.values():
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
         if self._scratch:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
-
-
-def _check_qcow2(image: IncomingImage) -> None:
-    """A disk must be a qcow2 image: refused before it enters the cache if it is not."""
-    assert image.attachment is not None
-    if not is_qcow2(image.attachment.path):
-        raise InvalidPackage(f"the image {image.name!r} is not a qcow2 disk image")
-
-
-SCRATCH_PREFIX = "dynasoar-deployments-"
-
-
-def _clear_orphaned_scratch() -> None:
-    """Scratch directories of HPs that died without cleaning up (SIGKILL, a crash)."""
-    for directory in Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
-        try:
-            owner = int((directory / ".owner").read_text())
-            os.kill(owner, 0)
-        except ProcessLookupError:
-            shutil.rmtree(directory, ignore_errors=True)
-        except (OSError, ValueError):
-            continue  # not ours to judge: unreadable, or its owner is alive
-
-
-def _deployments_root(data: Path) -> tuple[Path, bool]:
-    """Where deployments live: ``DATA/deployments`` when sandboxed services can reach it
-    (every directory above it searchable by others; it lists nothing), else a scratch
-    directory of its own under the system's temporary directory. (Returns it and whether
-    it is scratch.)"""
-    directory = data / "deployments"
-    directory.mkdir(parents=True, exist_ok=True)
-    for path in (data, directory):
-        path.chmod(0o711)
-    if sandbox.unreachable(directory) is None:
-        return directory, False
-    _clear_orphaned_scratch()
-    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
-    scratch.chmod(0o711)
-    (scratch / ".owner").write_text(str(os.getpid()))
-    log.info("deployments live in %s: sandboxed services cannot reach %s", scratch, directory)
-    return scratch, True

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
+from pathlib import Path
 from typing import Any
 
 from spyne import (
@@ -21,7 +25,15 @@ from spyne import (
 from dynasoar import ns
 from dynasoar.errors import InvalidRequest
 from dynasoar.host.hosting import DeployRequest, HostProvider
-from dynasoar.service.attachments import attachment_of, incoming_images
+from dynasoar.host.snapshot_store import SnapshotStore
+from dynasoar.images import ImageRef
+from dynasoar.service.attachments import attachment_of, incoming_images, incoming_snapshot
+from dynasoar.service.snapshot_types import (
+    SnapshotModel,
+    SnapshotStatsModel,
+    snapshot_model,
+    snapshot_stats,
+)
 from dynasoar.service.spyne_port import SpynePort
 from dynasoar.service.types import (
     DeploymentLog,
@@ -34,6 +46,7 @@ from dynasoar.service.types import (
     image_cache,
     log_request,
 )
+from dynasoar.soap.mtom_writer import OutgoingAttachment
 
 
 class EndpointReferenceType(ComplexModel):  # type: ignore[misc]
@@ -77,6 +90,7 @@ class HostStatus(ComplexModel):  # type: ignore[misc]
     version = Unicode
     cache = ImageCache
     terms = HostTermsModel
+    snapshots = SnapshotStatsModel
 
 
 def _host(ctx: Any) -> HostProvider:
@@ -96,10 +110,23 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
         AnyXml(max_occurs="unbounded"),
         Unicode(min_occurs=0),
         Unicode(min_occurs=0),
+        AnyXml(min_occurs=0),
         _returns=(Unicode, EndpointReferenceType),
         _out_variable_names=("deploymentId", "endpoint"),
     )
-    def Deploy(ctx, service, version, kind, stateless, package, sha256, image, deploymentId, owner):  # type: ignore[no-untyped-def]
+    def Deploy(  # type: ignore[no-untyped-def]
+        ctx,
+        service,
+        version,
+        kind,
+        stateless,
+        package,
+        sha256,
+        image,
+        deploymentId,
+        owner,
+        snapshot,
+    ):
         if package is None:
             raise InvalidRequest("Deploy needs the package (an MTOM attachment)")
         attachment = attachment_of(ctx.udc, package)
@@ -113,6 +140,7 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
             images,
             deployment_id=deploymentId or None,
             owner=owner or None,
+            snapshot=incoming_snapshot(ctx.udc, snapshot) if snapshot is not None else None,
         )
         host = _host(ctx)
         hosted = host.deploy(request, attachment)
@@ -147,16 +175,53 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
     def Status(ctx):  # type: ignore[no-untyped-def]
         status = _host(ctx).status()
         status["cache"] = image_cache(status["cache"])  # type: ignore[arg-type]
+        status["snapshots"] = snapshot_stats(status["snapshots"])  # type: ignore[arg-type]
         status["terms"] = host_terms(status["terms"])  # type: ignore[arg-type]
         return HostStatus(**status)
 
     @rpc(
         Unicode(max_occurs="unbounded"),
-        _returns=Unicode(max_occurs="unbounded"),
-        _out_variable_name="held",
+        _returns=(Unicode(max_occurs="unbounded"), SnapshotModel.customize(max_occurs="unbounded")),
+        _out_variable_names=("held", "snapshot"),
     )
     def QueryImages(ctx, sha256):  # type: ignore[no-untyped-def]
-        return _host(ctx).images.query(sha256 or [])
+        host = _host(ctx)
+        snapshots = host.snapshots.store.image_snapshots()
+        return host.images.query(sha256 or []), [snapshot_model(s) for s in snapshots]
+
+    @rpc(
+        Required,
+        Unicode(max_occurs="unbounded"),
+        _returns=SnapshotModel,
+        _out_variable_name="snapshot",
+    )
+    def GetSnapshot(ctx, sha256, have):  # type: ignore[no-untyped-def]
+        """The snapshot, with the parts the requester does not ``have`` as attachments."""
+        store = _host(ctx).snapshots.store
+        snapshot = store.get(sha256 or "")
+        if snapshot is None or not store.complete(snapshot):
+            raise InvalidRequest(f"this host holds no snapshot sha256:{(sha256 or '')[:80]}")
+        held = {digest.strip().lower() for digest in have or []}
+        contents = {}
+        for number, part in enumerate(snapshot.parts):
+            if part.sha256 in held or part.sha256 in contents:
+                continue
+            cid = f"part{number}@dynasoar"
+            ctx.udc.outgoing.append(
+                OutgoingAttachment(cid, "application/octet-stream", _spooled(ctx, store, part))
+            )
+            contents[part.sha256] = cid
+        return snapshot_model(snapshot, contents)
+
+    @rpc(Required, _returns=SnapshotModel, _out_variable_name="snapshot")
+    def SaveState(ctx, deploymentId):  # type: ignore[no-untyped-def]
+        """Pause a VM deployment and save it, to move it: its state's descriptor (fetch the
+        parts with GetSnapshot). It stays paused until Resume or Undeploy."""
+        return snapshot_model(_host(ctx).save_state(deploymentId))
+
+    @rpc(Required, _returns=Boolean, _out_variable_name="resumed")
+    def Resume(ctx, deploymentId):  # type: ignore[no-untyped-def]
+        return _host(ctx).resume(deploymentId)
 
     @rpc(
         _returns=DeploymentUsage.customize(max_occurs="unbounded"),
@@ -190,6 +255,17 @@ class HostProviderService(ServiceBase):  # type: ignore[misc]
         cursors = log_request(tail, cursor)
         chunks = _host(ctx).logs.read(service, deployment or None, tail, cursors)
         return [deployment_log(chunk) for chunk in chunks]
+
+
+def _spooled(ctx: Any, store: SnapshotStore, part: ImageRef) -> Path:
+    """A link to a cached part in the call's spool: sent from there, deleted once sent, so
+    that an eviction meanwhile cannot cut the reply short."""
+    link = Path(ctx.udc.spool_dir) / f"reply-{uuid.uuid4().hex}"
+    try:
+        os.link(store.cache.path(part.sha256), link)
+    except OSError:
+        shutil.copyfile(store.cache.path(part.sha256), link)
+    return link
 
 
 def host_port() -> SpynePort:

@@ -77,21 +77,28 @@ def main(argv: list[str] | None = None) -> int:
     inner = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not inner:
         parser.error("no command to run")
-    for limit, value in (
-        (resource.RLIMIT_CPU, args.cpu),
-        (resource.RLIMIT_AS, args.memory),
-        (resource.RLIMIT_NOFILE, args.files),
-        (resource.RLIMIT_NPROC, args.procs),
-    ):
-        resource.setrlimit(limit, (value, value))
-    if args.uid is not None:
-        # Order matters: supplementary groups and gid while still root, the uid last.
-        os.setgroups([])
-        os.setgid(args.gid if args.gid is not None else args.uid)
-        os.setuid(args.uid)
-        os.umask(0o077)
+    take_identity(Limits(args.cpu, args.memory, args.files, args.procs), args.uid, args.gid)
     os.execv(inner[0], inner)
     return 127  # not reached
+
+
+def take_identity(limits: Limits, uid: int | None, gid: int | None = None) -> None:
+    """This process's limits, then (when given) its unprivileged identity: what a service
+    runs under. A pre-started runner takes it when handed a package, before it imports any of
+    the package's code (:mod:`dynasoar.host.warm`)."""
+    for limit, value in (
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_NPROC, limits.processes),
+    ):
+        resource.setrlimit(limit, (value, value))
+    if uid is not None:
+        # Order matters: supplementary groups and gid while still root, the uid last.
+        os.setgroups([])
+        os.setgid(gid if gid is not None else uid)
+        os.setuid(uid)
+        os.umask(0o077)
 
 
 if __name__ == "__main__":

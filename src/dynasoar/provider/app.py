@@ -37,6 +37,7 @@ from dynasoar.provider.leader import Leadership
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.logs import ServiceLogs
 from dynasoar.provider.metrics import ProviderMetrics, SpState
+from dynasoar.provider.moves import Mover
 from dynasoar.provider.page import StatusPage
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
@@ -46,6 +47,7 @@ from dynasoar.provider.reply_policy import ReplyDestinations
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.service_provider import ServiceProvider
 from dynasoar.provider.shipper import Shipper
+from dynasoar.provider.snapshots import SnapshotLibrary
 from dynasoar.provider.usage import Usage
 from dynasoar.serve import base_url_of, text, wants_wsdl
 from dynasoar.service.endpoint import (
@@ -121,6 +123,9 @@ class ProviderApp:
             repository.images,
             config.deploy_timeout,
             packages=repository.package_path,
+            snapshots=SnapshotLibrary(
+                self.registry, repository.images, host_client, data / "spool"
+            ),
         )
         self.deployer = Deployer(
             self.registry, self.hosts, shipper, LoadTracker(), self.deadlines, config.placement
@@ -132,8 +137,15 @@ class ProviderApp:
             grace=min(10.0, config.scaling.reconcile_interval),
         )
         self.hosts.on_up = self.reconciler.soon
+        mover = Mover(self.registry, self.hosts, self.deployer, host_client, data / "spool")
         self.provider = ServiceProvider(
-            data, self.registry, repository, self.hosts, self.deployer, config.keep_versions
+            data,
+            self.registry,
+            repository,
+            self.hosts,
+            self.deployer,
+            mover,
+            keep_versions=config.keep_versions,
         )
         images = repository.images
         self.metrics = ProviderMetrics(

@@ -25,6 +25,7 @@ from dynasoar.errors import (
     InvalidRequest,
     NoHostAvailable,
 )
+from dynasoar.provider.gates import MoveGates
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.placement import (
@@ -66,6 +67,8 @@ class Deployer(Placement):
         self._checks: set[asyncio.Task[None]] = set()
         #: Deployments retiring in this process (their "retiring" records are no leftovers).
         self.retiring: set[str] = set()
+        #: Where messages for deployments moving to another host wait (provider/moves.py).
+        self.gates = MoveGates()
         hosts.on_down = self.host_down
 
     # -- where a message goes ----------------------------------------------------------------
@@ -194,8 +197,8 @@ class Deployer(Placement):
                 return record
         if self._registry.deployments_of(service.name) and not service.stateless:
             raise InvalidRequest(
-                f"{service.name} is stateful: it runs once and is never replicated; undeploy it "
-                "first to move it"
+                f"{service.name} is stateful: it runs once and is never replicated; move it "
+                f"with its state (dynasoar move {service.name} --to {host})"
             )
         if self._registry.host(host) is None:
             await self._hosts.register(host)
@@ -327,30 +330,6 @@ class Deployer(Placement):
                 self._registry.remove_deployment(record.id)
             else:
                 self.lose(record, reason)
-
-    async def drain_host(self, address: str, deadline: float) -> int:
-        """Move ``address``'s stateless deployments elsewhere before it goes: a replica on
-        another host first (if there is none), then the route switches, then the old one ends
-        once its messages in flight are answered. Returns how many moved."""
-        self._hosts.set_state(address, "draining")
-        moved = 0
-        for record in self._registry.deployments():
-            service = self._registry.version(record.service, record.version)
-            if record.host != address or record.state != "ready" or service is None:
-                continue
-            if not service.stateless:
-                continue  # its state cannot move with it
-            replicas = [
-                d
-                for d in self._registry.deployments_of(service.name)
-                if d.version == record.version
-            ]
-            if all(d.host == address for d in replicas):
-                if await self.scale_out(service, exclude=frozenset({address})) is None:
-                    log.warning("%s found no other host to move to", record.service)
-            await self.retire(record, deadline)
-            moved += 1
-        return moved
 
     async def close(self) -> None:
         self._flight.cancel_all()

@@ -72,7 +72,7 @@ class HostDirectory:
         state = "draining" if before == "draining" else "up"
         record = HostRecord(
             address, state, figures.capacity, figures.deployments, figures.load, now(),
-            figures.cache, figures.terms,
+            figures.cache, figures.terms, figures.snapshots,
         )
         self._view(record)
         if before != state:
@@ -210,4 +210,5 @@ def _record(address: str, status: HostStatus, state: str) -> HostRecord:
         now(),
         status.cache,
         status.terms,
+        status.snapshots,
     )

@@ -48,6 +48,14 @@ class Placement:
     def _usable(self, record: DeploymentRecord) -> bool:
         raise NotImplementedError
 
+    def _need(
+        self,
+        service: ServiceRecord,
+        preferred: frozenset[str] | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Need:
+        raise NotImplementedError
+
     def lost_of(self, service: str) -> DeploymentRecord | None:
         raise NotImplementedError
 
@@ -140,6 +148,16 @@ class Placement:
         if not tried:  # by the figures in memory, no host fits: say why
             raise NoHostAvailable(_nowhere(service.name, self._hosts.placeable_views(), need))
         raise NoHostAvailable(_nowhere(service.name, answering, need, len(tried)))
+
+    async def places(self, service: ServiceRecord, exclude: frozenset[str]) -> list[str]:
+        """The hosts placement would choose for one more deployment of ``service``, best
+        first (none of ``exclude``): a few candidates from the figures in memory, checked
+        live (a move tries them in turn)."""
+        need = self._need(service, exclude=exclude)
+        policy = self._policies[service.placement.policy or self.default_policy]
+        candidates = self._candidates(policy, need, set())
+        live = await self._hosts.survey([v.address for v in candidates])
+        return [view.address for view in policy.order(eligible(live, need), need)]
 
     def _candidates(self, policy: Policy, need: Need, tried: set[str]) -> list[HostView]:
         """A few hosts worth a live check, from the figures in memory."""

@@ -16,6 +16,7 @@ from dynasoar.provider.port_types import (
     DeploymentInfo,
     HostInfo,
     HostStatus,
+    MoveInfo,
     RolloutInfo,
     ServiceInfo,
     TrafficShare,
@@ -23,6 +24,7 @@ from dynasoar.provider.port_types import (
     deployment_info,
     host_figures,
     host_info,
+    move_info,
     rollout_info,
     service_info,
     usage_row,
@@ -44,11 +46,14 @@ def _sp(ctx: Any) -> Any:
 
 def _service_info(ctx: Any, record: Any) -> ServiceInfo:
     registry = _sp(ctx).registry
+    library = _sp(ctx).deployer.shipper.snapshots
+    snapshot = library.of(record) if library is not None else None
     return service_info(
         record,
         len(registry.deployments_of(record.name)),
         registry.route(record.name),
         [v.version for v in registry.versions(record.name)],
+        (snapshot.digest, snapshot.size) if snapshot is not None else None,
     )
 
 
@@ -106,6 +111,16 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
     def Deploy(ctx, name, host):  # type: ignore[no-untyped-def]
         record = ctx.udc.run(_sp(ctx).deploy(name, host or None))
         return deployment_info(record, _sp(ctx).deployer.load)
+
+    @rpc(
+        Required, AnyUri(min_occurs=1, nillable=False), _returns=MoveInfo, _out_variable_name="move"
+    )
+    def Move(ctx, name, host):  # type: ignore[no-untyped-def]
+        return move_info(ctx.udc.run(_sp(ctx).move(name, host)))
+
+    @rpc(AnyUri(min_occurs=1, nillable=False), _returns=Integer, _out_variable_name="moved")
+    def DrainHost(ctx, address):  # type: ignore[no-untyped-def]
+        return ctx.udc.run(_sp(ctx).drain(address, ctx.udc.drain_timeout))
 
     @rpc(Required, AnyUri(min_occurs=0), _returns=Integer, _out_variable_name="undeployed")
     def Undeploy(ctx, name, host):  # type: ignore[no-untyped-def]

@@ -10,10 +10,13 @@ from spyne import AnyUri, Boolean, ComplexModel, Date, DateTime, Double, Integer
 from dynasoar import ns
 from dynasoar.images import CacheStats
 from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.moves import MoveOutcome
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Route, ServiceRecord, Traffic
 from dynasoar.provider.rollout import Outcome
 from dynasoar.provider.usage import BillRow
+from dynasoar.service.snapshot_types import SnapshotStatsModel, snapshot_stats
 from dynasoar.service.types import HostTermsModel, ImageCache, host_terms, image_cache
+from dynasoar.snapshots import SnapshotStats
 from dynasoar.terms import HostTerms
 
 
@@ -57,6 +60,29 @@ def usage_row(row: BillRow) -> UsageRow:
     )
 
 
+class MoveInfo(ComplexModel):  # type: ignore[misc]
+    __namespace__ = ns.DYN
+    service = Unicode
+    source = AnyUri
+    target = AnyUri
+    deployment = Unicode
+    seconds = Double
+    held = Double
+    bytes = Long
+
+
+def move_info(outcome: MoveOutcome) -> MoveInfo:
+    return MoveInfo(
+        service=outcome.service,
+        source=outcome.source,
+        target=outcome.target,
+        deployment=outcome.deployment,
+        seconds=round(outcome.seconds, 3),
+        held=round(outcome.held, 3),
+        bytes=outcome.bytes,
+    )
+
+
 class TrafficShare(ComplexModel):  # type: ignore[misc]
     __namespace__ = ns.DYN
     version = Unicode
@@ -85,6 +111,8 @@ class ServiceInfo(ComplexModel):  # type: ignore[misc]
     deployments = Integer
     share = TrafficShare.customize(max_occurs="unbounded")
     available = Unicode(max_occurs="unbounded")
+    snapshot = Unicode
+    snapshotBytes = Long
 
 
 class ConsumerCount(ComplexModel):  # type: ignore[misc]
@@ -120,6 +148,7 @@ class HostInfo(ComplexModel):  # type: ignore[misc]
     load = Double
     cache = ImageCache
     terms = HostTermsModel
+    snapshots = SnapshotStatsModel
 
 
 class HostStatus(ComplexModel):  # type: ignore[misc]
@@ -134,6 +163,7 @@ class HostStatus(ComplexModel):  # type: ignore[misc]
     version = Unicode
     cache = ImageCache
     terms = HostTermsModel
+    snapshots = SnapshotStatsModel
 
 
 def host_figures(address: str, status: HostStatus | None) -> HostRecord | None:
@@ -168,6 +198,11 @@ def host_figures(address: str, status: HostStatus | None) -> HostRecord | None:
         )
         if terms is not None
         else HostTerms(),
+        snapshots=SnapshotStats(
+            *(int(getattr(status.snapshots, n) or 0) for n in SnapshotStats.__dataclass_fields__)
+        )
+        if status.snapshots is not None
+        else None,
     )
 
 
@@ -191,6 +226,7 @@ def service_info(
     deployments: int,
     route: Route | None = None,
     available: list[str] | None = None,
+    snapshot: tuple[str, int] | None = None,
 ) -> ServiceInfo:
     return ServiceInfo(
         name=s.name,
@@ -203,6 +239,8 @@ def service_info(
         deployments=deployments,
         share=shares(route.traffic) if route is not None else [],
         available=available or [],
+        snapshot=snapshot[0] if snapshot else None,
+        snapshotBytes=snapshot[1] if snapshot else None,
     )
 
 
@@ -234,4 +272,5 @@ def host_info(h: HostRecord) -> HostInfo:
         load=h.load,
         cache=image_cache(h.cache),
         terms=host_terms(h.terms),
+        snapshots=snapshot_stats(h.snapshots),
     )

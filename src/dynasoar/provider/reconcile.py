@@ -4,6 +4,7 @@ what the registry holds for it.
     on the host, not in the registry   (ours: the Deploy named this SP as its owner) undeployed,
                                        after a short grace (at start at once)
     "ready" here, gone from the host   forgotten (stateless) or lost (stateful)
+    "ready" here, paused there         resumed (a move was cut short before the switch)
     "lost" here, still on the host     in use again, its state intact
     "deploying" here, no Deploy under way in this process
                                        a crash's leftover: removed, and undeployed on the host
@@ -68,6 +69,9 @@ class Reconciler:
         await asyncio.gather(*(one(a) for a in addresses))
 
     async def host(self, address: str, at_start: bool = False) -> None:
+        # The records as they were *before* the host's List: one that became ready while the
+        # List was on its way must not be judged by a List taken before it was deployed.
+        ours = [r for r in self._registry.deployments() if r.host == address]
         try:
             listed = await self._client.list_deployments(address, timeout=LIST_TIMEOUT)
         except DynasoarError as exc:
@@ -75,10 +79,12 @@ class Reconciler:
                 await self._probe_all(address, exc.reason)
             return
         on_host = {item.get("id", ""): item for item in listed}
-        ours = [r for r in self._registry.deployments() if r.host == address]
         for record in ours:
             await self._settle(record, on_host.get(record.id))
-        known = {r.id for r in ours}
+        # ...and what the host runs is ours if the registry knows it now.
+        known = {r.id for r in ours} | {
+            r.id for r in self._registry.deployments() if r.host == address
+        }
         now = time.monotonic()
         for deployment_id, item in on_host.items():
             key = (address, deployment_id)
@@ -111,8 +117,9 @@ class Reconciler:
         return deployer in self._registry.alive([deployer])
 
     async def _settle(self, record: DeploymentRecord, on_host: dict[str, str] | None) -> None:
-        if self._registry.deployment(record.id) is None:
-            return  # removed meanwhile
+        now = self._registry.deployment(record.id)
+        if now is None or now.state != record.state:
+            return  # removed or changed meanwhile: the next round judges it as it is then
         if record.state in ("deploying", "retiring") and self._elsewhere(record):
             return
         if record.state == "deploying":
@@ -134,9 +141,27 @@ class Reconciler:
                 await self._shipper.undeploy(record.host, record.id)
         elif record.state == "ready" and on_host is None:
             self._deployer.lose(record, f"its host {record.host} no longer runs it")
+        elif record.state == "ready" and (on_host or {}).get("state") == "saved":
+            gate = self._deployer.gates.get(record.id)
+            if gate is None or gate.is_open:  # paused for a move this SP is not making
+                await self._resume(record)
         elif record.state == "lost" and on_host is not None and on_host.get("state") == "ready":
             if self._registry.host_state(record.host) in ("up", "unknown", "draining"):
                 await self._deployer.revive(record)
+
+    async def _resume(self, record: DeploymentRecord) -> None:
+        """A guest left paused at its host by a move that was cut short (the SP stopped
+        between saving it and switching the route): it runs on there."""
+        try:
+            if await self._client.resume(record.host, record.id, timeout=LIST_TIMEOUT):
+                log.warning(
+                    "%s's deployment %s on %s was paused by a move that did not finish: resumed",
+                    record.service,
+                    record.id,
+                    record.host,
+                )
+        except DynasoarError as exc:
+            log.warning("could not resume %s on %s: %s", record.id, record.host, exc.reason)
 
     async def _probe_all(self, address: str, why: str) -> None:
         """At start, for a host that does not answer List: its deployments, one by one."""

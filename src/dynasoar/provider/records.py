@@ -14,6 +14,7 @@ from typing import Any
 
 from dynasoar.images import CacheStats, ImageRef
 from dynasoar.package import Placement
+from dynasoar.snapshots import SnapshotStats
 from dynasoar.terms import HostTerms
 
 SCHEMA = """
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS hosts (
     deployments INTEGER NOT NULL, load REAL NOT NULL, last_seen TEXT NOT NULL,
     cache_images INTEGER NOT NULL DEFAULT 0, cache_bytes INTEGER NOT NULL DEFAULT 0,
     cache_capacity INTEGER NOT NULL DEFAULT 0, cache_received INTEGER NOT NULL DEFAULT 0,
-    terms TEXT NOT NULL DEFAULT '{}', beat_deadline REAL NOT NULL DEFAULT 0
+    terms TEXT NOT NULL DEFAULT '{}', beat_deadline REAL NOT NULL DEFAULT 0,
+    snapshots TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS deployments (
     id TEXT PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL, host TEXT NOT NULL,
@@ -73,7 +75,7 @@ SERVICE_COLUMNS = (
 )
 HOST_COLUMNS = (
     "address, state, capacity, deployments, load, last_seen, "
-    "cache_images, cache_bytes, cache_capacity, cache_received, terms"
+    "cache_images, cache_bytes, cache_capacity, cache_received, terms, snapshots"
 )
 #: Columns added after a table was first created: (table, column, declaration).
 MIGRATIONS = [
@@ -92,6 +94,7 @@ MIGRATIONS = [
     ("deployments", "sha256", "TEXT NOT NULL DEFAULT ''"),
     ("deployments", "deployer", "TEXT NOT NULL DEFAULT ''"),
     ("hosts", "beat_deadline", "REAL NOT NULL DEFAULT 0"),
+    ("hosts", "snapshots", "TEXT NOT NULL DEFAULT '{}'"),
 ]
 DEPLOYMENT_COLUMNS = (
     "id, service, version, host, endpoint, state, created, deployed_for, reason, changed, sha256, "
@@ -144,6 +147,7 @@ class HostRecord:
     last_seen: datetime
     cache: CacheStats | None = None  # its VM image cache, as last reported
     terms: HostTerms = HostTerms()  # its price, sites and labels, as last reported
+    snapshots: SnapshotStats | None = None  # its VM snapshots, as last reported
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,7 @@ def host_row(h: HostRecord) -> tuple[object, ...]:
         h.last_seen.isoformat(),
         *_cache_columns(h.cache),
         json.dumps(h.terms.to_json()),
+        json.dumps(vars(h.snapshots) if h.snapshots is not None else {}),
     )
 
 
@@ -295,6 +300,7 @@ def host_of(r: Any) -> HostRecord:
         last_seen=datetime.fromisoformat(str(r[5])),
         cache=CacheStats(int(r[6]), int(r[7]), int(r[8]), int(r[9])) if r[8] else None,
         terms=HostTerms.from_json(json.loads(r[10])),
+        snapshots=SnapshotStats(**json.loads(r[11])) if r[11] and r[11] != "{}" else None,
     )
 
 

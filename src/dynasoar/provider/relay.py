@@ -76,6 +76,11 @@ class Relay:
         while True:
             deployment = ctx.deployment
             assert deployment is not None
+            gate = self._deployer.gates.get(deployment.id)
+            if gate is not None and not gate.stayed:  # moving, or moved: wait, go where it went
+                ctx.deployment = await gate.passage(ctx.remaining)
+                continue
+            # No await from here to load.begin: a move waits for what was counted.
             body = ctx.prefix if replayable else _body_stream(ctx.prefix, request.body)
             seconds = min(call_deadline - time.monotonic(), ctx.remaining)
             self._load.begin(deployment.id)

@@ -14,6 +14,7 @@ from dynasoar.images import IncomingImage
 from dynasoar.provider.catalog import Advertised, Catalog
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.hosts import HostDirectory
+from dynasoar.provider.moves import MoveOutcome, Mover
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry, ServiceRecord
 from dynasoar.provider.repository import Repository
 from dynasoar.provider.rollout import Rollouts
@@ -28,6 +29,7 @@ class ServiceProvider:
         repository: Repository,
         hosts: HostDirectory,
         deployer: Deployer,
+        mover: Mover,
         keep_versions: int = 5,
     ) -> None:
         self.data = data
@@ -35,6 +37,7 @@ class ServiceProvider:
         self.repository = repository
         self.hosts = hosts
         self.deployer = deployer
+        self.mover = mover
         self._catalog = Catalog(registry)
         #: Another SP changed a service's versions or route: the catalog reads it again.
         self.refresh_catalog = self._catalog.refresh
@@ -99,18 +102,32 @@ class ServiceProvider:
         return record, interval
 
     async def deregister_host(self, address: str, drain: bool, timeout: float) -> int:
-        """A host is going away. With ``drain``, its stateless deployments move elsewhere
-        first (returns how many moved); either way it then takes nothing new, its stateless
-        deployments are forgotten (calls in flight finish) and its stateful ones are lost."""
+        """A host is going away. With ``drain``, its deployments move elsewhere first (VM
+        guests with their state; returns how many moved); either way it then takes nothing new,
+        its stateless deployments are forgotten (calls in flight finish) and its stateful ones
+        are lost."""
         address = normalize(address)
         if self.registry.host(address) is None:
             raise UnknownHost(f"no host {address} is registered here")
         moved = 0
         if drain:
             deadline = asyncio.get_running_loop().time() + timeout
-            moved = await self.deployer.drain_host(address, deadline)
+            moved = await self.mover.drain(address, deadline)
         self.deployer.host_left(address, "its host deregistered (it was stopped)")
         return moved
+
+    async def move(self, name: str, host: str) -> MoveOutcome:
+        """Move ``name``'s deployment to ``host``; a VM guest with its state."""
+        self._service(name)
+        return await self.mover.move(name, host)
+
+    async def drain(self, address: str, timeout: float) -> int:
+        """Move everything off ``address``, which takes nothing new from now on (it stays
+        registered, draining, until it deregisters). Returns how many moved."""
+        address = normalize(address)
+        if self.registry.host(address) is None:
+            raise UnknownHost(f"no host {address} is registered here")
+        return await self.mover.drain(address, asyncio.get_running_loop().time() + timeout)
 
     async def refresh_hosts(self) -> list[HostRecord]:
         return await self.hosts.refresh()

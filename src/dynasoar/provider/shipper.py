@@ -14,7 +14,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from dynasoar.consumer.host_client import HostClient, PackageShipment, ShippedImage
+from dynasoar.consumer.host_client import (
+    HostClient,
+    PackageShipment,
+    ShippedImage,
+    ShippedSnapshot,
+)
 from dynasoar.errors import (
     Busy,
     DeploymentFailed,
@@ -22,11 +27,14 @@ from dynasoar.errors import (
     ImageNotHeld,
     InvalidPackage,
     InvalidRequest,
+    SnapshotIncompatible,
 )
 from dynasoar.http import ConnectionPool
 from dynasoar.images import ImageCache
 from dynasoar.provider.activity import ShipObserver, Unobserved
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord, now
+from dynasoar.provider.snapshots import SnapshotLibrary, key_of
+from dynasoar.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +51,12 @@ class Shipper:
         images: ImageCache,
         deploy_timeout: float,
         packages: Callable[[ServiceRecord], Path] | None = None,
+        snapshots: SnapshotLibrary | None = None,
     ) -> None:
         self._registry = registry
+        #: VM snapshots, shipped to hosts that have none of a package (they restore instead
+        #: of booting), learnt from the hosts that take them.
+        self.snapshots = snapshots
         self._client = client
         self._pool = pool
         self._images = images
@@ -60,8 +72,13 @@ class Shipper:
         self.observer: ShipObserver = Unobserved()
 
     async def ship(
-        self, host: str, service: ServiceRecord, consumer: str | None = None
+        self,
+        host: str,
+        service: ServiceRecord,
+        consumer: str | None = None,
+        state: ShippedSnapshot | None = None,
     ) -> DeploymentRecord:
+        """``state``: a moving guest's saved state, restored there (or the ship fails)."""
         started = time.monotonic()
         record = DeploymentRecord(
             id=uuid.uuid4().hex,
@@ -80,7 +97,7 @@ class Shipper:
         self._registry.note_service_host(service.name, host)  # its log stays there, failed or not
         self.in_progress.add(record.id)
         try:
-            endpoint = await self._deploy(host, service, record.id)
+            endpoint = await self._deploy(host, service, record.id, state)
             await self.probe(endpoint, timeout=max(1.0, self.deploy_timeout / 4))
         except asyncio.CancelledError:
             # This process is stopping: the "deploying" record stays, for the next start (or
@@ -106,51 +123,93 @@ class Shipper:
         )
         return ready
 
-    async def _deploy(self, host: str, service: ServiceRecord, deployment_id: str) -> str:
-        held = await self._held_by(host, service)
+    async def _deploy(
+        self,
+        host: str,
+        service: ServiceRecord,
+        deployment_id: str,
+        state: ShippedSnapshot | None = None,
+    ) -> str:
+        held, snapshot = await self._held_by(host, service, state is None)
         log.debug(
-            "shipping %s %s to %s: %d image(s) held there, %d sent",
+            "shipping %s %s to %s: %d image(s) held there, %d sent%s",
             service.name,
             service.version,
             host,
-            len(held),
-            len(service.images) - len(held),
+            len(set(held) & {i.sha256 for i in service.images}),
+            len([i for i in service.images if i.sha256 not in held]),
+            ", with a snapshot" if snapshot is not None or state is not None else "",
         )
         try:
-            _, endpoint = await self._client.deploy(
-                host,
-                self._shipment(service, held),
-                self.deploy_timeout,
-                deployment_id=deployment_id,
-                owner=self.owner,
-            )
+            return await self._send(host, service, deployment_id, held, snapshot, state)
         except ImageNotHeld:
             # The host evicted an image between our question and the Deploy: send them all.
-            held = set()
-            _, endpoint = await self._client.deploy(
-                host,
-                self._shipment(service, held),
-                self.deploy_timeout,
-                deployment_id=deployment_id,
-                owner=self.owner,
-            )
-        saved = sum(image.size for image in service.images if image.sha256 in held)
-        image_bytes = sum(image.size for image in service.images) - saved
+            return await self._send(host, service, deployment_id, set(), snapshot, state)
+        except SnapshotIncompatible as exc:
+            log.info("%s cannot restore %s's snapshot (%s): it boots", host, service.name, exc)
+            return await self._send(host, service, deployment_id, held, None)
+
+    async def _send(
+        self,
+        host: str,
+        service: ServiceRecord,
+        deployment_id: str,
+        held: set[str],
+        snapshot: Snapshot | None,
+        state: ShippedSnapshot | None = None,
+    ) -> str:
+        shipment = self._shipment(service, held, snapshot)
+        if state is not None:
+            shipment = replace(shipment, snapshot=state)
+        _, endpoint = await self._client.deploy(
+            host,
+            shipment,
+            self.deploy_timeout,
+            deployment_id=deployment_id,
+            owner=self.owner,
+        )
+        # Images and the snapshot's parts: what travelled, and what the host's cache saved.
+        parts = [*service.images, *(snapshot.parts if snapshot is not None else ())]
+        saved = sum(part.size for part in parts if part.sha256 in held)
+        image_bytes = sum(part.size for part in parts) - saved
         self.observer.shipped(service.size, image_bytes, saved)
+        if self.snapshots is not None and state is None:
+            self.snapshots.learn_later(host, service)
         return endpoint
 
-    async def _held_by(self, host: str, service: ServiceRecord) -> set[str]:
-        """The service's images the host already holds: those travel without content."""
+    async def _held_by(
+        self, host: str, service: ServiceRecord, snapshots: bool = True
+    ) -> tuple[set[str], Snapshot | None]:
+        """The service's images (and its snapshot's parts) the host already holds: those
+        travel without content; and the snapshot to ship, if the SP has one and the host has
+        none of its own of that package."""
         if not service.images:
-            return set()
+            return set(), None
+        ours = self.snapshots.of(service) if self.snapshots is not None and snapshots else None
         digests = [image.sha256 for image in service.images]
-        return await self._client.query_images(host, digests, timeout=30.0)
+        digests += [part.sha256 for part in ours.parts] if ours is not None else []
+        held, listed = await self._client.query_cache(host, digests, timeout=30.0)
+        if any(s.key == key_of(service) and s.kind == "image" for s in listed):
+            ours = None  # the host restores its own
+        return held, ours
 
-    def _shipment(self, service: ServiceRecord, held: set[str]) -> PackageShipment:
+    def _shipment(
+        self, service: ServiceRecord, held: set[str], snapshot: Snapshot | None = None
+    ) -> PackageShipment:
         images = tuple(
             ShippedImage(ref, None if ref.sha256 in held else self._images.path(ref.sha256))
             for ref in service.images
         )
+        shipped = None
+        if snapshot is not None:
+            shipped = ShippedSnapshot(
+                snapshot,
+                {
+                    p.sha256: self._images.path(p.sha256)
+                    for p in snapshot.parts
+                    if p.sha256 not in held
+                },
+            )
         return PackageShipment(
             service=service.name,
             version=service.version,
@@ -159,6 +218,7 @@ class Shipper:
             path=self._packages(service),
             sha256=service.sha256,
             images=images,
+            snapshot=shipped,
         )
 
     async def probe(self, endpoint: str, timeout: float) -> None:
@@ -192,6 +252,8 @@ class Shipper:
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        if self.snapshots is not None:
+            await self.snapshots.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -17,6 +17,7 @@ from lxml import etree
 from dynasoar import ns
 from dynasoar.errors import InvalidRequest, MalformedMessage
 from dynasoar.images import SHA256_RE, IncomingImage
+from dynasoar.snapshots import IncomingSnapshot, read_snapshot
 from dynasoar.soap.mtom import Attachment
 
 
@@ -85,3 +86,26 @@ def incoming_images(state: Any, elements: list[etree._Element] | None) -> list[I
             )
         images.append(IncomingImage(name, digest, attachment))
     return images
+
+
+def incoming_snapshot(state: Any, first: etree._Element) -> IncomingSnapshot:
+    """A Deploy's ``snapshot`` (dyn:Snapshot): the descriptor, its digest checked, and the
+    parts that came with it resolved to their attachments."""
+    # spyne hands an AnyXml element over as its first child: step back up to the snapshot.
+    parent = first.getparent()
+    element = first if parent is None or etree.QName(first).localname == "snapshot" else parent
+    received = read_snapshot(element)
+    parts = []
+    for ref in received.snapshot.parts:
+        content = received.contents.get(ref.sha256)
+        if content is None:
+            continue  # the host holds it (or says it does not: ImageNotHeld)
+        attachment = attachment_of(state, content)
+        if attachment.size != ref.size or attachment.sha256 != ref.sha256:
+            raise MalformedMessage(
+                f"the snapshot's {ref.name} arrived as {attachment.size} bytes with SHA-256 "
+                f"{attachment.sha256}, not {ref.size} bytes with {ref.sha256} as declared: it "
+                "was cut short or altered on the way"
+            )
+        parts.append(IncomingImage(ref.name, ref.sha256, attachment))
+    return IncomingSnapshot(received.snapshot, received.required, tuple(parts))

@@ -15,6 +15,7 @@ from typing import Any
 
 from dynasoar.errors import Busy, InvalidRequest, MalformedMessage, MustUnderstand
 from dynasoar.http import Request, Response
+from dynasoar.service.mtom_reply import mtom_response
 from dynasoar.service.spyne_port import CallState, SpynePort
 from dynasoar.soap import addressing, replies
 from dynasoar.soap.addressing_rules import EndpointRules, check_request, soap_action_of
@@ -300,6 +301,15 @@ class SignReply:
         if call.response is not None:
             return
         assert call.operation is not None
+        if call.state is not None and call.state.outgoing:  # files go along: MTOM
+            call.response = mtom_response(
+                self._security.sign_envelope(call.reply),
+                call.state.outgoing,
+                call.version,
+                call.operation.output_action,
+                getattr(call.state, "spool_dir", Path("/nonexistent")),
+            )
+            return
         call.response = Response(
             200,
             [("Content-Type", call.version.content_type(call.operation.output_action))],

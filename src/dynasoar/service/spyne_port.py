@@ -17,6 +17,7 @@ from spyne.server import ServerBase
 
 from dynasoar.errors import DynasoarError, InvalidRequest, MalformedMessage, ReceiverError
 from dynasoar.soap.envelope import SoapVersion
+from dynasoar.soap.mtom_writer import OutgoingAttachment
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class CallState:
     def __init__(self, **values: Any) -> None:
         #: What to do if the requester is gone before it hears the reply (see endpoint.py).
         self.undo: list[Callable[[], object]] = []
+        #: Files the reply carries as MTOM attachments (see mtom_reply.py).
+        self.outgoing: list[OutgoingAttachment] = []
         self.__dict__.update(values)
         self.error: DynasoarError | None = None
 

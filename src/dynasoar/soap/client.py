@@ -7,7 +7,8 @@ parameters go as MTOM attachments streamed from disk. Faults come back as ``Remo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from lxml import etree
 
@@ -16,6 +17,7 @@ from dynasoar.http import ConnectionPool
 from dynasoar.soap import addressing
 from dynasoar.soap.envelope import SoapVersion, build_envelope, parse_envelope, serialize
 from dynasoar.soap.faults import read_fault
+from dynasoar.soap.mtom import Attachment, MtomLimits, read_mtom
 from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
 from dynasoar.soap.security import Policy, sign
 
@@ -27,6 +29,8 @@ class Reply:
     body: etree._Element  # the Body's first child
     addressing: addressing.AddressingHeaders
     status: int
+    #: an MTOM reply's attachments, by Content-ID: files in the caller's spool, the caller's
+    attachments: dict[str, Attachment] = field(default_factory=dict)
 
 
 class SoapClient:
@@ -51,7 +55,11 @@ class SoapClient:
         attachments: Sequence[OutgoingAttachment] = (),
         headers: Sequence[etree._Element] = (),
         on_progress: Callable[[int, int], None] | None = None,
+        spool: Path | None = None,
+        reply_limits: MtomLimits | None = None,
     ) -> Reply:
+        """``spool``: where the attachments of an MTOM reply go (a reply with attachments is
+        accepted only when one is given), within ``reply_limits``."""
         request = addressing.AddressingHeaders(
             to=url, action=action, message_id=addressing.new_message_id(), present=True
         )
@@ -81,8 +89,22 @@ class SoapClient:
             response = await self._pool.request(
                 url, "POST", headers=http_headers, body=envelope, timeout=timeout
             )
-        data = await response.read_all(MAX_REPLY_BYTES)
-        return _reply(data, response.status, request, url, self.security)
+        media_type = (response.headers.get("content-type") or "").partition(";")[0]
+        if media_type.strip().lower() != "multipart/related":
+            data = await response.read_all(MAX_REPLY_BYTES)
+            return _reply(data, response.status, request, url, self.security)
+        if spool is None:
+            await response.aclose()
+            raise TransportError(f"{url} answered with attachments, which {action} has none of")
+        message = await read_mtom(
+            response.body, response.headers.get("content-type") or "", spool, reply_limits
+        )
+        try:
+            reply = _reply(message.root, response.status, request, url, self.security)
+        except BaseException:
+            message.close()
+            raise
+        return Reply(reply.body, reply.addressing, reply.status, message.attachments)
 
 
 def _reply(

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, TypeVar
+
+from dynasoar.errors import DynasoarError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -47,3 +56,30 @@ class KvmVerdicts:
             return self._boot_id_file.read_text(encoding="utf-8").strip()
         except OSError:
             return "unknown"
+
+
+def probe_boot(
+    verdicts: KvmVerdicts,
+    boot: Callable[[Literal["tcg", "kvm"], float], T],
+    deadline: float,
+    probe_seconds: float,
+) -> T:
+    """Boot under ``--accel auto``: KVM or TCG as the verdict says; without one yet, the probe.
+    ``boot(accel, deadline)`` boots and waits until the guest serves."""
+    verdict = verdicts.get()
+    if verdict is not None:
+        return boot("kvm" if verdict else "tcg", deadline)
+    # The probe: this very deployment, booted under KVM within a bound. If it serves, KVM
+    # works; if it does not but TCG then does, KVM does not. A package that fails under both
+    # says nothing about KVM, so nothing is remembered.
+    probe_deadline = min(deadline, time.monotonic() + probe_seconds)
+    try:
+        running = boot("kvm", probe_deadline)
+    except DynasoarError as exc:
+        log.warning("KVM probe boot failed (%s); using TCG", exc.reason.splitlines()[0])
+    else:
+        verdicts.put(True)
+        return running
+    running = boot("tcg", deadline)
+    verdicts.put(False)
+    return running

@@ -1,12 +1,16 @@
 """The libvirt backend: each VM package runs as a transient libvirt domain (QEMU, TCG by default)
 booted from a per-deployment qcow2 overlay, reachable on a 127.0.0.1 port forwarded into the
-guest, ready once the guest's endpoint answers its WSDL probe. The only module importing libvirt.
+guest, ready once the guest's endpoint answers its WSDL probe. The only module importing libvirt;
+what it does with guests (boot, restore a copy of a saved one, save, resume) is
+:class:`~.vm_backend.VmBackend`'s, this module's are the hypervisor's calls.
 
 How a caller uses it (the Host Provider)::
 
     backend = LibvirtBackend(uri, accel="tcg", scope=scope_for(data_dir))
     backend.clear_leftovers()      # at start: the domains a crashed run of this HP left behind
     started = backend.start(deployment_id, root, manifest, deadline, output=log, base_image=base)
+    saved = backend.capture(started.handle, pause=False)   # memory + disk (see vm_save)
+    copy = backend.restore(other_id, root2, manifest, deadline, restore, output=log2)
     backend.stop(started.handle, grace)
 
 ``root`` is the unpacked package; its files (or the image-cache files they link to) are only
@@ -20,84 +24,48 @@ For a manifest with ``[vm] base`` the package's disk is an overlay on that base:
 followed: the domain XML spells the whole chain out. Domains are named
 ``dynasoar-<scope>-<deployment id>``.
 
-Domains are started with ``VIR_DOMAIN_START_AUTODESTROY``: libvirt destroys them when the
-connection that created them closes, so a guest never outlives its Host Provider (killed, it
-leaves no domain running; ``clear_leftovers`` at the next start is for what is left anyway). The
-backend keeps that one connection open for as long as it runs; should it break (libvirtd
-restarted), its guests go with it and ``alive`` reports them dead.
+Domains are started with ``VIR_DOMAIN_START_AUTODESTROY`` (restored copies too): libvirt
+destroys them when the connection that created them closes, so a guest never outlives its Host
+Provider (killed, it leaves no domain running; ``clear_leftovers`` at the next start is for what
+is left anyway). The backend keeps that one connection open for as long as it runs; should it
+break (libvirtd restarted), its guests go with it and ``alive`` reports them dead.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import json
 import logging
-import os
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import libvirt
+import libvirt_qemu
 from lxml import etree
 
-from dynasoar.errors import DeploymentFailed, DynasoarError, InvalidRequest
-from dynasoar.host.backends import Started, vm_disk
+from dynasoar.errors import DeploymentFailed, DeploymentTimeout, DynasoarError
 from dynasoar.host.backends.kvm_probe import KvmVerdicts
-from dynasoar.host.backends.vm_domain import DYN_NS, Accel, DomainSpec, default_template, render
-from dynasoar.host.backends.vm_ready import console_tail, ensure_daemons, free_port, wait_ready
-from dynasoar.host.logstore import ServiceLog
-from dynasoar.package import Manifest, VmSection
+from dynasoar.host.backends.vm_backend import (
+    DEFAULT_CMDLINE,
+    KVM_PROBE_SECONDS,
+    AccelOption,
+    PortTaken,
+    VmBackend,
+)
+from dynasoar.host.backends.vm_domain import DYN_NS
+from dynasoar.host.backends.vm_layout import VmDeployment, scope_for
+from dynasoar.host.backends.vm_ready import ensure_daemons, unlink
+from dynasoar.host.backends.vm_save import StreamReader
 
 log = logging.getLogger(__name__)
 
-AccelOption = Literal["tcg", "kvm", "auto"]
-_ACCEL_NOTES: dict[Accel, str] = {
-    "tcg": "under TCG (emulation)",
-    "kvm": "under KVM (a paravirtual /dev/kvm hangs stock kernels: try --accel tcg)",
-}
-DEFAULT_CMDLINE = "console=ttyS0 quiet panic=-1"
-NAME_PREFIX = "dynasoar-"
-#: a KVM probe boot that has not served by then counts as failed (TCG boots in ~5 s here)
-KVM_PROBE_SECONDS = 15.0
-PORT_ATTEMPTS = 3
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # deployment ids and scopes: in names
+__all__ = ["AccelOption", "LibvirtBackend", "VmDeployment", "scope_for"]
 
 
-@dataclass
-class VmDeployment:
-    """The handle of a running VM deployment."""
-
-    domain: str
-    overlay: Path
-    console: Path  # the FIFOs' common name (without .in / .out)
-    endpoint: str
-    accel: Accel
-
-
-@dataclass(frozen=True)
-class _Boot:
-    """One deployment's boot, whichever accelerator it gets."""
-
-    deployment_id: str
-    name: str  # the domain's
-    root: Path
-    vm: VmSection
-    chain: tuple[Path, ...]  # the disk, top first: overlay, package disk, base
-    console: Path
-    output: ServiceLog
-
-
-def scope_for(data_dir: Path) -> str:
-    """A stable tag of one Host Provider (its data directory), part of its domains' names, so
-    that clearing leftovers never touches another HP's domains on the same libvirt."""
-    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
-
-
-class LibvirtBackend:
+class LibvirtBackend(VmBackend):
     name = "libvirt"
 
     def __init__(
@@ -113,70 +81,92 @@ class LibvirtBackend:
         kvm_probe_seconds: float = KVM_PROBE_SECONDS,
         listen: str = "127.0.0.1",
     ) -> None:
-        if accel not in ("tcg", "kvm", "auto"):
-            raise ValueError(f"accel must be tcg, kvm or auto, not {accel!r}")
-        if not _ID.match(scope):
-            raise ValueError(f"scope must be letters, digits and '-', not {scope!r}")
+        super().__init__(
+            accel=accel,
+            scope=scope,
+            base_images=base_images,
+            kernel_cmdline=kernel_cmdline,
+            template=template,
+            kvm_verdicts=kvm_verdicts,
+            kvm_probe_seconds=kvm_probe_seconds,
+            listen=listen,
+        )
         self.uri = uri
-        self.accel = accel
-        self.scope = scope
-        self._base_images = base_images
-        self._cmdline = kernel_cmdline
-        self._template = template or default_template()
-        self._kvm = kvm_verdicts or KvmVerdicts()
-        self._kvm_probe_seconds = kvm_probe_seconds
-        self._listen = listen  # where guests' ports are forwarded from
         self._conn: libvirt.virConnect | None = None
         self._lock = threading.Lock()
 
-    # -- the Backend protocol ------------------------------------------------------------------
+    # -- the hypervisor's part ------------------------------------------------------------------
 
-    def start(
-        self,
-        deployment_id: str,
-        root: Path,
-        manifest: Manifest,
-        deadline: float,
-        *,
-        output: ServiceLog,
-        base_image: Path | None = None,
-    ) -> Started:
-        vm = manifest.vm
-        if vm is None:
-            raise InvalidRequest(f"{manifest.name} is a {manifest.kind} package, not a VM image")
-        if not _ID.match(deployment_id):
-            raise InvalidRequest(f"unusable deployment id {deployment_id!r}")
-        root = root.absolute()
-        chain, size = self._disk_chain(root, vm, base_image)
-        overlay = root.parent / "overlay.qcow2"
-        vm_disk.create_overlay(overlay, chain[0], size)
-        boot = _Boot(
-            deployment_id=deployment_id,
-            name=self.domain_name(deployment_id),
-            root=root,
-            vm=vm,
-            chain=(overlay, *chain),
-            console=root.parent / "console",
-            output=output,
-        )
+    def _create_domain(self, xml: str, *, paused: bool) -> None:
+        flags = libvirt.VIR_DOMAIN_START_AUTODESTROY  # gone when this HP's connection is
+        if paused:
+            flags |= libvirt.VIR_DOMAIN_START_PAUSED
         try:
-            _console_fifos(boot.console, output)
-            running = self._boot(boot, deadline)
-        except BaseException:
-            _unlink(overlay)
-            raise
-        log.info("VM %s serving at %s (%s)", running.domain, running.endpoint, running.accel)
-        return Started(endpoint=running.endpoint, handle=running)
+            self._connection().createXML(xml, flags)
+        except libvirt.libvirtError as exc:
+            if "host forwarding" in str(exc):
+                raise PortTaken(str(exc)) from exc
+            raise DeploymentFailed(f"libvirt could not start the VM: {exc}") from exc
 
-    def stop(self, handle: object, grace: float) -> bool:
-        """Destroy (QEMU is killed: the overlay is about to be deleted, so there is nothing to
-        flush) and undefine the domain, then delete its overlay. ``grace`` is not needed.
-        Returns whether the guest had stopped by itself."""
-        assert isinstance(handle, VmDeployment)
-        by_itself = not self.alive(handle)
-        self._remove_domain(handle.domain)
-        _unlink(handle.overlay)
-        return by_itself
+    def _load(self, name: str, memory: Path, deadline: float) -> None:
+        """Hand QEMU (waiting with ``-incoming defer``) the memory stream on its monitor, as a
+        file descriptor, and wait until it has loaded it."""
+        domain = self._domain(name)
+        stream = StreamReader(memory)
+        try:
+            try:
+                libvirt_qemu.qemuMonitorCommandWithFiles(
+                    domain, _qmp("getfd", fdname="snapshot"), [stream.fd], 0
+                )
+            except libvirt.libvirtError as exc:
+                raise DeploymentFailed(f"QEMU's monitor refused the memory state: {exc}") from exc
+            finally:
+                stream.close()
+            self._incoming(domain, name, deadline)
+        finally:
+            stream.finish()
+
+    def _incoming(self, domain: libvirt.virDomain, name: str, deadline: float) -> None:
+        try:
+            _monitor(domain, "migrate-incoming", uri="fd:snapshot")
+            while True:
+                state = _monitor(domain, "query-migrate")
+                status = state.get("status")
+                if status == "completed":
+                    return
+                if status in ("failed", "cancelled"):
+                    raise DeploymentFailed(str(state.get("error-desc", status)))
+                if time.monotonic() >= deadline:
+                    raise DeploymentTimeout("the snapshot's memory did not load in time")
+                time.sleep(0.01)
+        except DeploymentFailed as exc:
+            # QEMU exits when a load fails; what it said is in the domain's log.
+            said = _qemu_log_tail(self.uri, name) or exc.reason
+            raise DeploymentFailed(f"QEMU could not load the snapshot's memory: {said}") from exc
+
+    def _save(self, name: str, snapshot: str, *, pause: bool) -> None:
+        """libvirt's external snapshot, without metadata (the domain is transient): a running
+        domain is paused while it is saved and runs on; a paused one stays paused."""
+        try:
+            domain = self._domain(name)
+            if pause:
+                domain.suspend()
+            domain.snapshotCreateXML(snapshot, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA)
+        except libvirt.libvirtError as exc:
+            raise DeploymentFailed(f"libvirt could not save the VM {name}: {exc}") from exc
+
+    def _resume(self, name: str) -> None:
+        try:
+            self._domain(name).resume()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:  # it was not paused
+                raise DeploymentFailed(f"libvirt could not resume {name}: {exc}") from exc
+
+    def _capabilities(self) -> str:
+        try:
+            return str(self._connection().getCapabilities())
+        except libvirt.libvirtError as exc:
+            raise DeploymentFailed(f"libvirt ({self.uri}) has no capabilities: {exc}") from exc
 
     def alive(self, handle: object) -> bool:
         assert isinstance(handle, VmDeployment)
@@ -202,7 +192,7 @@ class LibvirtBackend:
     def clear_leftovers(self) -> list[str]:
         """Destroy and undefine the domains of this scope that a previous run left behind (the
         HP crashed), deleting the overlays they record. Returns their names."""
-        prefix = f"{NAME_PREFIX}{self.scope}-"
+        prefix = self.domain_name("")
         try:
             domains = self._connection().listAllDomains(0)
         except libvirt.libvirtError as exc:
@@ -215,7 +205,7 @@ class LibvirtBackend:
             overlay = _recorded_overlay(domain)
             self._remove_domain(name)
             if overlay is not None:
-                _unlink(overlay)
+                unlink(overlay)
             cleared.append(name)
         if cleared:
             log.warning("removed %d VM deployment(s) left behind: %s", len(cleared), cleared)
@@ -243,115 +233,6 @@ class LibvirtBackend:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
 
-    def domain_name(self, deployment_id: str) -> str:
-        return f"{NAME_PREFIX}{self.scope}-{deployment_id}"
-
-    # -- steps ---------------------------------------------------------------------------------
-
-    def _disk_chain(
-        self, root: Path, vm: VmSection, base_image: Path | None
-    ) -> tuple[tuple[Path, ...], int]:
-        """The package's disk and, for an overlay package, the base it sits on (both only read),
-        and the disk's virtual size."""
-        disk = root / vm.disk
-        info = vm_disk.inspect(disk, "the disk")
-        vm_disk.check_package_disk(info, has_base=vm.base is not None)
-        if vm.base is None:
-            return (disk,), info.virtual_size
-        if base_image is None and self._base_images is not None:
-            base_image = self._base_images(vm.base)
-        if base_image is None or not base_image.is_file():
-            raise DeploymentFailed(
-                f"the disk is an overlay on base {vm.base}, which this host does not hold"
-                + (f" (not at {base_image})" if base_image is not None else "")
-            )
-        vm_disk.check_base(vm_disk.inspect(base_image, f"the base image {vm.base}"))
-        return (disk, base_image.absolute()), info.virtual_size
-
-    def _boot(self, boot: _Boot, deadline: float) -> VmDeployment:
-        if self.accel != "auto":
-            return self._boot_ready(boot, self.accel, deadline)
-        verdict = self._kvm.get()
-        if verdict is not None:
-            return self._boot_ready(boot, "kvm" if verdict else "tcg", deadline)
-        # The probe: this very deployment, booted under KVM within a bound. If it serves, KVM
-        # works; if it does not but TCG then does, KVM does not. A package that fails under both
-        # says nothing about KVM, so nothing is remembered.
-        probe_deadline = min(deadline, time.monotonic() + self._kvm_probe_seconds)
-        try:
-            running = self._boot_ready(boot, "kvm", probe_deadline)
-        except DynasoarError as exc:
-            log.warning("KVM probe boot failed (%s); using TCG", exc.reason.splitlines()[0])
-        else:
-            self._kvm.put(True)
-            return running
-        running = self._boot_ready(boot, "tcg", deadline)
-        self._kvm.put(False)
-        return running
-
-    def _boot_ready(self, boot: _Boot, accel: Accel, deadline: float) -> VmDeployment:
-        """Create the domain and wait for its endpoint; on any failure remove the domain."""
-        running = self._create(boot, accel)
-        try:
-            wait_ready(
-                running.endpoint,
-                deadline,
-                alive=lambda: self.alive(running),
-                describe=lambda: f"{_ACCEL_NOTES[accel]}; guest console: " + _console(boot.output),
-            )
-        except BaseException:
-            self._remove_quietly(running.domain)
-            raise
-        return running
-
-    def _create(self, boot: _Boot, accel: Accel) -> VmDeployment:
-        conn = self._connection()
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            port = free_port(self._listen)
-            try:
-                conn.createXML(
-                    render(self._spec(boot, accel, port), self._template),
-                    libvirt.VIR_DOMAIN_START_AUTODESTROY,  # gone when this HP's connection is
-                )
-            except libvirt.libvirtError as exc:
-                # Another process may have taken the port between our look and QEMU's bind.
-                if "host forwarding" in str(exc) and attempt < PORT_ATTEMPTS:
-                    continue
-                raise DeploymentFailed(
-                    f"libvirt could not start the VM {_ACCEL_NOTES[accel]}: {exc}"
-                ) from exc
-            endpoint = f"http://{self._listen}:{port}{boot.vm.path}"
-            return VmDeployment(boot.name, boot.chain[0], boot.console, endpoint, accel)
-        raise AssertionError("unreachable")
-
-    def _spec(self, boot: _Boot, accel: Accel, port: int) -> DomainSpec:
-        vm = boot.vm
-        return DomainSpec(
-            name=boot.name,
-            deployment_id=boot.deployment_id,
-            scope=self.scope,
-            accel=accel,
-            memory_mib=vm.memory_mib,
-            vcpus=vm.vcpus,
-            disk_chain=boot.chain,
-            kernel=boot.root / vm.kernel if vm.kernel else None,
-            initrd=boot.root / vm.initrd if vm.initrd else None,
-            cmdline=self._cmdline,
-            console=boot.console,
-            host_port=port,
-            guest_port=vm.port,
-            uid=os.getuid(),
-            gid=os.getgid(),
-            listen=self._listen,
-        )
-
-    def _remove_quietly(self, name: str) -> None:
-        """Cleanup on a failure path: the failure is what the caller needs to hear."""
-        try:
-            self._remove_domain(name)
-        except DynasoarError as exc:
-            log.error("could not remove the failed VM %s: %s", name, exc.reason)
-
     def _remove_domain(self, name: str) -> None:
         """Destroy (if running) and undefine (if persistent); a domain already gone is fine."""
         try:
@@ -372,12 +253,32 @@ class LibvirtBackend:
                     raise DeploymentFailed(f"libvirt could not remove {name}: {exc}") from exc
         _remove_qemu_log(self.uri, name)
 
+    def _domain(self, name: str) -> libvirt.virDomain:
+        try:
+            return self._connection().lookupByName(name)
+        except libvirt.libvirtError as exc:
+            raise DeploymentFailed(f"libvirt has no domain {name}: {exc}") from exc
+
     def _connection(self) -> libvirt.virConnect:
         with self._lock:
             if self._conn is not None and self._conn.isAlive():
                 return self._conn
             self._conn = _open(self.uri)
             return self._conn
+
+
+def _qmp(command: str, **arguments: object) -> str:
+    return json.dumps({"execute": command, "arguments": arguments})
+
+
+def _monitor(domain: libvirt.virDomain, command: str, **arguments: object) -> dict[str, Any]:
+    """A QMP command on the domain's monitor (libvirt passes it through); its return value."""
+    try:
+        answer = json.loads(libvirt_qemu.qemuMonitorCommand(domain, _qmp(command, **arguments), 0))
+    except (libvirt.libvirtError, ValueError) as exc:
+        raise DeploymentFailed(f"QEMU's monitor refused {command}: {exc}") from exc
+    returned = answer.get("return", {}) if isinstance(answer, dict) else {}
+    return returned if isinstance(returned, dict) else {}
 
 
 def _open(uri: str) -> libvirt.virConnect:
@@ -392,20 +293,6 @@ def _open(uri: str) -> libvirt.virConnect:
         ) from exc
 
 
-def _console_fifos(console: Path, output: ServiceLog) -> None:
-    """The guest's serial console: QEMU writes ``console.out`` and reads ``console.in`` (nothing
-    is ever typed into it). The pump holds ``console.out`` open for reading and writing, so it
-    sees no end when a QEMU goes (a KVM probe boot, then TCG) and reads until released."""
-    for end in (".in", ".out"):
-        os.mkfifo(f"{console}{end}", 0o600)
-    output.attach(os.open(f"{console}.out", os.O_RDWR | os.O_NONBLOCK))
-
-
-def _console(output: ServiceLog) -> str:
-    output.drain()
-    return console_tail(output.tail_bytes(800))
-
-
 def _recorded_overlay(domain: libvirt.virDomain) -> Path | None:
     """The overlay a domain of ours recorded in its metadata (see vm_domain)."""
     try:
@@ -417,15 +304,22 @@ def _recorded_overlay(domain: libvirt.virDomain) -> Path | None:
     return path if path is not None and path.name == "overlay.qcow2" else None
 
 
+def _qemu_log_tail(uri: str, name: str) -> str:
+    """The last lines QEMU wrote to its log (libvirtd keeps one per domain), on one line."""
+    if not uri.startswith("qemu:///system"):
+        return ""
+    try:
+        text = (Path("/var/log/libvirt/qemu") / f"{name}.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [line for line in text.splitlines()[-20:] if "qemu-system" in line]
+    return " | ".join(line.partition("qemu-system")[2].partition(": ")[2] for line in lines[-3:])
+
+
 def _remove_qemu_log(uri: str, name: str) -> None:
     """libvirtd keeps a log per domain name; a deployment's is of no use once it is gone."""
     if uri.startswith("qemu:///system"):
-        _unlink(Path("/var/log/libvirt/qemu") / f"{name}.log")
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+        unlink(Path("/var/log/libvirt/qemu") / f"{name}.log")
 
 
 def _silence_default_handler(_ctx: object, _error: object) -> None:

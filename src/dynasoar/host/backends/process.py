@@ -1,5 +1,8 @@
 """The process backend: each code package runs as its own OS process on its own port
-(``python -m dynasoar.host.runner``), ready once its endpoint answers a probe.
+(``python -m dynasoar.host.runner``), ready once its endpoint answers a probe. With a runner
+pool (:mod:`.runner_pool`), a pre-started runner is handed the package instead of a fresh
+process being started: the same sandbox (it takes its identity and limits before it imports
+the package), the same pipes.
 
 The runner reports readiness (or why it could not start) on a pipe of its own; its stdout and
 stderr share another pipe, which the log pump drains into the deployment's log, so a service
@@ -24,6 +27,7 @@ from urllib.parse import urlsplit
 from dynasoar.errors import DeploymentFailed, DeploymentTimeout
 from dynasoar.host import sandbox
 from dynasoar.host.backends import Started
+from dynasoar.host.backends.runner_pool import RunnerPool
 from dynasoar.host.logstore import ServiceLog
 from dynasoar.host.package_errors import scrub
 from dynasoar.host.runner import FAILED, LISTENING
@@ -59,7 +63,9 @@ def runner_command(root: Path, manifest: Manifest, host: str = "127.0.0.1") -> l
 class ProcessBackend:
     name = "process"
 
-    def __init__(self, host: str = "127.0.0.1", limits: sandbox.Limits | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", limits: sandbox.Limits | None = None, warm: int = 0
+    ) -> None:
         self._host = host
         self._limits = limits or sandbox.Limits()
         #: As root, every deployment runs as a user of its own; otherwise only under limits.
@@ -74,6 +80,8 @@ class ProcessBackend:
                     "run scripts/sandbox-access.sh (make install does) or run the HP unprivileged"
                 )
         self._uids: dict[str, int] = {}
+        #: Pre-started runners (``warm`` of them kept ready); none: every start is a fresh one.
+        self.pool = RunnerPool(warm, _service_environment()) if warm > 0 else None
 
     def start(
         self,
@@ -89,20 +97,9 @@ class ProcessBackend:
         uid = self._sandbox_user(deployment_id, root.parent)
         ready, ready_w = os.pipe()
         pipe, pipe_w = os.pipe()
-        inner = [
-            *runner_command(root, manifest, self._host),
-            "--parent-pid", str(os.getpid()), "--ready-fd", str(ready_w),
-        ]  # fmt: skip
         try:
-            process = subprocess.Popen(
-                sandbox.command(inner, self._limits, uid),
-                stdin=subprocess.DEVNULL,
-                stdout=pipe_w,
-                stderr=pipe_w,
-                pass_fds=(ready_w,),
-                cwd=root,
-                start_new_session=True,
-                env=_service_environment(),
+            process = self._warm(root, manifest, uid, pipe_w, ready_w) or self._spawn(
+                root, manifest, uid, pipe_w, ready_w
             )
         except BaseException:
             os.close(ready)
@@ -122,6 +119,54 @@ class ProcessBackend:
         finally:
             os.close(ready)
         return Started(endpoint=endpoint, handle=running)
+
+    def _spawn(
+        self, root: Path, manifest: Manifest, uid: int | None, pipe_w: int, ready_w: int
+    ) -> subprocess.Popen[bytes]:
+        """A fresh runner process, through the sandbox launcher."""
+        inner = [
+            *runner_command(root, manifest, self._host),
+            "--parent-pid", str(os.getpid()), "--ready-fd", str(ready_w),
+        ]  # fmt: skip
+        return subprocess.Popen(
+            sandbox.command(inner, self._limits, uid),
+            stdin=subprocess.DEVNULL,
+            stdout=pipe_w,
+            stderr=pipe_w,
+            pass_fds=(ready_w,),
+            cwd=root,
+            start_new_session=True,
+            env=_service_environment(),
+        )
+
+    def _warm(
+        self, root: Path, manifest: Manifest, uid: int | None, pipe_w: int, ready_w: int
+    ) -> subprocess.Popen[bytes] | None:
+        """A pre-started runner handed the package, if the pool has one ready."""
+        runner = self.pool.take() if self.pool is not None else None
+        if runner is None:
+            return None
+        assert manifest.code is not None
+        order = {
+            "root": str(root),
+            "app": manifest.code.app,
+            "wsdl": str(root / manifest.wsdl),
+            "host": self._host,
+            "uid": uid,
+            "limits": vars(self._limits),
+        }
+        try:
+            runner.hand_over(order, pipe_w, ready_w)
+        except OSError as exc:  # it died meanwhile: a fresh one instead
+            log.warning("a pre-started runner could not take the package: %s", exc)
+            runner.discard()
+            return None
+        log.info("%s handed to pre-started runner %d", manifest.name, runner.process.pid)
+        return runner.process
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
     def _await_listening(self, ready: int, running: ServiceProcess, deadline: float) -> str:
         """The runner's report: its endpoint, or why it could not start."""

@@ -49,6 +49,11 @@ class DomainSpec:
     gid: int
     #: the host address the guest's port is forwarded from (where the SP reaches it)
     listen: str = "127.0.0.1"
+    #: a copy restored from a snapshot: the snapshot's machine type (the template's otherwise),
+    #: its own VM generation ID, and QEMU waiting for the memory state (``-incoming defer``)
+    machine: str | None = None
+    genid: str | None = None
+    incoming: bool = False
 
 
 def render(spec: DomainSpec, template: Path) -> str:
@@ -91,6 +96,19 @@ def _fill(root: etree._Element, spec: DomainSpec) -> None:
         "value",
         f"user,id=n0,restrict=on,hostfwd=tcp:{spec.listen}:{spec.host_port:d}-:{spec.guest_port:d}",
     )
+    _fill_restore(root, spec)
+
+
+def _fill_restore(root: etree._Element, spec: DomainSpec) -> None:
+    if spec.machine is not None:
+        _one(root, "os/type").set("machine", spec.machine)
+    genid = root.find("genid")
+    if genid is not None and spec.genid is not None:
+        genid.text = spec.genid
+    if spec.incoming:
+        commandline = _one(root, f"{{{QEMU_NS}}}commandline")
+        for value in ("-incoming", "defer"):
+            etree.SubElement(commandline, f"{{{QEMU_NS}}}arg", value=value)
 
 
 def _fill_boot(os_element: etree._Element, spec: DomainSpec) -> None:

@@ -1,18 +1,23 @@
 """What the libvirt backend needs around a guest, without libvirt: the libvirt daemons started,
-a free loopback port for the forward, the readiness probe, and the guest console's tail."""
+a free loopback port for the forward, the readiness probe, and the guest console (its FIFOs,
+its tail)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
 import re
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from dynasoar.errors import DeploymentFailed, DeploymentTimeout
+from dynasoar.host.logstore import ServiceLog
 from dynasoar.paths import SOURCE_ROOT
 
 START_SCRIPT = SOURCE_ROOT / "scripts" / "start-libvirt.sh"
@@ -99,3 +104,22 @@ def console_tail(raw: bytes) -> str:
     text = _ANSI.sub(b"", raw).decode("utf-8", "replace").replace("\r", "")
     lines = [line.strip() for line in text.split("\n") if line.strip()]
     return " | ".join(lines) or "(the guest printed nothing)"
+
+
+def console_fifos(console: Path, output: ServiceLog) -> None:
+    """The guest's serial console: QEMU writes ``console.out`` and reads ``console.in`` (nothing
+    is ever typed into it). The pump holds ``console.out`` open for reading and writing, so it
+    sees no end when a QEMU goes (a KVM probe boot, then TCG) and reads until released."""
+    for end in (".in", ".out"):
+        os.mkfifo(f"{console}{end}", 0o600)
+    output.attach(os.open(f"{console}.out", os.O_RDWR | os.O_NONBLOCK))
+
+
+def console_text(output: ServiceLog) -> str:
+    output.drain()
+    return console_tail(output.tail_bytes(800))
+
+
+def unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
