@@ -18,7 +18,7 @@ from dynasoar.soap.client import SoapClient
 T = TypeVar("T")
 
 
-def _with_client(work: Callable[[HostClient], Awaitable[T]]) -> T:
+def with_host_client(work: Callable[[HostClient], Awaitable[T]]) -> T:
     async def run() -> T:
         pool = ConnectionPool()
         try:
@@ -31,13 +31,13 @@ def _with_client(work: Callable[[HostClient], Awaitable[T]]) -> T:
 
 def hosted(hp: str) -> dict[str, dict[str, str]]:
     """The host's deployments (starting ones too), by id."""
-    listed = _with_client(lambda client: client.list_deployments(hp, timeout=30))
+    listed = with_host_client(lambda client: client.list_deployments(hp, timeout=30))
     return {item["id"]: item for item in listed}
 
 
 def host_usage(hp: str) -> list[DeploymentUsage]:
     """What the host says its deployments consumed."""
-    return _with_client(lambda client: client.usage(hp, timeout=30))
+    return with_host_client(lambda client: client.usage(hp, timeout=30))
 
 
 def deploy_directly(
@@ -54,7 +54,7 @@ def deploy_directly(
         path=upload.archive,
         sha256=sha256_file(upload.archive),
     )
-    deployed = _with_client(
+    deployed = with_host_client(
         lambda client: client.deploy(hp, shipment, 120, deployment_id=deployment_id, owner=owner)
     )
     return deployed[0]

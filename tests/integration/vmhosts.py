@@ -4,13 +4,11 @@ Deploy with a snapshot and for GetSnapshot's MTOM reply)."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.request import Request, urlopen
 
 import pytest
@@ -24,16 +22,15 @@ from dynasoar.consumer.host_client import (
     ShippedSnapshot,
 )
 from dynasoar.consumer.publish import prepare
-from dynasoar.http import ConnectionPool
 from dynasoar.images import sha256_file
 from dynasoar.snapshots import Snapshot
-from dynasoar.soap.client import SoapClient
+
+from .hosted import with_host_client
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "deploy" / "services" / "vm-echo" / "build"
 FULL = BUILD / "vm-echo"
 COUNTER = ROOT / "deploy" / "services" / "vm-counter" / "build" / "vm-counter"
-T = TypeVar("T")
 ECHO = "urn:dynasoar:samples:echo"
 WSA = "http://www.w3.org/2005/08/addressing"
 
@@ -66,17 +63,6 @@ def wait_for_snapshot(hp: str, timeout: float = 60.0) -> Any:
     raise AssertionError(f"{hp} kept no snapshot within {timeout} s")
 
 
-def run(work: Callable[[HostClient], Awaitable[T]]) -> T:
-    async def main() -> T:
-        pool = ConnectionPool()
-        try:
-            return await work(HostClient(SoapClient(pool)))
-        finally:
-            await pool.close()
-
-    return asyncio.run(main())
-
-
 def fetch_snapshot(hp: str, spool: Path) -> tuple[Snapshot, dict[str, Path]]:
     """The (only) snapshot ``hp`` holds, with every part as a file in ``spool``."""
 
@@ -85,7 +71,7 @@ def fetch_snapshot(hp: str, spool: Path) -> tuple[Snapshot, dict[str, Path]]:
         (snapshot,) = listed
         return await client.get_snapshot(hp, snapshot.digest, set(), spool, timeout=120)
 
-    return run(fetch)
+    return with_host_client(fetch)
 
 
 def ship(
@@ -108,7 +94,7 @@ def ship(
             images=tuple(ShippedImage(ref, path) for ref, path in upload.images),
             snapshot=snapshot,
         )
-        return run(lambda client: client.deploy(hp, shipment, 180.0))
+        return with_host_client(lambda client: client.deploy(hp, shipment, 180.0))
 
 
 def echo(endpoint: str, text: str) -> tuple[str, str]:
