@@ -115,6 +115,45 @@ def test_access_lines_made_on_a_loop_are_written_once_per_turn() -> None:
     ]  # ... and written, in order
 
 
+def test_access_lines_coming_faster_than_one_write_each_are_gathered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first line after a quiet spell goes out at the end of its turn; the lines right
+    after it wait for the next write (GATHER_SECONDS later, or whenever logging flushes), and
+    go out together, in order."""
+    writes: list[str] = []
+
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return super().write(text)
+
+    out = Stream()
+    configure(stream=out)
+    monkeypatch.setattr(logsetup, "GATHER_SECONDS", 3600.0)  # no write comes by the clock
+    log = logging.getLogger(ACCESS_LOGGER)
+
+    async def lines() -> list[str]:
+        access(log, Line(n=0))
+        await asyncio.sleep(0)
+        seen = [out.getvalue()]
+        for n in (1, 2):
+            access(log, Line(n=n))
+            await asyncio.sleep(0)
+            seen.append(out.getvalue())
+        return seen
+
+    after_0, after_1, after_2 = asyncio.run(lines())
+    assert after_0.endswith(" n=0\n") and after_1 == after_2 == after_0
+    logging.getLogger().handlers[0].flush()  # as logging does at exit
+    assert [line.rpartition(" ")[2] for line in out.getvalue().splitlines()] == [
+        "n=0",
+        "n=1",
+        "n=2",
+    ]
+    assert len(writes) == 2  # n=1 and n=2 in one write
+
+
 def test_pending_access_lines_are_written_when_the_process_ends() -> None:
     program = (
         "import asyncio, logging\n"

@@ -18,6 +18,9 @@ from urllib.parse import unquote, urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+#: Answers of :meth:`OwnAddresses.names` kept (every message asks about the same few URLs;
+#: the URLs are the consumers' text, so the cache is cleared when full).
+_KEPT_ANSWERS = 1024
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,11 @@ class OwnAddresses:
         self.public = [Base.parse(url) for url in public]
         self._listening: Base | None = None
         self._local_names: frozenset[str] | None = None
+        self._answers: dict[tuple[str, str], bool] = {}
 
     def listening(self, url: str) -> None:
         self._listening = Base.parse(url)
+        self._answers.clear()
 
     @property
     def bases(self) -> list[Base]:
@@ -66,6 +71,16 @@ class OwnAddresses:
     def names(self, url: str, path: str) -> bool:
         """Does ``url`` (a wsa:To) name the endpoint at ``path`` of this actor? Its query and
         fragment do not matter; a trailing slash does not either."""
+        key = (url, path)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._names(url, path)
+            if len(self._answers) >= _KEPT_ANSWERS:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
+
+    def _names(self, url: str, path: str) -> bool:
         try:
             to = Base.parse(url.split("?", 1)[0].split("#", 1)[0])
         except ValueError:

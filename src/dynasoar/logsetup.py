@@ -25,6 +25,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol, TextIO
 
 ACCESS_LOGGER = "dynasoar.access"
+#: Access lines made less than this long after the last write wait for the next one, at most
+#: this long: under load one write per turn of the loop is a system call per message.
+GATHER_SECONDS = 0.02
 #: Consumer-given text (message ids, service names from a URL) is cut to this many characters.
 MAX_FIELD = 200
 
@@ -44,6 +47,8 @@ class _Handler(logging.StreamHandler[TextIO]):
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self.pending: list[str] = []
+        #: When pending lines were last written (time.monotonic()).
+        self.written_at = 0.0
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.pending:
@@ -56,6 +61,7 @@ class _Handler(logging.StreamHandler[TextIO]):
             if self.pending:
                 text = "\n".join(self.pending) + "\n"
                 self.pending.clear()
+                self.written_at = time.monotonic()
                 try:
                     self.stream.write(text)
                 except (OSError, ValueError):  # nobody reads the log any more
@@ -70,8 +76,10 @@ class _Handler(logging.StreamHandler[TextIO]):
 class _Sink:
     """Access lines written straight to the log's stream, formatted as its other lines are:
     making a logging.LogRecord per message would cost more than the rest of the line. Lines
-    made on an event loop are gathered and written once per turn of the loop (one write for
-    all the messages answered in that turn), so none waits longer than that turn."""
+    made on an event loop are gathered and written at the end of the loop's turn (one write
+    for all the messages answered in that turn); when lines come faster than one write every
+    GATHER_SECONDS, the next write waits until then (one write for all the lines made
+    meanwhile), so none waits longer than that."""
 
     def __init__(self, handler: _Handler, json_lines: bool) -> None:
         self.handler = handler
@@ -92,17 +100,21 @@ class _Sink:
         else:
             text = f"{iso_time(now)} {logging.getLevelName(level)} {ACCESS_LOGGER}: {line}"
         handler = self.handler
-        handler.acquire()  # other threads' lines flush the pending ones
-        try:
+        assert handler.lock is not None
+        with handler.lock:  # other threads' lines flush the pending ones
             handler.pending.append(text)
             first = len(handler.pending) == 1
-        finally:
-            handler.release()
         if first:
             try:
-                asyncio.get_running_loop().call_soon(self.handler.flush)
+                loop = asyncio.get_running_loop()
             except RuntimeError:  # not on an event loop: now
                 self.handler.flush()
+                return
+            wait = handler.written_at + GATHER_SECONDS - time.monotonic()
+            if wait > 0:
+                loop.call_later(wait, handler.flush)
+            else:
+                loop.call_soon(handler.flush)
 
 
 _sink: _Sink | None = None

@@ -19,6 +19,7 @@ import errno
 import gc
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -72,9 +73,13 @@ class Outcome:
     restart: socket.socket | None = None
 
 
+#: A Host field with one of these is not a host[:port] (it is asked once per request).
+_NOT_A_HOST = re.compile(r"[/\\@ \t]")
+
+
 def base_url_of(host_header: str | None, fallback: str) -> str:
     """The server's URL as the client addressed it (for addresses written into WSDLs)."""
-    if host_header and all(c not in host_header for c in "/\\@ \t"):
+    if host_header and _NOT_A_HOST.search(host_header) is None:
         return f"{fallback.partition('://')[0]}://{host_header}"
     return fallback
 

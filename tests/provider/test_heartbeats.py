@@ -91,6 +91,25 @@ def test_a_beat_heard_before_a_host_left_does_not_bring_it_back(registry: Regist
     assert [(h.state, h.deployments) for h in registry.hosts()] == [("up", 2)]
 
 
+def test_a_restarted_sp_gives_hosts_time_to_beat_again(registry: Registry) -> None:
+    for address in ("http://hp1", "http://hp2"):
+        registry.put_host(host(address))
+    before = Heartbeats(registry, host_timeout=0.2)  # the SP before its restart
+    before.beat("http://hp1", 0.05)
+    before.beat("http://hp2", 0.05)
+    before.flush()
+    time.sleep(0.3)  # both deadlines pass while no SP listens
+    after = Heartbeats(registry, host_timeout=0.2)
+    after.listening()
+    assert after.overdue() == []  # not their fault: they could not beat
+    after.beat("http://hp1", 0.05)  # hp1 beats again, then falls silent
+    after.flush()
+    time.sleep(0.3)
+    assert [a for a, _ in after.overdue()] == ["http://hp1"]  # judged by its own beat here
+    after.judge_from = time.time()  # hp2 had its time (host timeout + a retry) and never came
+    assert sorted(a for a, _ in after.overdue()) == ["http://hp1", "http://hp2"]
+
+
 def test_beats_heard_while_the_registry_is_away_are_kept() -> None:
     server = PostgresServer.create()  # its own: this test stops it
     try:

@@ -25,6 +25,9 @@ _OWNED = frozenset(
     }
 )
 _OWNED_LENGTHS = frozenset(len(name) for name in _OWNED)
+#: Field names asked for with Headers.get, as the lower-case bytes they are compared as.
+_KEYS: dict[str, bytes] = {}
+_KEPT_KEYS = 256
 
 # Flags reported by encode_fields about what the caller's fields contained.
 HAS_HOST = 1
@@ -85,7 +88,11 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, else ``default``."""
-        key = name.lower().encode("latin-1")
+        key = _KEYS.get(name)
+        if key is None:
+            key = name.lower().encode("latin-1")
+            if len(_KEYS) < _KEPT_KEYS:  # the names asked for are few: the code's own
+                _KEYS[name] = key
         size = len(key)
         for field, value in self._raw:
             if len(field) == size and field.lower() == key:

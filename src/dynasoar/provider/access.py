@@ -90,9 +90,12 @@ class MessageLine:
         self.client = client
 
     def __str__(self) -> str:
+        # Byte counts are ints or None: written as logfmt would, without a call each.
+        received = "-" if self.received is None else self.received
+        sent = "-" if self.sent is None else self.sent
         return (
             f"id={logfmt(self.message_id)} {self.part} soap={self.soap} status={self.status} "
-            f"fault={self.fault or '-'} in={logfmt(self.received)} out={logfmt(self.sent)} "
+            f"fault={self.fault or '-'} in={received} out={sent} "
             f"ms={self.ms:.3f} cold={int(self.cold)} retried={int(self.retried)} "
             f"client={self.client or '-'}"
         )

@@ -275,6 +275,7 @@ class ProviderApp:
         self.registry.on_route_change.append(self._route_changed)
         self.registry.on_host_change.append(self._host_changed)
         self.registry.follow()
+        self.heartbeats.listening()
         self.leadership.look()  # the control loop starts now, if this SP leads
         self._leading = asyncio.create_task(self.leadership.run())
         self._following = asyncio.create_task(self._follow_hosts())

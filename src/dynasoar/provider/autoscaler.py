@@ -18,7 +18,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-from dynasoar.beats import RETRY_CEILING
 from dynasoar.errors import RegistryUnavailable
 from dynasoar.provider.catalog import Advertised
 from dynasoar.provider.deployer import Deployer
@@ -71,13 +70,11 @@ class Autoscaler:
         self._scaling: dict[str, asyncio.Task[object]] = {}
         self.heartbeats = heartbeats or Heartbeats(registry, scaling.host_timeout)
         #: No host is judged before this (monotonic): beats other SPs heard while this one did
-        #: not lead, or while the registry could not be reached, reach it first; and hosts
-        #: whose beats failed while no SP listened (this one restarting) beat again (a host
-        #: tries again within RETRY_CEILING).
+        #: not lead, or while the registry could not be reached, reach it first.
         self._judge_from = 0.0
 
     async def run(self) -> None:
-        self._judge_from = time.monotonic() + self.scaling.host_timeout + RETRY_CEILING
+        self._judge_from = time.monotonic() + self.scaling.host_timeout
         try:
             while True:
                 await asyncio.sleep(self.scaling.interval)

@@ -15,7 +15,9 @@ whole path of a message to ``/services/NAME``:
     reply       where WS-Addressing says: the HTTP response (completed with what the service
                 left out), nowhere (none: 202), or an address (kept, sent by the courier)
 
-Each step is an interceptor with a ``phase`` name and ``async handle(ctx)``; what one raises
+Each step is an interceptor with a ``phase`` name and ``handle(ctx)``, which returns None when
+the step is done or an awaitable when it has to wait (most steps are done at once for most
+messages: no coroutine is made for them); what one raises
 becomes the SOAP fault the consumer gets, sent where its FaultTo says; each cleans up after
 itself (the relay ends its count of messages in flight on every way out). One deadline covers
 the whole message; the Service Provider brings it forward when it stops and its grace period is
@@ -29,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from dynasoar.addresses import OwnAddresses
@@ -81,7 +83,7 @@ AFTER_ACCEPT = PHASES.index("accept") + 1
 class Interceptor(Protocol):
     phase: str
 
-    async def handle(self, ctx: MessageContext) -> None: ...
+    def handle(self, ctx: MessageContext) -> Awaitable[None] | None: ...
 
 
 #: Called with each message's context and response once routed; returns the response to send.
@@ -96,7 +98,14 @@ class RouteReply:
     def __init__(self, router: ReplyRouter) -> None:
         self._router = router
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> Awaitable[None] | None:
+        response = self._router.reply_now(ctx)
+        if response is None:
+            return self._reply(ctx)
+        ctx.response = response
+        return None
+
+    async def _reply(self, ctx: MessageContext) -> None:
         ctx.response = await self._router.reply(ctx)
 
 
@@ -155,7 +164,9 @@ class Chain:
                     phase = interceptor.phase
                     if ctx.detached and ctx.job is not None:
                         self._store.reached(ctx.job, phase)
-                    await interceptor.handle(ctx)
+                    waiting = interceptor.handle(ctx)
+                    if waiting is not None:
+                        await waiting
                     if phase == "accept" and ctx.detached:
                         self._detach(ctx, interceptors[index + 1 :])  # the 202 goes out now
                         break

@@ -13,7 +13,7 @@ from dynasoar.soap.addressing import AddressingHeaders
 from dynasoar.soap.envelope import Envelope, SoapVersion
 
 
-@dataclass
+@dataclass(slots=True)
 class MessageContext:
     request: Request
     #: The SP's URL as this consumer reached it (for addresses in replies).

@@ -90,6 +90,8 @@ class Deployer(Placement):
             for d in self._registry.deployments_of(service.name)
             if (not service.stateless or d.version == service.version) and self._usable(d)
         ]
+        if preferred is None and len(usable) == 1:
+            return usable[0], False  # the usual warm case: nothing to choose between
         chosen = [d for d in usable if preferred is None or d.host in preferred]
         if chosen:
             return self.load.least_busy(chosen), False

@@ -58,12 +58,18 @@ class AcceptAsync:
         self._store = store
         self._max_message = max_message
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> Awaitable[None] | None:
         wsa = ctx.addressing
         if wsa is None or not wsa.present or ctx.service is None:
-            return
+            return None
+        if wsa.reply_to is None and wsa.fault_to is None:
+            return None  # both default to anonymous: the outcome goes back on the HTTP response
         if not answered_elsewhere(ctx.service, wsa):
-            return
+            return None
+        return self._accept(ctx, wsa)
+
+    async def _accept(self, ctx: MessageContext, wsa: addressing.AddressingHeaders) -> None:
+        assert ctx.service is not None
         self._store.check_room()
         if not ctx.request.body.at_eof:  # kept whole, so that a restart can send it again
             ctx.prefix += await ctx.request.body.read_all(self._max_message - len(ctx.prefix))

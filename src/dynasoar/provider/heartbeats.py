@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from dynasoar.beats import RETRY_CEILING
 from dynasoar.provider.records import HostRecord
 from dynasoar.provider.registry import Registry
 
@@ -50,6 +51,15 @@ class Heartbeats:
         self._last: dict[str, tuple[float, float]] = {}
         #: hosts known to this SP (its own beats and the registry's), for the fleet's size
         self.fleet = 0
+        #: A host is judged by a deadline from before this SP listened (written by its earlier
+        #: run, or a peer) only from this time on (epoch seconds): beats missed while no SP
+        #: could hear them (this one was restarting) are no host's fault, and a host whose beat
+        #: failed tries again within RETRY_CEILING. One that beat here is judged by its beat.
+        self.judge_from = time.time() + host_timeout + RETRY_CEILING
+
+    def listening(self) -> None:
+        """This SP hears beats from now on."""
+        self.judge_from = time.time() + self.host_timeout + RETRY_CEILING
 
     def interval_for(self, asked: float) -> float:
         """The interval a host that asked for ``asked`` seconds is given: the fleet together
@@ -95,4 +105,8 @@ class Heartbeats:
     def overdue(self) -> list[tuple[str, float]]:
         """Hosts whose beat is overdue, with how long they have been silent past it."""
         now = time.time()
-        return [(address, now - deadline) for address, deadline in self._registry.overdue(now)]
+        return [
+            (address, now - deadline)
+            for address, deadline in self._registry.overdue(now)
+            if now >= self.judge_from or address in self._last
+        ]

@@ -3,6 +3,7 @@ set in :mod:`dynasoar.provider.chain`."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from urllib.parse import unquote, urlsplit
 
 from dynasoar import ns
@@ -37,6 +38,11 @@ MAX_CONSUMER_NAME = 256
 SMALL_ENVELOPE = 64 * 1024
 #: A message whose service requires signatures is read whole to check it: up to this size.
 SIGNED_MESSAGE_LIMIT = 16 << 20
+#: (Content-Type, SOAPAction) pairs whose meaning is kept (parsed again after a clear).
+TRANSPORT_CACHE = 256
+#: What a message's HTTP fields say: its SOAP action, SOAP version (None: not SOAP) and
+#: whether it is MTOM (multipart/related).
+Transport = tuple[str | None, SoapVersion | None, bool]
 
 
 def service_path(name: str) -> str:
@@ -49,16 +55,25 @@ class ReadEnvelopeHead:
 
     phase = "read-head"
 
+    def __init__(self) -> None:
+        #: What a (Content-Type, SOAPAction) pair says: the same few pairs come with every
+        #: message, so each is parsed once (a bounded cache: both are the consumer's text).
+        self._transport: dict[tuple[str, str | None], Transport] = {}
+
     async def handle(self, ctx: MessageContext) -> None:
         headers = ctx.request.headers
         content_type = headers.get("content-type") or ""
-        parsed = parse_content_type(content_type) if content_type else None
-        ctx.soap_action = soap_action_of(content_type, headers.get("soapaction"))
-        if parsed is not None and parsed.media_type == "multipart/related":
-            start_info = parsed.get("start-info") or ""
-            ctx.version = SoapVersion.from_media_type(start_info) or SoapVersion.SOAP11
+        key = (content_type, headers.get("soapaction"))
+        facts = self._transport.get(key)
+        if facts is None:
+            facts = _transport(*key)
+            if len(self._transport) >= TRANSPORT_CACHE:
+                self._transport.clear()
+            self._transport[key] = facts
+        ctx.soap_action, version, multipart = facts
+        if multipart:
+            ctx.version = version or SoapVersion.SOAP11
             return
-        version = SoapVersion.from_media_type(parsed.media_type) if parsed else None
         if version is None:
             raise InvalidRequest(
                 f"Content-Type {content_type or '(none)'!r} is not SOAP: use text/xml (SOAP 1.1) "
@@ -98,6 +113,15 @@ class ReadEnvelopeHead:
         return envelope
 
 
+def _transport(content_type: str, soapaction: str | None) -> Transport:
+    """The SOAP action, version and framing (MTOM or not) a message's HTTP fields say."""
+    parsed = parse_content_type(content_type) if content_type else None
+    action = soap_action_of(content_type, soapaction)
+    if parsed is not None and parsed.media_type == "multipart/related":
+        return action, SoapVersion.from_media_type(parsed.get("start-info") or ""), True
+    return action, SoapVersion.from_media_type(parsed.media_type) if parsed else None, False
+
+
 class ResolveService:
     """Which advertised service the message is for: by URL, else wsa:To, else wsa:Action."""
 
@@ -106,7 +130,7 @@ class ResolveService:
     def __init__(self, provider: ServiceProvider) -> None:
         self._provider = provider
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> None:
         path = ctx.request.path
         name = unquote(path[len(SERVICES) :].strip("/")) if path.startswith(SERVICES) else ""
         wsa = ctx.addressing
@@ -139,7 +163,7 @@ class CheckAddressing:
         self._destinations = destinations
         self._rules: dict[tuple[str, str], EndpointRules] = {}
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> None:
         if ctx.addressing is None or ctx.service is None:
             return
         check_request(ctx.addressing, ctx.soap_action, self._rules_for(ctx.service))
@@ -171,9 +195,13 @@ class VerifyConsumer:
     def __init__(self, security: Policy) -> None:
         self._security = security
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> Awaitable[None] | None:
         if ctx.service is None or not ctx.service.record.require_signed:
-            return
+            return None
+        return self._verify(ctx)
+
+    async def _verify(self, ctx: MessageContext) -> None:
+        assert ctx.service is not None
         if self._security.trust is None:
             raise FailedAuthentication(
                 f"{ctx.service.record.name} takes signed messages only, and this Service "
@@ -196,7 +224,7 @@ class ReadPreferences:
 
     phase = "preferences"
 
-    async def handle(self, ctx: MessageContext) -> None:
+    def handle(self, ctx: MessageContext) -> None:
         if ctx.envelope is None:
             return
         for block in ctx.envelope.header_blocks:

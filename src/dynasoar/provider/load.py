@@ -24,14 +24,20 @@ class LoadTracker:
     def consumers(self, deployment_id: str) -> list[tuple[str, int]]:
         return sorted((c, n) for (d, c), n in self._by_consumer.items() if d == deployment_id)
 
+    # begin and end run twice per relayed message: plain dict calls (a Counter's missing key
+    # is a Python-level call).
     def begin(self, deployment_id: str) -> None:
-        self._outstanding[deployment_id] += 1
+        outstanding = self._outstanding
+        outstanding[deployment_id] = outstanding.get(deployment_id, 0) + 1
         self._last_used[deployment_id] = time.monotonic()
 
     def end(self, deployment_id: str) -> None:
-        self._outstanding[deployment_id] -= 1
-        if self._outstanding[deployment_id] <= 0:
-            del self._outstanding[deployment_id]
+        outstanding = self._outstanding
+        left = outstanding.get(deployment_id, 0) - 1
+        if left <= 0:
+            outstanding.pop(deployment_id, None)
+        else:
+            outstanding[deployment_id] = left
         self._last_used[deployment_id] = time.monotonic()
 
     def outstanding(self, deployment_id: str) -> int:

@@ -43,24 +43,39 @@ class ReplyRouter:
 
     # -- a reply from the deployed service --------------------------------------------------
 
-    async def reply(self, ctx: MessageContext) -> Response:
+    def reply_now(self, ctx: MessageContext) -> Response | None:
+        """The usual reply, sent on as it came (on the HTTP response, with nothing to add);
+        None when :meth:`reply` has work to do."""
         response = ctx.response
         assert response is not None
         wsa = ctx.addressing
         if wsa is None or not wsa.present:
             return self._with_status(response)
+        if ctx.detached:
+            return None
+        target = replies.select(wsa, fault=response.status >= 400)
+        if target.kind is Destination.ANONYMOUS and not _needs_completing(response, wsa, target):
+            return self._with_status(response)
+        return None
+
+    async def reply(self, ctx: MessageContext) -> Response:
+        now = self.reply_now(ctx)
+        if now is not None:
+            return now
+        response = ctx.response
+        wsa = ctx.addressing
+        assert response is not None and wsa is not None
         fault = response.status >= 400
         target = replies.select(wsa, fault=fault)
-        action = self._action(ctx, wsa, fault)
         if target.kind is Destination.ANONYMOUS and not ctx.detached:
-            if not _needs_completing(response, wsa, target):
-                return self._with_status(response)
+            action = self._action(ctx, wsa, fault)
             body = await _read(response.body)
             completed = _complete(body, wsa, action, target)
             headers = Headers(response.headers)
             headers.remove("content-length")
             reply = completed[0] if completed is not None else body
             return self._with_status(Response(response.status, headers, reply))
+        action = self._action(ctx, wsa, fault)
         body = await _read(response.body)
         if target.kind is not Destination.ADDRESS or not body.strip():
             self._done(ctx)  # none, or a one-way operation's empty answer: nothing to send

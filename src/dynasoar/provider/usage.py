@@ -90,6 +90,9 @@ class Usage:
         self._client = client
         self._timeout = timeout
         self._pending: dict[Key, Tally] = {}
+        #: The same tallies by a plain tuple of the key's fields: a message finds its tally
+        #: without making a Key (a frozen dataclass: dear to make and to hash, per message).
+        self._by_fields: dict[tuple[str, str, str, str, str], Tally] = {}
         #: deployment -> consumer -> wall seconds of its messages since the host last reported
         self._walls: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         #: deployment -> the consumer whose message deployed it (billed its image bytes)
@@ -109,10 +112,10 @@ class Usage:
         seconds: float,
         cold: bool = False,
     ) -> None:
-        key = Key(today(), consumer, deployment.service, deployment.version, deployment.host)
-        tally = self._pending.get(key)
+        fields = (today(), consumer, deployment.service, deployment.version, deployment.host)
+        tally = self._by_fields.get(fields)
         if tally is None:
-            tally = self._pending[key] = Tally()
+            tally = self._by_fields[fields] = self._tally(Key(*fields))
         tally.messages += 1
         tally.bytes_in += bytes_in
         tally.bytes_out += bytes_out
@@ -206,6 +209,7 @@ class Usage:
     def flush(self) -> None:
         """Add what was counted since the last flush to the registry."""
         pending, self._pending = self._pending, {}
+        self._by_fields = {}
         if not pending:
             return
         sets = ", ".join(f"{c} = usage.{c} + excluded.{c}" for c in COLUMNS)

@@ -8,7 +8,6 @@ Reads WS-Addressing 1.0 and the 2004/08 member submission; writes in the namespa
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -80,10 +79,16 @@ def read_headers(blocks: Iterable[etree._Element]) -> AddressingHeaders:
         return AddressingHeaders()
     headers = AddressingHeaders(namespace=wsa, present=True)
     ours = found[wsa]
-    counts = Counter(local for local, _ in ours)
-    headers.repeated = [(wsa, name) for name in SINGLE_HEADERS if counts[name] > 1]
+    seen: set[str] = set()
     for local, block in ours:
+        if local in seen:
+            if local in SINGLE_HEADERS and (wsa, local) not in headers.repeated:
+                headers.repeated.append((wsa, local))
+        else:
+            seen.add(local)
         _read_block(headers, block, local)
+    if len(headers.repeated) > 1:  # in the order of SINGLE_HEADERS, as they are reported
+        headers.repeated.sort(key=lambda name: SINGLE_HEADERS.index(name[1]))
     return headers
 
 

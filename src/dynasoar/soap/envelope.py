@@ -228,7 +228,22 @@ def _refuse_doctype(root: etree._Element) -> None:
         raise MalformedMessage("a SOAP message must not contain a DTD (SOAP 1.1 §3, SOAP 1.2 §5)")
 
 
+#: The Clark-notation tags of each version's Envelope, Header and Body (compared as strings,
+#: once per message routed).
+_ENVELOPE_TAGS = {
+    f"{{{ns.SOAP11_ENV}}}Envelope": SoapVersion.SOAP11,
+    f"{{{ns.SOAP12_ENV}}}Envelope": SoapVersion.SOAP12,
+}
+_HEADER_BODY = {
+    version: (f"{{{version.envelope_ns}}}Header", f"{{{version.envelope_ns}}}Body")
+    for version in SoapVersion
+}
+
+
 def _envelope_version(root: etree._Element) -> SoapVersion:
+    version = _ENVELOPE_TAGS.get(root.tag)
+    if version is not None:
+        return version
     qname = etree.QName(root)
     if qname.localname != "Envelope":
         raise MalformedMessage(f"the document element is {root.tag}, not a SOAP Envelope")
@@ -238,14 +253,15 @@ def _envelope_version(root: etree._Element) -> SoapVersion:
 def _header_and_body(
     root: etree._Element, version: SoapVersion
 ) -> tuple[etree._Element | None, etree._Element | None]:
-    env = version.envelope_ns
+    header_tag, body_tag = _HEADER_BODY[version]
     header = body = None
     for child in root:
-        if not isinstance(child.tag, str):
+        tag = child.tag
+        if not isinstance(tag, str):
             continue
-        if child.tag == f"{{{env}}}Header" and header is None and body is None:
+        if tag == header_tag and header is None and body is None:
             header = child
-        elif child.tag == f"{{{env}}}Body" and body is None:
+        elif tag == body_tag and body is None:
             body = child
         else:
             raise MalformedMessage(f"unexpected element {child.tag} in the SOAP Envelope")
