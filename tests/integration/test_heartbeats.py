@@ -1,7 +1,8 @@
 """Heartbeats that carry a host's figures, against a real SP: the SP takes them without asking
 the host anything (no Status call per beat), answers with the interval it wants, and believes
 figures only from a host it trusts when it trusts any (an unsigned beat is checked with a live
-Status call instead)."""
+Status call instead); ListHosts answers from what was heard, asking no host; a host nothing is
+heard from is checked by the control loop now and then."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dynasoar import beats
+from dynasoar.consumer.provider_client import ProviderClient
 from dynasoar.errors import DynasoarError
 from dynasoar.http import ConnectionPool
 from dynasoar.keys import make_keypair
@@ -22,6 +24,8 @@ from dynasoar.procs import start_actor
 from dynasoar.snapshots import SnapshotStats
 from dynasoar.soap.client import Reply, SoapClient
 from dynasoar.soap.security import Credentials, Policy
+
+from .conftest import wait_for
 
 SP_PORT = "/dynasoar/ServiceProvider"
 
@@ -143,3 +147,43 @@ def test_figures_are_believed_only_from_a_trusted_host(tmp_path: Path) -> None:
     finally:
         sp.stop()
         hp.stop()
+
+
+def test_list_hosts_answers_from_the_figures_heard(tmp_path: Path) -> None:
+    """ListHosts asks no host anything: a host heard beating is listed up with its figures and
+    when it was heard, though nobody answers at its address now; a host named on the command
+    line that never answered is down, and was never seen."""
+    named = silent_address()
+    args = ["--port", "0", "--data", str(tmp_path / "sp"), "--hp", named]
+    with start_actor("sp", args, tmp_path / "sp.log") as sp:
+        beating = silent_address()
+        beat(sp.url, beating, capacity=5)
+        client = ProviderClient(sp.url)
+        for _ in range(2):  # listing changes nothing: the same the second time
+            hosts = {h.address: h for h in client.call("ListHosts")}
+            assert hosts[beating].state == "up"  # a live check would have found it silent
+            assert hosts[beating].capacity == 5
+            assert hosts[beating].lastSeen is not None
+            assert hosts[named].state == "down"  # checked at start: nobody there
+            assert hosts[named].lastSeen is None
+        assert f"host {beating} is down" not in sp.log()
+
+
+def test_a_host_that_does_not_beat_is_checked_by_the_control_loop(tmp_path: Path) -> None:
+    """A host named on the command line that did not answer at start is down; nothing is
+    heard from it (it does not beat), so the control loop's periodic work checks it: once it
+    answers, it is up, without anyone listing the hosts for it."""
+    named = silent_address()
+    args = ["--port", "0", "--data", str(tmp_path / "sp"), "--hp", named,
+            "--reconcile-interval", "1"]
+    with start_actor("sp", args, tmp_path / "sp.log") as sp:
+        client = ProviderClient(sp.url)
+        assert {h.address: h.state for h in client.call("ListHosts")}[named] == "down"
+        port = named.rpartition(":")[2]
+        hp_args = ["--port", port, "--data", str(tmp_path / "hp")]  # no --sp: it never beats
+        with start_actor("hp", hp_args, tmp_path / "hp.log"):
+            wait_for(
+                lambda: {h.address: h.state for h in client.call("ListHosts")}[named] == "up",
+                what="the control loop to find the host answering",
+            )
+            assert f"host {named} is up again" in sp.log()

@@ -1,13 +1,14 @@
 """Several SPs on one shared PostgreSQL registry, as real processes: every SP relays to every
 deployment, the first calls of a service spread over two SPs make one deployment, one SP at a
-time leads the control loop and another takes over when it dies, and a registry that cannot be
+time leads the control loop and another takes over when it dies, the same rollout asked of
+both deploys the new version once, and a registry that cannot be
 reached costs only what needs it (a new deployment: dyn:RegistryUnavailable), never a hang
 and never what was known or counted."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,89 @@ def test_a_host_flooding_heartbeats_is_refused_without_slowing_the_sp(grid: Grid
         assert echo(sp.url, "still") is not None  # the SP goes on relaying meanwhile
     assert busy > 250 and ok <= 5
     assert hp.url in hosts_up(sp)
+
+
+def versioned(tmp: Path, name: str, version: str) -> Path:
+    package = make_package(tmp / version, name=name)
+    manifest = package / "dynasoar.toml"
+    manifest.write_text(manifest.read_text().replace('version = "1.0"', f'version = "{version}"'))
+    return package
+
+
+def at_once(*calls: Callable[[], object]) -> list[object]:
+    """Run the calls in threads released together; their results (or what they raised)."""
+    start = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:  # reported by the caller's assertions
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return results
+
+
+def test_rollouts_on_two_sps_at_once_deploy_each_version_once(
+    grid: Grid, tmp_path: Path
+) -> None:
+    """The same rollout asked of both SPs at once (as behind a load balancer), then the same
+    canary split, while both relay: each new version is deployed once, under the single
+    flight across SPs that first messages take too, and no call fails."""
+    a, b = grid.start_sp(), grid.start_sp()
+    for sp in (a, b, a):
+        grid.add_hp(sp)
+    ProviderClient(a.url).publish(versioned(tmp_path, "Roll", "1.0"))
+    wait_advertised(b.url, "Roll")
+    echo(b.url, "first", "Roll")
+    failures: list[str] = []
+    relaying = threading.Event()
+
+    def relay() -> None:
+        i = 0
+        while not relaying.is_set():
+            sp = (a, b)[i % 2]
+            reply = post(f"{sp.url}/services/Roll", envelope(echo_body(f"r{i}")),
+                         soap_action=ECHO_ACTION)
+            if reply.status != 200:
+                failures.append(reply.body[:300].decode(errors="replace"))
+            i += 1
+
+    relayer = threading.Thread(target=relay)
+    relayer.start()
+    try:
+        ProviderClient(a.url).publish(versioned(tmp_path, "Roll", "1.1"), rollout=False)
+        outcomes = at_once(
+            *(lambda sp=sp: ProviderClient(sp.url).call("Rollout", name="Roll", version="1.1")
+              for sp in (a, b))
+        )
+        assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+        started = [i for o in outcomes for i in o.started or []]  # type: ignore[attr-defined]
+        assert len(started) == 1, f"{len(started)} deployments of 1.1 made: {outcomes}"
+
+        ProviderClient(b.url).publish(versioned(tmp_path, "Roll", "1.2"), rollout=False)
+        client = ProviderClient(a.url)
+        share = client.service._binding.wsdl.types.get_type("{urn:dynasoar:2006}TrafficShare")
+        split = [share(version="1.1", percent=50), share(version="1.2", percent=50)]
+        outcomes = at_once(
+            *(lambda sp=sp: ProviderClient(sp.url).call("SetTraffic", name="Roll", share=split)
+              for sp in (a, b))
+        )
+        assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+        started = [i for o in outcomes for i in o.started or []]  # type: ignore[attr-defined]
+        assert len(started) == 1, f"{len(started)} deployments of 1.2 made: {outcomes}"
+    finally:
+        relaying.set()
+        relayer.join(timeout=60)
+    assert not failures, failures[:3]
+    # What the hosts themselves run: one deployment of each version taking traffic.
+    on_hosts = [d for hp in grid.hps for d in hosted(hp.url) if d.get("service") == "Roll"]
+    records = {d.id: d.version for d in deployments(a, "Roll")}  # type: ignore[attr-defined]
+    assert sorted(records.values()) == ["1.1", "1.2"], records
+    assert sorted(d["id"] for d in on_hosts) == sorted(records), on_hosts

@@ -387,3 +387,17 @@ def test_an_sqlite_url_names_the_file_as_a_file_url_would(tmp_path: Path) -> Non
         again = Registry(tmp_path / name)
         assert again.version("Echo", "1.0") is not None
         again.close()
+
+
+def test_hosts_seen_since_reads_only_those_heard_lately(registry: Registry) -> None:
+    registry.put_host(host("http://old:1", last_seen=T0))
+    registry.put_host(host("http://new:1", last_seen=T0 + timedelta(minutes=5)))
+    registry.put_host(host("http://whole:1", last_seen=T0 + timedelta(minutes=5, seconds=1)))
+    registry.note_beats([("http://old:1", 1e12, host("http://old:1", capacity=9,
+                                                    last_seen=T0 + timedelta(minutes=6)))])
+    seen = registry.hosts_seen_since(T0 + timedelta(minutes=5))
+    assert sorted(h.address for h in seen) == ["http://new:1", "http://old:1", "http://whole:1"]
+    assert {h.address: h.capacity for h in seen}["http://old:1"] == 9  # its beat's figures
+    later = registry.hosts_seen_since(T0 + timedelta(minutes=5, microseconds=1))
+    assert sorted(h.address for h in later) == ["http://old:1", "http://whole:1"]
+    assert registry.hosts_seen_since(T0 + timedelta(hours=1)) == []

@@ -119,6 +119,7 @@ def _host(h: Any) -> dict[str, Any]:
             if h.snapshots is not None
             else None
         ),
+        "lastSeen": timestamp(getattr(h, "lastSeen", None)),
     }
 
 
@@ -159,6 +160,7 @@ def render_table(status: dict[str, Any]) -> str:
                 "labels",
                 "cache",
                 "snapshots",
+                "lastSeen",
             ],
             hosts,
         ),

@@ -9,12 +9,13 @@ import logging
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from dynasoar.addresses import OwnAddresses
-from dynasoar.consumer.host_client import HostClient
+from dynasoar.consumer.host_client import HostClient, normalize
 from dynasoar.deadlines import Deadlines
 from dynasoar.errors import DynasoarError
 from dynasoar.http import ConnectionPool, Handler, Request, Response
@@ -41,7 +42,7 @@ from dynasoar.provider.moves import Mover
 from dynasoar.provider.page import StatusPage
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
-from dynasoar.provider.registry import HostRecord, Registry
+from dynasoar.provider.registry import HostRecord, Registry, now
 from dynasoar.provider.replies import ReplyRouter
 from dynasoar.provider.reply_policy import ReplyDestinations
 from dynasoar.provider.repository import Repository
@@ -66,8 +67,11 @@ from dynasoar.wsdl import rewrite_addresses
 log = logging.getLogger(__name__)
 
 WSDL_CACHE_SIZE = 256
-#: Seconds between readings of every host's figures from a shared registry.
+#: Seconds between readings of the hosts' figures other SPs heard, from a shared registry.
 HOSTS_RELOAD = 10.0
+#: How far back each reading looks besides (beats reach the registry in batches, and the
+#: SPs' clocks differ a little).
+HOSTS_MARGIN = timedelta(seconds=30)
 T = TypeVar("T")
 
 
@@ -137,6 +141,7 @@ class ProviderApp:
             grace=min(10.0, config.scaling.reconcile_interval),
         )
         self.hosts.on_up = self.reconciler.soon
+        shipper.on_count = self.hosts.counted
         mover = Mover(self.registry, self.hosts, self.deployer, host_client, data / "spool")
         self.provider = ServiceProvider(
             data,
@@ -265,8 +270,8 @@ class ProviderApp:
         for address in self.config.hosts:
             self.hosts.add(address)
         await self.reconciler.at_start()
-        if self.config.hosts:
-            await self.hosts.survey()
+        if self.config.hosts:  # the hosts named here are checked now; the others beat
+            await self.hosts.survey([normalize(a) for a in self.config.hosts])
         self.registry.on_route_change.append(self._route_changed)
         self.registry.on_host_change.append(self._host_changed)
         self.registry.follow()
@@ -297,15 +302,20 @@ class ProviderApp:
 
     async def _follow_hosts(self) -> None:
         """The figures other SPs heard in their hosts' heartbeats, now and then (a shared
-        registry; one query for the whole fleet)."""
+        registry): the rows of hosts heard from since the last reading (with a margin for the
+        SPs' batches and clocks), never the whole fleet. Changes of state are announced."""
         if not self.registry.shared:
             return
+        since = now()
         while True:
             await asyncio.sleep(HOSTS_RELOAD)
+            started = now()
             try:
-                self.hosts.reload_views()
+                self.hosts.reload_heard(since - HOSTS_MARGIN)
             except DynasoarError as exc:
                 log.info("hosts' figures not reloaded: %s", exc.reason)
+                continue
+            since = started
 
     async def _take_up(self, url: str) -> None:
         """Messages accepted (202) before a restart: processed now, a few at a time."""

@@ -111,7 +111,8 @@ class Autoscaler:
 
     def _to_reconcile(self) -> list[str]:
         """The hosts the registry has deployments on, and the next few of the others."""
-        up = {h.address for h in self._registry.hosts() if h.state in ("up", "draining")}
+        states = self._registry.host_states()  # from memory: no query of the whole fleet
+        up = {a for a, state in states.items() if state in ("up", "draining")}
         ours = {r.host for r in self._registry.deployments()} & up
         others = sorted(up - ours)
         if not others:
@@ -122,8 +123,12 @@ class Autoscaler:
         return sorted(ours) + (others + others)[start : start + min(size, len(others))]
 
     async def _with_hosts(self, hosts: list[str]) -> None:
-        """Now and then: what each host runs (reconciled), and what the hosts that ran our
-        deployments consumed (the book)."""
+        """Now and then: what each host runs (reconciled), what the hosts that ran our
+        deployments consumed (the book), and whether a few hosts nothing else hears from
+        answer (named on the command line and never checked, or down and not beating)."""
+        unheard = self._provider.hosts.unheard(RECONCILE_SLICE)
+        if unheard:
+            await self._provider.hosts.survey(unheard)
         await self._reconciler.hosts(hosts)
         ran = {r.host for r in self._registry.deployments()} | self._usage.touched()
         await self._usage.poll(sorted(ran & set(hosts) | self._usage.touched()))

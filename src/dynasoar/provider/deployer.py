@@ -64,6 +64,7 @@ class Deployer(Placement):
         self.default_policy = default_policy
         self.deploy_timeout = shipper.deploy_timeout
         self._flight: SingleFlight[DeploymentRecord] = SingleFlight()
+        self._placing: SingleFlight[list[DeploymentRecord]] = SingleFlight()  # rollouts'
         self._checks: set[asyncio.Task[None]] = set()
         #: Deployments retiring in this process (their "retiring" records are no leftovers).
         self.retiring: set[str] = set()
@@ -152,33 +153,21 @@ class Deployer(Placement):
             log.info("no room to scale %s out: %s", service.name, exc)
             return None
 
-    async def place(self, service: ServiceRecord) -> DeploymentRecord:
-        """One more deployment of this version, where placement says (a rollout's): a host
-        not running this version yet, if there is one."""
-        running = frozenset(
-            d.host
-            for d in self._registry.deployments_of(service.name)
-            if (d.version, d.sha256) == (service.version, service.sha256)
-        )
-        key = f"{service.name}@{service.version}#place"
+    async def place(self, service: ServiceRecord, replicas: int = 1) -> list[DeploymentRecord]:
+        """Deployments of this version until ``replicas`` of it are ready (a rollout's), where
+        placement says; returns those made. Made under the single flight across SPs: another
+        SP rolling out to the same version, or deploying it for its first message, does not
+        make them twice."""
+        key = f"{service.name}@{service.version}#place{replicas}"
         try:
-            record, _ = await self._flight.do(
-                key,
-                lambda: self._deploy_anywhere(service, self._need(service)),
-                self.deploy_timeout,
+            made, _ = await self._placing.do(
+                key, lambda: self._replicas(service, replicas), self.deploy_timeout
             )
         except TimeoutError as exc:
             raise DeploymentTimeout(
                 f"{service.name} {service.version} took too long to deploy"
             ) from exc
-        if record.host in running:
-            log.info(
-                "%s %s placed beside a replica of itself on %s",
-                service.name,
-                service.version,
-                record.host,
-            )
-        return record
+        return made
 
     async def deploy(self, service: ServiceRecord, host: str | None) -> DeploymentRecord:
         """An explicit deployment (management Deploy): on ``host``, or wherever placement says.
@@ -333,6 +322,7 @@ class Deployer(Placement):
 
     async def close(self) -> None:
         self._flight.cancel_all()
+        self._placing.cancel_all()
         for task in list(self._checks):
             task.cancel()
         await asyncio.gather(*self._checks, return_exceptions=True)

@@ -3,7 +3,11 @@ as their heartbeats report them (kept in memory, and in the registry for the oth
 live check of a few of them, marking hosts up or down as they answer or not.
 
 Placement reads the figures in memory and asks only a few candidates for their live Status
-(:meth:`HostDirectory.candidates`, :meth:`HostDirectory.survey`): never the whole fleet.
+(:meth:`HostDirectory.candidates`, :meth:`HostDirectory.survey`): never the whole fleet. An
+operator's ListHosts is answered from the same figures (:meth:`HostDirectory.listing`), each
+with when the host was last heard from; the control loop checks a few hosts at a time that
+nothing else would hear from (named on the command line and never checked, or down and not
+beating: :meth:`HostDirectory.unheard`).
 
 A host changes state here only; whoever cares is told: ``on_down(address, reason)`` when a host
 that was usable stops answering, ``on_up(address)`` when one becomes usable (registered, or
@@ -15,16 +19,22 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 
 from dynasoar.consumer.host_client import HostClient, HostStatus, normalize
 from dynasoar.errors import Busy, DynasoarError, TransportError
 from dynasoar.provider.placement import HostView
+from dynasoar.provider.records import NEVER_SEEN
 from dynasoar.provider.registry import HostRecord, Registry, now
 
 log = logging.getLogger(__name__)
 
 #: States in which a host takes new deployments.
 PLACEABLE = frozenset({"up", "unknown"})
+#: States of hosts that only a live check brings back (or tells apart): none of their beats
+#: are heard.
+UNHEARD = ("unknown", "down")
 #: Registrations of hosts not known yet, asked for their Status at once at most (more: Busy):
 #: a flood of made-up addresses costs the SP this many calls in flight, no more.
 NEW_HOSTS_AT_ONCE = 32
@@ -39,7 +49,10 @@ class HostDirectory:
         self.on_up: Callable[[str], None] = lambda address: None
         #: Every host's figures as last reported (heartbeat, Status, or another SP's record).
         self.views: dict[str, HostView] = {}
+        #: Every host's record as last heard (its figures, and when), for ListHosts.
+        self._records: dict[str, HostRecord] = {}
         self._addresses: list[str] = []  # the keys of ``views``, for sampling
+        self._unheard_turn = 0  # where the next few hosts checked by the control loop start
         self._new = asyncio.Semaphore(NEW_HOSTS_AT_ONCE)
         self.reload_views()
 
@@ -48,6 +61,7 @@ class HostDirectory:
     def _view(self, record: HostRecord) -> None:
         if record.address not in self.views:
             self._addresses.append(record.address)
+        self._records[record.address] = record
         self.views[record.address] = HostView(
             record.address, record.capacity, record.deployments, record.load, record.terms
         )
@@ -56,9 +70,25 @@ class HostDirectory:
         """Every host's figures from the registry (those other SPs heard, too)."""
         records = self._registry.hosts()
         self.views = {}
+        self._records = {}
         self._addresses = []
         for record in records:
             self._view(record)
+
+    def counted(self, address: str, delta: int) -> None:
+        """This SP made (+1) or ended (-1) a deployment on ``address``: its figures in
+        memory count it at once (its next heartbeat brings the host's own count)."""
+        record = self._records.get(address)
+        if record is not None:
+            self._view(replace(record, deployments=max(0, record.deployments + delta)))
+
+    def reload_heard(self, since: datetime) -> int:
+        """The figures of the hosts heard from since ``since`` (by any SP sharing the
+        registry), read again: a few rows, not the fleet. Returns how many."""
+        records = self._registry.hosts_seen_since(since)
+        for record in records:
+            self._view(record)
+        return len(records)
 
     def heard_of(self, record: HostRecord) -> None:
         """Another SP recorded this host (its state, its figures)."""
@@ -107,13 +137,35 @@ class HostDirectory:
     def placeable_views(self) -> list[HostView]:
         return [v for v in self.views.values() if self.placeable(v.address)]
 
+    def listing(self) -> list[HostRecord]:
+        """Every host known, as last heard (heartbeats, live checks, other SPs' records), in
+        its state now: no host is asked anything."""
+        listed = []
+        for address in sorted(self._records):
+            state = self._registry.host_state(address)
+            if state is not None:
+                listed.append(replace(self._records[address], state=state))
+        return listed
+
+    def unheard(self, count: int) -> list[str]:
+        """The next ``count`` hosts, in turn, that nothing but a live check would hear from:
+        named on the command line and never checked ("unknown"), or down (a host that does
+        not beat comes back only by answering one)."""
+        states = self._registry.host_states()
+        waiting = sorted(a for a, s in states.items() if s in UNHEARD)
+        if len(waiting) <= count:
+            return waiting
+        start = self._unheard_turn % len(waiting)
+        self._unheard_turn = start + count
+        return (waiting + waiting)[start : start + count]
+
     # -- registration and live checks ------------------------------------------------------
 
     def add(self, address: str) -> None:
         """A host named on the command line; its figures come with the first survey."""
         address = normalize(address)
         if self._registry.host(address) is None:
-            record = HostRecord(address, "unknown", 0, 0, 0.0, now())
+            record = HostRecord(address, "unknown", 0, 0, 0.0, NEVER_SEEN)
             self._registry.put_host(record)
             self._view(record)
 
@@ -142,12 +194,10 @@ class HostDirectory:
             self.on_up(address)
         return record
 
-    async def survey(self, addresses: list[str] | None = None) -> list[HostView]:
-        """Ask hosts for their status at once; those that answer and take new deployments, as
-        placement sees them. Hosts that deregistered are not asked. (Placement asks a few;
-        ``None``, every host, is for an operator's ListHosts.)"""
-        if addresses is None:
-            addresses = [h.address for h in self._registry.hosts() if h.state != "left"]
+    async def survey(self, addresses: list[str]) -> list[HostView]:
+        """Ask these hosts (a few: placement's candidates, a host named on the command line)
+        for their status at once; those that answer and take new deployments, as placement
+        sees them."""
         results = await asyncio.gather(
             *(self._client.status(h, self._timeout) for h in addresses), return_exceptions=True
         )
@@ -186,10 +236,6 @@ class HostDirectory:
 
     def placeable(self, address: str) -> bool:
         return self._registry.host_state(address) in PLACEABLE
-
-    async def refresh(self) -> list[HostRecord]:
-        await self.survey()
-        return self._registry.hosts()
 
 
 class _nothing:

@@ -213,8 +213,8 @@ class _StateCollector:
             "dynasoar_sp_hosts", "Host Providers known, by state", labels=["state"]
         )
         by_state: dict[str, int] = dict.fromkeys(("up", "down", "unknown", "draining", "left"), 0)
-        for host in state.registry.hosts():
-            by_state[host.state] = by_state.get(host.state, 0) + 1
+        for host_state in state.registry.host_states().values():  # memory: no fleet query
+            by_state[host_state] = by_state.get(host_state, 0) + 1
         for name, number in sorted(by_state.items()):
             hosts.add_metric([name], number)
         yield hosts

@@ -20,6 +20,7 @@ from dynasoar.paths import PROVIDER_PORT
 from dynasoar.provider.activity import Activity
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.records import NEVER_SEEN
 from dynasoar.provider.registry import HostRecord, Registry
 from dynasoar.provider.service_provider import ServiceProvider
 
@@ -162,7 +163,7 @@ class StatusPage:
                 f"{h.terms.price:g}",
                 escape(_terms(h)),
                 escape(_cache(h.cache)),
-                _when(h.last_seen.timestamp()),
+                _when(h.last_seen.timestamp()) if h.last_seen > NEVER_SEEN else "never",
             ]
             for h in hosts
         ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from dynasoar.errors import (
     Busy,
@@ -66,14 +68,9 @@ class Placement:
         database, read its deployments again (another SP may have just made one: use it),
         and deploy only if there is still none. With the registry of one SP, the flight in
         this process is all there is."""
-        if not self._registry.shared:
-            return await self._deploy_anywhere(service, need, consumer)
-        name = f"dynasoar:deploy:{service.name}"
-        if service.stateless:
-            name += f"@{service.version}"
-        await self._lock(name, service.name)
-        try:
-            self._registry.refresh_service(service.name)
+        async with self._single_flight(service):
+            if not self._registry.shared:
+                return await self._deploy_anywhere(service, need, consumer)
             usable = [
                 d
                 for d in self._registry.deployments_of(service.name)
@@ -88,6 +85,39 @@ class Placement:
                 if lost is not None:
                     raise lost_fault(lost)
             return await self._deploy_anywhere(service, need, consumer)
+
+    async def _replicas(self, service: ServiceRecord, count: int) -> list[DeploymentRecord]:
+        """Deployments of this version (of its very package) until ``count`` are ready: a
+        rollout's, under the same single flight across SPs as a first message's, so that
+        another SP's rollout, or its first message for the version, never makes them twice.
+        Returns those made here (none, if enough were there already)."""
+        made: list[DeploymentRecord] = []
+        async with self._single_flight(service):
+            ready = [
+                d
+                for d in self._registry.deployments_of(service.name)
+                if (d.version, d.sha256) == (service.version, service.sha256) and self._usable(d)
+            ]
+            need = self._need(service)
+            for _ in range(count - len(ready)):
+                made.append(await self._deploy_anywhere(service, need))
+        return made
+
+    @asynccontextmanager
+    async def _single_flight(self, service: ServiceRecord) -> AsyncIterator[None]:
+        """Held while a deployment of ``service`` is decided and made: with a registry
+        several SPs share, a lock in the database (one per version of a stateless service,
+        one per stateful service), under which the service's deployments are read again."""
+        if not self._registry.shared:
+            yield
+            return
+        name = f"dynasoar:deploy:{service.name}"
+        if service.stateless:
+            name += f"@{service.version}"
+        await self._lock(name, service.name)
+        try:
+            self._registry.refresh_service(service.name)
+            yield
         finally:
             self._registry.db.unlock(name)
 

@@ -142,7 +142,8 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
 
     @rpc(_returns=HostInfo.customize(max_occurs="unbounded"), _out_variable_name="host")
     def ListHosts(ctx):  # type: ignore[no-untyped-def]
-        return [host_info(h) for h in ctx.udc.run(_sp(ctx).refresh_hosts())]
+        # From the figures the SP keeps (heartbeats, live checks): no host is asked.
+        return [host_info(h) for h in ctx.udc.run(_sp(ctx).list_hosts())]
 
     @rpc(
         AnyUri(min_occurs=1, nillable=False),

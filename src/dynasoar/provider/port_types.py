@@ -11,6 +11,7 @@ from dynasoar import ns
 from dynasoar.images import CacheStats
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.moves import MoveOutcome
+from dynasoar.provider.records import NEVER_SEEN
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Route, ServiceRecord, Traffic
 from dynasoar.provider.rollout import Outcome
 from dynasoar.provider.usage import BillRow
@@ -149,6 +150,7 @@ class HostInfo(ComplexModel):  # type: ignore[misc]
     cache = ImageCache
     terms = HostTermsModel
     snapshots = SnapshotStatsModel
+    lastSeen = DateTime
 
 
 class HostStatus(ComplexModel):  # type: ignore[misc]
@@ -273,4 +275,5 @@ def host_info(h: HostRecord) -> HostInfo:
         cache=image_cache(h.cache),
         terms=host_terms(h.terms),
         snapshots=snapshot_stats(h.snapshots),
+        lastSeen=h.last_seen if h.last_seen > NEVER_SEEN else None,  # None: never heard from
     )

@@ -118,6 +118,10 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+#: The ``last_seen`` of a host never heard from (named to the SP, not yet checked).
+NEVER_SEEN = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class ServiceRecord:
     name: str

@@ -279,6 +279,11 @@ class Registry(GridTables):
         """ "up", "down", "unknown", or None for a host never registered (from memory)."""
         return self._host_states.get(address)
 
+    def host_states(self) -> dict[str, str]:
+        """Every host's state, from memory (no query: the fleet may be large)."""
+        with self._lock:
+            return dict(self._host_states)
+
     def put_host(self, h: HostRecord) -> None:
         with self.db.transaction() as db:
             db.execute(upsert("hosts", HOST_COLUMNS, "address"), host_row(h))

@@ -6,9 +6,10 @@ the leader, and which SP instances are alive (each holds a lock of its own while
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from dynasoar.provider.database import Database
-from dynasoar.provider.records import HOST_COLUMNS, HostRecord, host_row, upsert
+from dynasoar.provider.records import HOST_COLUMNS, HostRecord, host_of, host_row, upsert
 
 #: A host's figures (its columns after address and state), as ``UPDATE ... SET`` assigns them.
 FIGURES = ", ".join(f"{c.strip()} = ?" for c in HOST_COLUMNS.split(",")[2:])
@@ -52,6 +53,13 @@ class GridTables:
                     f"UPDATE hosts SET {FIGURES} WHERE address = ? AND state IN ('up', 'draining')",
                     figures,
                 )
+
+    def hosts_seen_since(self, since: datetime) -> list[HostRecord]:
+        """The hosts heard from at ``since`` or later (by any SP: their beats' batches)."""
+        rows = self.db.query(
+            f"SELECT {HOST_COLUMNS} FROM hosts WHERE last_seen >= ?", (since.isoformat(),)
+        )
+        return [host_of(r) for r in rows]
 
     def overdue(self, at: float) -> list[tuple[str, float]]:
         """Hosts up (or draining) whose heartbeat is overdue at ``at`` (epoch seconds), with

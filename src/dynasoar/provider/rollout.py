@@ -116,7 +116,7 @@ class Rollouts:
             for record in records.values():
                 if not self._ready_of(record):  # each shared version answers before its share
                     placed = await self._deployer.place(record)
-                    outcome.started.append(placed.id)
+                    outcome.started += [d.id for d in placed]
             outcome = self._route(name, traffic, outcome)
             keep = {(r.version, r.sha256) for r in records.values()}
             outcome.retired = await self._retire(
@@ -168,9 +168,10 @@ class Rollouts:
         stale = [d for d in current if d not in fresh]
         outcome = Outcome(name)
         # As many replicas of the target as there are of the rest (at least one), ready first.
-        for _ in range(max(len(stale), 1 if stale else 0) - len(fresh)):
-            placed = await self._deployer.place(target)
-            outcome.started.append(placed.id)
+        wanted = max(len(stale), 1 if stale else 0)
+        if wanted > len(fresh):
+            placed = await self._deployer.place(target, wanted)
+            outcome.started += [d.id for d in placed]
         outcome = self._route(name, ((target.version, 100),), outcome)
         outcome.retired = await self._retire(stale)
         if not current:
@@ -198,7 +199,7 @@ class Rollouts:
         outcome.retired = retired
         if running:
             placed = await self._deployer.place(target)
-            outcome.started.append(placed.id)
+            outcome.started += [d.id for d in placed]
             outcome.note = (
                 f"the state of {name} {running[0].version} on {running[0].host} was dropped: "
                 f"{target.version} starts afresh"

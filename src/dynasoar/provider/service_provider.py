@@ -129,5 +129,6 @@ class ServiceProvider:
             raise UnknownHost(f"no host {address} is registered here")
         return await self.mover.drain(address, asyncio.get_running_loop().time() + timeout)
 
-    async def refresh_hosts(self) -> list[HostRecord]:
-        return await self.hosts.refresh()
+    async def list_hosts(self) -> list[HostRecord]:
+        """Every host as last heard, asking none of them (on the loop, where they change)."""
+        return self.hosts.listing()

@@ -70,6 +70,9 @@ class Shipper:
         self._background: set[asyncio.Task[bool]] = set()
         #: Told of every deployment made or failed, bytes shipped, undeploys (metrics, page).
         self.observer: ShipObserver = Unobserved()
+        #: Told (host, +1 or -1) of each deployment a host took or gave up here: the figures
+        #: kept of that host count it before its next heartbeat says so.
+        self.on_count: Callable[[str, int], None] = lambda host, delta: None
 
     async def ship(
         self,
@@ -113,6 +116,7 @@ class Shipper:
             self.in_progress.discard(record.id)
         ready = replace(record, endpoint=endpoint, state="ready", changed=now())
         self._registry.add_deployment(ready)
+        self.on_count(host, 1)
         self.observer.deployed(ready, time.monotonic() - started)
         log.info(
             "deployed %s on %s in %.2f s: %s",
@@ -244,6 +248,8 @@ class Shipper:
             self.observer.undeployed(host, deployment_id, False)
             return False
         self.observer.undeployed(host, deployment_id, True)
+        if done:
+            self.on_count(host, -1)
         return done
 
     def undeploy_later(self, host: str, deployment_id: str) -> None:
