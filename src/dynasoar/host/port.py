@@ -30,15 +30,13 @@ from dynasoar.images import ImageRef
 from dynasoar.service.attachments import attachment_of, incoming_images, incoming_snapshot
 from dynasoar.service.snapshot_types import (
     SnapshotModel,
-    SnapshotStatsModel,
     snapshot_model,
     snapshot_stats,
 )
 from dynasoar.service.spyne_port import SpynePort
 from dynasoar.service.types import (
     DeploymentLog,
-    HostTermsModel,
-    ImageCache,
+    HostStatus,
     LogCursor,
     Required,
     deployment_log,
@@ -78,19 +76,6 @@ class DeploymentUsage(ComplexModel):  # type: ignore[misc]
     imageBytes = Long
     started = DateTime
     ended = DateTime
-
-
-class HostStatus(ComplexModel):  # type: ignore[misc]
-    __namespace__ = ns.DYN
-    address = AnyUri
-    backend = Unicode
-    capacity = Integer
-    deployments = Integer
-    load = Double
-    version = Unicode
-    cache = ImageCache
-    terms = HostTermsModel
-    snapshots = SnapshotStatsModel
 
 
 def _host(ctx: Any) -> HostProvider:

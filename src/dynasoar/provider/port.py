@@ -15,7 +15,6 @@ from dynasoar.errors import InvalidRequest
 from dynasoar.provider.port_types import (
     DeploymentInfo,
     HostInfo,
-    HostStatus,
     MoveInfo,
     RolloutInfo,
     ServiceInfo,
@@ -33,6 +32,7 @@ from dynasoar.service.attachments import attachment_of, incoming_images
 from dynasoar.service.spyne_port import SpynePort
 from dynasoar.service.types import (
     DeploymentLog,
+    HostStatus,
     LogCursor,
     Required,
     deployment_log,

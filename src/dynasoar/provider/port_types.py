@@ -16,7 +16,7 @@ from dynasoar.provider.registry import DeploymentRecord, HostRecord, Route, Serv
 from dynasoar.provider.rollout import Outcome
 from dynasoar.provider.usage import BillRow
 from dynasoar.service.snapshot_types import SnapshotStatsModel, snapshot_stats
-from dynasoar.service.types import HostTermsModel, ImageCache, host_terms, image_cache
+from dynasoar.service.types import HostStatus, HostTermsModel, ImageCache, host_terms, image_cache
 from dynasoar.snapshots import SnapshotStats
 from dynasoar.terms import HostTerms
 
@@ -151,21 +151,6 @@ class HostInfo(ComplexModel):  # type: ignore[misc]
     terms = HostTermsModel
     snapshots = SnapshotStatsModel
     lastSeen = DateTime
-
-
-class HostStatus(ComplexModel):  # type: ignore[misc]
-    """A host's figures as its heartbeat carries them (dyn:HostStatus)."""
-
-    __namespace__ = ns.DYN
-    address = AnyUri
-    backend = Unicode
-    capacity = Integer
-    deployments = Integer
-    load = Double
-    version = Unicode
-    cache = ImageCache
-    terms = HostTermsModel
-    snapshots = SnapshotStatsModel
 
 
 def host_figures(address: str, status: HostStatus | None) -> HostRecord | None:

@@ -8,6 +8,7 @@ from dynasoar import ns
 from dynasoar.errors import InvalidRequest
 from dynasoar.images import CacheStats
 from dynasoar.logs import LogChunk
+from dynasoar.service.snapshot_types import SnapshotStatsModel
 from dynasoar.terms import HostTerms
 
 #: A string element both ports require (present, not nil).
@@ -111,3 +112,18 @@ def log_request(tail: int | None, cursors: list[LogCursor] | None) -> dict[str, 
             raise InvalidRequest("a cursor names a deployment and an offset (0 or more)")
         found[cursor.deployment] = cursor.offset
     return found
+
+
+class HostStatus(ComplexModel):  # type: ignore[misc]
+    """A host's figures (dyn:HostStatus): its Status reply, and what its heartbeat carries."""
+
+    __namespace__ = ns.DYN
+    address = AnyUri
+    backend = Unicode
+    capacity = Integer
+    deployments = Integer
+    load = Double
+    version = Unicode
+    cache = ImageCache
+    terms = HostTermsModel
+    snapshots = SnapshotStatsModel
