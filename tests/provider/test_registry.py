@@ -12,13 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dynasoar.provider.registry import (
-    SERVICE_HOSTS_KEPT,
-    DeploymentRecord,
-    HostRecord,
-    Registry,
-    ServiceRecord,
-)
+from dynasoar.provider.records import SERVICE_HOSTS_KEPT
+from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry, ServiceRecord
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -46,6 +46,7 @@ class SimHost:
     interval: float = 2.0  # as the SP last asked
     beats: int = 0
     registered: bool = False
+    usage_asks: int = 0  # GetUsage calls it answered
 
 
 @dataclass
@@ -54,6 +55,7 @@ class FleetStats:
     beats_refused: int = 0
     beats_failed: int = 0
     statuses: int = 0
+    usages: int = 0
     deploys: int = 0
     echoes: int = 0
 
@@ -225,6 +227,9 @@ class Fleet:
                     load=0.0,
                 )
             )
+        elif name == "GetUsage":
+            self.stats.usages += 1
+            host.usage_asks += 1
         elif name == "Deploy" and op is not None:
             self.stats.deploys += 1
             deployment = op.findtext(f"{_H}deploymentId") or uuid.uuid4().hex

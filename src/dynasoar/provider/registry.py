@@ -34,7 +34,6 @@ from dynasoar.provider.records import (
     ROUTE_COLUMNS,
     SCHEMA,
     SERVICE_COLUMNS,
-    SERVICE_HOSTS_KEPT,
     DeploymentRecord,
     HostRecord,
     Route,
@@ -57,6 +56,7 @@ __all__ = ["DeploymentRecord", "HostRecord", "Registry", "Route", "ServiceRecord
 
 log = logging.getLogger(__name__)
 
+
 class Registry(GridTables):
     def __init__(self, where: Path | str | Database) -> None:
         self.db = where if isinstance(where, Database) else open_database(where)
@@ -78,6 +78,8 @@ class Registry(GridTables):
         self.on_route_change: list[Callable[[str], None]] = []
         #: Told the address of a host another SP changed.
         self.on_host_change: list[Callable[[str], None]] = []
+        #: Told every deployment record that goes, removed here or by another SP.
+        self.on_deployment_gone: list[Callable[[DeploymentRecord], None]] = []
         self.reload()
 
     def reload(self) -> None:
@@ -85,10 +87,18 @@ class Registry(GridTables):
         hosts = self.hosts()
         records = self._load_deployments()
         with self._lock:
+            kept = {r.id for r in records}
+            gone = [r for rs in self._records.values() for r in rs if r.id not in kept]
             self._host_states = {h.address: h.state for h in hosts}
             self._records, self._ready = {}, {}
             for record in records:
                 self._index(record.service, [*self._records.get(record.service, []), record])
+        self._gone(gone)
+
+    def _gone(self, records: Sequence[DeploymentRecord]) -> None:
+        for record in records:
+            for callback in self.on_deployment_gone:
+                callback(record)
 
     def _migrate(self, migrations: Sequence[tuple[str, str, str]] = MIGRATIONS) -> None:
         for table, column, declaration in migrations:
@@ -179,16 +189,19 @@ class Registry(GridTables):
         rows = self.db.query(
             f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
         )
+        gone = []
         with self._lock:
             found = deployment_of(rows[0]) if rows else None
             for service, records in list(self._records.items()):
                 if any(r.id == deployment_id for r in records) and (
                     found is None or found.service != service
                 ):
+                    gone += [r for r in records if r.id == deployment_id and found is None]
                     self._index(service, [r for r in records if r.id != deployment_id])
             if found is not None:
                 current = [r for r in self._records.get(found.service, []) if r.id != found.id]
                 self._index(found.service, [*current, found])
+        self._gone(gone)
 
     def refresh_service(self, service: str) -> None:
         """A service's deployment records read again (before deciding to deploy it)."""
@@ -340,12 +353,17 @@ class Registry(GridTables):
             db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
         self._announce("deployment", deployment_id)
         with self._lock:
-            for service, records in self._records.items():
-                for record in records:
-                    if record.id == deployment_id:
-                        self._index(service, [r for r in records if r is not record])
-                        return record
-        return None
+            found = next(
+                ((s, r) for s, rs in self._records.items() for r in rs if r.id == deployment_id),
+                None,
+            )
+            if found is not None:
+                service, record = found
+                self._index(service, [r for r in self._records[service] if r is not record])
+        if found is None:
+            return None
+        self._gone([found[1]])
+        return found[1]
 
     def deployment(self, deployment_id: str) -> DeploymentRecord | None:
         with self._lock:
@@ -372,29 +390,6 @@ class Registry(GridTables):
     def _index(self, service: str, records: list[DeploymentRecord]) -> None:
         self._records[service] = records
         self._ready[service] = [r for r in records if r.state == "ready"]
-
-    # -- where services ran (their logs stay there) -------------------------------------
-
-    def note_service_host(self, service: str, host: str) -> None:
-        """``host`` is where a deployment of ``service`` is being made (kept after it ends)."""
-        with self.db.transaction() as db:
-            db.execute(
-                upsert("service_hosts", "service, host, last_deployed", "service, host"),
-                (service, host, now().isoformat()),
-            )
-            db.execute(
-                "DELETE FROM service_hosts WHERE service = ? AND host NOT IN (SELECT host FROM "
-                "service_hosts WHERE service = ? ORDER BY last_deployed DESC LIMIT ?)",
-                (service, service, SERVICE_HOSTS_KEPT),
-            )
-
-    def service_hosts(self, service: str) -> list[str]:
-        """The hosts ``service`` was last deployed on, latest first."""
-        rows = self.db.query(
-            "SELECT host FROM service_hosts WHERE service = ? ORDER BY last_deployed DESC",
-            (service,),
-        )
-        return [str(r[0]) for r in rows]
 
     def _load_deployments(self) -> list[DeploymentRecord]:
         rows = self.db.query(f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY created")

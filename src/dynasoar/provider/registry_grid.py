@@ -1,7 +1,8 @@
 """The registry's tables for a grid of SPs and hosts, beside its records (mixed into
 :class:`~dynasoar.provider.registry.Registry`): package archives kept in the database for SPs
 that share it but not a disk, hosts' heartbeat deadlines written in batches and read back by
-the leader, and which SP instances are alive (each holds a lock of its own while it runs)."""
+the leader, which SP instances are alive (each holds a lock of its own while it runs), and
+where each service ran (its logs stay there)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from dynasoar.provider.database import Database
-from dynasoar.provider.records import HOST_COLUMNS, HostRecord, host_of, host_row, upsert
+from dynasoar.provider.records import (
+    HOST_COLUMNS,
+    SERVICE_HOSTS_KEPT,
+    HostRecord,
+    host_of,
+    host_row,
+    now,
+    upsert,
+)
 
 #: A host's figures (its columns after address and state), as ``UPDATE ... SET`` assigns them.
 FIGURES = ", ".join(f"{c.strip()} = ?" for c in HOST_COLUMNS.split(",")[2:])
@@ -79,3 +88,26 @@ class GridTables:
     def hold_instance(self) -> None:
         """This SP instance is alive for as long as its process (and its session) is."""
         self.db.try_lock(f"dynasoar:instance:{self.instance}")
+
+    # -- where services ran (their logs stay there) -------------------------------------
+
+    def note_service_host(self, service: str, host: str) -> None:
+        """``host`` is where a deployment of ``service`` is being made (kept after it ends)."""
+        with self.db.transaction() as db:
+            db.execute(
+                upsert("service_hosts", "service, host, last_deployed", "service, host"),
+                (service, host, now().isoformat()),
+            )
+            db.execute(
+                "DELETE FROM service_hosts WHERE service = ? AND host NOT IN (SELECT host FROM "
+                "service_hosts WHERE service = ? ORDER BY last_deployed DESC LIMIT ?)",
+                (service, service, SERVICE_HOSTS_KEPT),
+            )
+
+    def service_hosts(self, service: str) -> list[str]:
+        """The hosts ``service`` was last deployed on, latest first."""
+        rows = self.db.query(
+            "SELECT host FROM service_hosts WHERE service = ? ORDER BY last_deployed DESC",
+            (service,),
+        )
+        return [str(r[0]) for r in rows]

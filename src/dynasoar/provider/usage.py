@@ -9,6 +9,11 @@ wall time there since its last report (what it consumed with no message in fligh
 it was deployed for). Everything is kept in the registry, per consumer, service, version,
 host and day, surviving undeploys and restarts; the bill prices it at each host's terms (per
 CPU-second, per GiB moved).
+
+Only the hosts that can have figures not yet taken are asked (:meth:`Usage.owed`), never the
+whole fleet: those holding deployments, and those that held one since they were last asked (a
+deployment undeployed, moved or lost with its host, here or by another SP sharing the
+registry; the host keeps an ended deployment's final figures until then).
 """
 
 from __future__ import annotations
@@ -98,8 +103,11 @@ class Usage:
         #: deployment -> the consumer whose message deployed it (billed its image bytes)
         self._deployed_for: dict[str, str] = {}
         self._polling: asyncio.Lock | None = None
-        #: Hosts whose deployments had messages since they were last asked for their figures.
+        #: Hosts whose deployments had messages, or ended, since they were last asked for their
+        #: figures. Only added to and taken from whole (set operations the GIL keeps atomic):
+        #: the message path adds without a lock, another SP's changes from the registry's thread.
         self._touched: set[str] = set()
+        registry.on_deployment_gone.append(self.ended)
 
     # -- the message path ----------------------------------------------------------------
 
@@ -128,8 +136,24 @@ class Usage:
     # -- hosts' figures ------------------------------------------------------------------
 
     def touched(self) -> set[str]:
-        """Hosts whose deployments had messages since their figures were last asked for."""
+        """Hosts whose deployments had messages, or ended, since their figures were last
+        asked for."""
         return set(self._touched)
+
+    def ended(self, record: DeploymentRecord) -> None:
+        """A deployment went (undeployed, moved, lost with its host; here or by another SP):
+        its host keeps its final figures, to be taken with the next poll."""
+        self._touched.add(record.host)
+
+    def owed(self) -> list[str]:
+        """The hosts that can have figures not yet taken, and can be asked now: those up or
+        draining that hold a deployment or held one since they were last asked. Read from
+        memory; a host that is down stays owed until it is back (or forgotten)."""
+        states = self._registry.host_states()
+        holding = {r.host for r in self._registry.deployments()}
+        touched = self.touched()  # a copy: another thread may add to it meanwhile
+        self._touched.difference_update({h for h in touched if h not in states})
+        return sorted(h for h in holding | touched if states.get(h) in ("up", "draining"))
 
     async def poll(self, hosts: list[str]) -> None:
         """Ask ``hosts`` what their deployments consumed, and share it out."""
@@ -145,6 +169,7 @@ class Usage:
                     if not isinstance(report, DynasoarError):
                         raise report
                     log.info("no usage from %s: %s", host, report.reason)
+                    self._touched.add(host)  # its figures are still to be taken
                     continue
                 for figures in report:
                     self._figures(host, figures)
@@ -258,7 +283,9 @@ class Usage:
             + " ORDER BY day, consumer, service, version, host",
             args,
         )
-        terms = {h.address: h.terms for h in self._registry.hosts()}
+        # the terms of the hosts billed (a few), not of the whole fleet
+        billed = {str(row[4]) for row in rows}
+        terms = {h.address: h.terms for h in map(self._registry.host, billed) if h is not None}
         bill = []
         for row in rows:
             key = Key(*(str(v) for v in row[:5]))
