@@ -140,3 +140,43 @@ def test_a_guests_consumption_is_reported_by_its_host(make_cluster: MakeCluster)
     c.client.call("Undeploy", name="VmEcho")
     (ended,) = host_usage(c.hps[0].url)
     assert ended.state == "ended" and ended.memory_gib_seconds > 0
+
+
+def host_cpu(rows: list[object], host: str) -> float:
+    return sum(r.cpuSeconds for r in rows if r.host == host)  # type: ignore[attr-defined]
+
+
+def test_a_deployment_undeployed_just_before_get_usage_is_billed_in_full(
+    make_cluster: MakeCluster,
+) -> None:
+    """GetUsage asks only the hosts that can have figures not yet taken: a host whose only
+    deployment was undeployed since it was last asked is one of them. Its whole consumption
+    is billed, as the host itself reports it, and asking again adds nothing."""
+    from .hosted import host_usage
+
+    # the control loop takes no figures of its own meanwhile: only GetUsage does
+    c = make_cluster(sp_args=["--reconcile-interval", "3600"])
+    first, second = (hp.url for hp in c.hps)
+    c.client.publish(samples_dir() / "echo")
+    c.client.call("Deploy", name="Echo", host=first)
+    url = c.service_url("Echo")
+    for _ in range(200):
+        assert post(url, compute_as("alice", 5), soap_action=f"{ECHO_NS}/Compute").status == 200
+    taken = c.client.call("GetUsage")
+    assert host_cpu(taken, first) > 0 and host_cpu(taken, second) == 0
+    # A replica on the second host, never sent a message: its start is its whole consumption.
+    c.client.call("Deploy", name="Echo", host=second)
+    assert c.client.call("Undeploy", name="Echo") == 2
+    ended = {hp: host_usage(hp) for hp in (first, second)}
+    assert all(d.state == "ended" for figures in ended.values() for d in figures)
+
+    rows = c.client.call("GetUsage")
+    for hp, figures in ended.items():
+        reported = sum(d.cpu_seconds for d in figures)
+        assert host_cpu(rows, hp) == pytest.approx(reported, rel=1e-9, abs=1e-9), hp
+    assert host_cpu(rows, second) > 0  # a Python process started there
+    assert by_consumer(rows)["alice"]["messages"] == 200
+    again = c.client.call("GetUsage")  # nothing new to take: the same bill
+    assert [(r.host, r.consumer, r.cpuSeconds) for r in again] == [
+        (r.host, r.consumer, r.cpuSeconds) for r in rows
+    ]
