@@ -33,6 +33,8 @@ def test_a_simulated_fleet_speaks_to_a_real_sp(tmp_path: Path) -> None:
     assert max(figures.checked) <= 2  # two candidates asked, of forty
     assert figures.statuses <= 2 * len(figures.placement)  # and no other Status call at all
     assert figures.beats_per_second > 0
+    assert len(figures.usage) == 5
+    assert figures.usage_asked == [1] * 5  # GetUsage asks the one host holding a deployment
 
 
 def test_list_hosts_asks_no_host(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ signed), measured from outside the SP:
                  in memory, their live Status, the choice), p50 and p99
     cold call    a first call through the SP (placement, shipping the package as MTOM to a
                  simulated host, probing it, relaying), p50
+    usage        GetUsage with one deployment in the fleet, p50, and the hosts it asked
     registry     hosts recorded, and the registry's size on disk
 
 The SP runs as its own process (``dynasoar sp``), the fleet in a thread of this one."""
@@ -54,6 +55,8 @@ class FleetFigures:
     refused: int
     failed: int
     statuses: int  # Status calls the simulated hosts answered, all told
+    usage: list[float]  # seconds each GetUsage took, with one deployment in the fleet
+    usage_asked: list[int]  # hosts each GetUsage asked for their figures
 
 
 class _Loop:
@@ -112,6 +115,8 @@ def measure(
         beats1, cpu1, t1 = fleet.stats.beats_sent, cpu_seconds(sp.process.pid), time.monotonic()
         cold = _cold_calls(sp, work, cold_calls)
         placements = [m.groups() for m in PLACED.finditer(sp.log())]
+        statuses = fleet.stats.statuses
+        usage, usage_asked = _get_usage(sp, fleet)  # (its first call is not a figure above)
         intervals = [h.interval for h in fleet.hosts if h.registered]
         return FleetFigures(
             hosts=hosts,
@@ -129,7 +134,9 @@ def measure(
             ),
             refused=fleet.stats.beats_refused,
             failed=fleet.stats.beats_failed,
-            statuses=fleet.stats.statuses,
+            statuses=statuses,
+            usage=usage,
+            usage_asked=usage_asked,
         )
     finally:
         try:
@@ -153,6 +160,24 @@ def _cold_calls(sp: Actor, work: Path, rounds: int) -> list[float]:
     return seconds
 
 
+def _get_usage(sp: Actor, fleet: Fleet, rounds: int = 5) -> tuple[list[float], list[int]]:
+    """GetUsage, timed from outside, with one Echo deployed (by a first call) in the fleet;
+    and how many hosts each asked (the fleet counts their GetUsage calls)."""
+    client = ProviderClient(sp.url)
+    url = f"{sp.url}/services/Echo"
+    _post(url, BODY.format(to=url, text="billed").encode())
+    client.call("GetUsage")  # the hosts earlier deployments ended on: their figures, once
+    seconds, asked = [], []
+    for _ in range(rounds):
+        before = fleet.stats.usages
+        started = time.perf_counter()
+        client.call("GetUsage")
+        seconds.append(time.perf_counter() - started)
+        asked.append(fleet.stats.usages - before)
+    client.call("Undeploy", name="Echo")
+    return seconds, asked
+
+
 def report(f: FleetFigures) -> None:
     print(f"    fleet                {f.hosts} simulated hosts, registered in "
           f"{f.registered_seconds:.1f} s", flush=True)
@@ -169,6 +194,9 @@ def report(f: FleetFigures) -> None:
           "goal p99 <= 10 ms)")
     print(f"    cold call            p50 {statistics.median(f.cold) * 1000:.0f} ms "
           f"({len(f.cold)} calls)")
+    print(f"    usage (GetUsage)     p50 {statistics.median(f.usage) * 1000:.1f} ms "
+          f"({max(f.usage_asked, default=0)} hosts asked of {f.hosts}, one holding a "
+          "deployment)")
     print(f"    registry             {f.registry_hosts} hosts, {f.registry_bytes / 1024:.0f} KiB")
     if f.refused or f.failed:
         print(f"    beats refused        {f.refused} (too often), {f.failed} failed")
