@@ -194,8 +194,9 @@ def report(f: FleetFigures) -> None:
           "goal p99 <= 10 ms)")
     print(f"    cold call            p50 {statistics.median(f.cold) * 1000:.0f} ms "
           f"({len(f.cold)} calls)")
+    asked = max(f.usage_asked, default=0)
     print(f"    usage (GetUsage)     p50 {statistics.median(f.usage) * 1000:.1f} ms "
-          f"({max(f.usage_asked, default=0)} hosts asked of {f.hosts}, one holding a "
+          f"({asked} {'host' if asked == 1 else 'hosts'} asked of {f.hosts}, one holding a "
           "deployment)")
     print(f"    registry             {f.registry_hosts} hosts, {f.registry_bytes / 1024:.0f} KiB")
     if f.refused or f.failed:
