@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,56 @@ def test_a_deployment_undeployed_just_before_get_usage_is_billed_in_full(
     assert [(r.host, r.consumer, r.cpuSeconds) for r in again] == [
         (r.host, r.consumer, r.cpuSeconds) for r in rows
     ]
+
+
+def test_a_deployment_gone_while_its_host_stops_it_stays_owed_until_it_ended(
+    tmp_path: Path,
+) -> None:
+    """The registry forgets a deployment before its host has stopped it (a drop, a retire):
+    asked in between, the host reports it still running, and stays owed until it reports it
+    ended; its final figures are billed. A real HP; the SP's usage book on a real registry."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from dynasoar.consumer.host_client import HostClient
+    from dynasoar.http import ConnectionPool
+    from dynasoar.procs import start_actor
+    from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry
+    from dynasoar.provider.usage import Usage
+    from dynasoar.soap.client import SoapClient
+
+    from .hosted import deploy_directly, host_usage
+
+    with start_actor("hp", ["--port", "0", "--data", str(tmp_path / "hp")]) as hp:
+        deployment_id = deploy_directly(hp.url, samples_dir() / "echo", tmp_path, "d1", None)
+        registry = Registry(tmp_path / "registry.sqlite")
+        registry.put_host(HostRecord(hp.url, "up", 4, 1, 0.0, datetime.now(UTC)))
+        registry.add_deployment(
+            DeploymentRecord(deployment_id, "Echo", "1.0", hp.url, f"{hp.url}/x", "ready",
+                             datetime.now(UTC))
+        )
+
+        async def book() -> tuple[list[str], list[str], float]:
+            pool = ConnectionPool()
+            try:
+                client = HostClient(SoapClient(pool))
+                usage = Usage(registry, client)
+                registry.remove_deployment(deployment_id)  # forgotten; the host runs it on
+                await usage.poll(usage.owed())
+                still = usage.owed()
+                await client.undeploy(hp.url, deployment_id, timeout=30)
+                await usage.poll(usage.owed())
+                billed = sum(r.tally.cpu_seconds for r in usage.bill())
+                return still, usage.owed(), billed
+            finally:
+                await pool.close()
+
+        try:
+            still, after, billed = asyncio.run(book())
+            (ended,) = host_usage(hp.url)
+        finally:
+            registry.close()
+    assert still == [hp.url]  # reported running: its final figures are still to come
+    assert after == []  # reported ended and taken
+    assert ended.state == "ended"
+    assert billed == pytest.approx(ended.cpu_seconds, rel=1e-9, abs=1e-9)

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 GIB = float(1 << 30)
 #: Who is billed for what nobody's message was using.
 NOBODY = "(unattributed)"
+#: Deployments gone whose final figures are awaited, at most.
+ENDING_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ class Usage:
         #: figures. Only added to and taken from whole (set operations the GIL keeps atomic):
         #: the message path adds without a lock, another SP's changes from the registry's thread.
         self._touched: set[str] = set()
+        #: Deployments gone from the registry whose host has not yet reported them ended
+        #: (id -> host): their host stays owed until it does (their final figures).
+        self._ending: dict[str, str] = {}
         registry.on_deployment_gone.append(self.ended)
 
     # -- the message path ----------------------------------------------------------------
@@ -143,6 +148,9 @@ class Usage:
     def ended(self, record: DeploymentRecord) -> None:
         """A deployment went (undeployed, moved, lost with its host; here or by another SP):
         its host keeps its final figures, to be taken with the next poll."""
+        self._ending[record.id] = record.host
+        while len(self._ending) > ENDING_KEPT:  # hosts that never came back: the oldest go
+            self._ending.pop(next(iter(self._ending)))
         self._touched.add(record.host)
 
     def owed(self) -> list[str]:
@@ -173,7 +181,19 @@ class Usage:
                     continue
                 for figures in report:
                     self._figures(host, figures)
+                self._still_ending(host, report)
             self.flush()
+
+    def _still_ending(self, host: str, report: list[DeploymentUsage]) -> None:
+        """A deployment that went from the registry while its host was still stopping it
+        (asked in between): the host stays owed until it reports it ended."""
+        running = {f.id for f in report if f.state != "ended"}
+        for deployment_id, where in list(self._ending.items()):  # (a copy: see _touched)
+            if where == host:
+                if deployment_id in running:
+                    self._touched.add(host)
+                else:  # ended (its final figures just taken), or long gone from the host
+                    self._ending.pop(deployment_id, None)
 
     def _figures(self, host: str, now: DeploymentUsage) -> None:
         rows = self._registry.query(
