@@ -35,6 +35,7 @@ def test_a_simulated_fleet_speaks_to_a_real_sp(tmp_path: Path) -> None:
     assert figures.beats_per_second > 0
     assert len(figures.usage) == 5
     assert figures.usage_asked == [1] * 5  # GetUsage asks the one host holding a deployment
+    assert len(figures.page) == 5 and figures.page_bytes > 0
 
 
 def test_list_hosts_asks_no_host(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ signed), measured from outside the SP:
     cold call    a first call through the SP (placement, shipping the package as MTOM to a
                  simulated host, probing it, relaying), p50
     usage        GetUsage with one deployment in the fleet, p50, and the hosts it asked
+    status page  GET / on the SP, p50, and its size
     registry     hosts recorded, and the registry's size on disk
 
 The SP runs as its own process (``dynasoar sp``), the fleet in a thread of this one."""
@@ -16,6 +17,7 @@ The SP runs as its own process (``dynasoar sp``), the fleet in a thread of this 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import re
 import statistics
 import threading
@@ -24,6 +26,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from dynasoar.bench.cluster import cpu_seconds
 from dynasoar.bench.cold import _post
@@ -57,6 +60,8 @@ class FleetFigures:
     statuses: int  # Status calls the simulated hosts answered, all told
     usage: list[float]  # seconds each GetUsage took, with one deployment in the fleet
     usage_asked: list[int]  # hosts each GetUsage asked for their figures
+    page: list[float]  # seconds each GET of the status page took
+    page_bytes: int
 
 
 class _Loop:
@@ -117,6 +122,7 @@ def measure(
         placements = [m.groups() for m in PLACED.finditer(sp.log())]
         statuses = fleet.stats.statuses
         usage, usage_asked = _get_usage(sp, fleet)  # (its first call is not a figure above)
+        page, page_bytes = _status_page(sp)
         intervals = [h.interval for h in fleet.hosts if h.registered]
         return FleetFigures(
             hosts=hosts,
@@ -137,6 +143,8 @@ def measure(
             statuses=statuses,
             usage=usage,
             usage_asked=usage_asked,
+            page=page,
+            page_bytes=page_bytes,
         )
     finally:
         try:
@@ -178,6 +186,25 @@ def _get_usage(sp: Actor, fleet: Fleet, rounds: int = 5) -> tuple[list[float], l
     return seconds, asked
 
 
+def _status_page(sp: Actor, rounds: int = 5) -> tuple[list[float], int]:
+    """The status page, fetched as a browser would, timed from outside; and its size."""
+    parts = urlsplit(sp.url)
+    seconds, size = [], 0
+    for _ in range(rounds):
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+        try:
+            started = time.perf_counter()
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            size = len(response.read())
+            seconds.append(time.perf_counter() - started)
+            if response.status != 200:
+                raise RuntimeError(f"the status page answered HTTP {response.status}")
+        finally:
+            conn.close()
+    return seconds, size
+
+
 def report(f: FleetFigures) -> None:
     print(f"    fleet                {f.hosts} simulated hosts, registered in "
           f"{f.registered_seconds:.1f} s", flush=True)
@@ -198,6 +225,8 @@ def report(f: FleetFigures) -> None:
     print(f"    usage (GetUsage)     p50 {statistics.median(f.usage) * 1000:.1f} ms "
           f"({asked} {'host' if asked == 1 else 'hosts'} asked of {f.hosts}, one holding a "
           "deployment)")
+    print(f"    status page          p50 {statistics.median(f.page) * 1000:.1f} ms, "
+          f"{f.page_bytes / 1024:.0f} KiB")
     print(f"    registry             {f.registry_hosts} hosts, {f.registry_bytes / 1024:.0f} KiB")
     if f.refused or f.failed:
         print(f"    beats refused        {f.refused} (too often), {f.failed} failed")
