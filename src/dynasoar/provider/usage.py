@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, fields
@@ -27,7 +28,7 @@ from datetime import UTC, date, datetime
 
 from dynasoar.consumer.host_client import DeploymentUsage, HostClient
 from dynasoar.errors import DynasoarError
-from dynasoar.provider.records import upsert
+from dynasoar.provider.records import HOST_COLUMNS, host_of, upsert
 from dynasoar.provider.registry import DeploymentRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class Usage:
         #: Deployments gone from the registry whose host has not yet reported them ended
         #: (id -> host): their host stays owed until it does (their final figures).
         self._ending: dict[str, str] = {}
+        self._ending_lock = threading.Lock()  # (told from the registry's thread, too)
         registry.on_deployment_gone.append(self.ended)
 
     # -- the message path ----------------------------------------------------------------
@@ -148,10 +150,11 @@ class Usage:
     def ended(self, record: DeploymentRecord) -> None:
         """A deployment went (undeployed, moved, lost with its host; here or by another SP):
         its host keeps its final figures, to be taken with the next poll."""
-        self._ending[record.id] = record.host
-        while len(self._ending) > ENDING_KEPT:  # hosts that never came back: the oldest go
-            self._ending.pop(next(iter(self._ending)))
         self._touched.add(record.host)
+        with self._ending_lock:
+            self._ending[record.id] = record.host
+            while len(self._ending) > ENDING_KEPT:  # ended unseen (a host gone): the oldest go
+                self._ending.pop(next(iter(self._ending)))
 
     def owed(self) -> list[str]:
         """The hosts that can have figures not yet taken, and can be asked now: those up or
@@ -187,13 +190,13 @@ class Usage:
     def _still_ending(self, host: str, report: list[DeploymentUsage]) -> None:
         """A deployment that went from the registry while its host was still stopping it
         (asked in between): the host stays owed until it reports it ended."""
-        running = {f.id for f in report if f.state != "ended"}
-        for deployment_id, where in list(self._ending.items()):  # (a copy: see _touched)
-            if where == host:
-                if deployment_id in running:
-                    self._touched.add(host)
-                else:  # ended (its final figures just taken), or long gone from the host
-                    self._ending.pop(deployment_id, None)
+        with self._ending_lock:
+            for figures in report:
+                if figures.id in self._ending:
+                    if figures.state == "ended":  # its final figures, just taken
+                        del self._ending[figures.id]
+                    else:
+                        self._touched.add(host)
 
     def _figures(self, host: str, now: DeploymentUsage) -> None:
         rows = self._registry.query(
@@ -297,15 +300,20 @@ class Usage:
         if since is not None:
             where.append("day >= ?")
             args.append(since.isoformat())
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self._registry.query(
             f"SELECT day, consumer, service, version, host, {', '.join(COLUMNS)} FROM usage"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + condition
             + " ORDER BY day, consumer, service, version, host",
             args,
         )
-        # the terms of the hosts billed (a few), not of the whole fleet
-        billed = {str(row[4]) for row in rows}
-        terms = {h.address: h.terms for h in map(self._registry.host, billed) if h is not None}
+        # the terms of the hosts billed, in one query: not the whole fleet's
+        hosts = self._registry.query(
+            f"SELECT {HOST_COLUMNS} FROM hosts "
+            f"WHERE address IN (SELECT DISTINCT host FROM usage{condition})",
+            args,
+        )
+        terms = {h.address: h.terms for h in map(host_of, hosts)}
         bill = []
         for row in rows:
             key = Key(*(str(v) for v in row[:5]))
