@@ -40,6 +40,7 @@ from dynasoar.provider.logs import ServiceLogs
 from dynasoar.provider.metrics import ProviderMetrics, SpState
 from dynasoar.provider.moves import Mover
 from dynasoar.provider.page import StatusPage
+from dynasoar.provider.peerload import SharedLoad
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import HostRecord, Registry, now
@@ -172,6 +173,8 @@ class ProviderApp:
         self.heartbeats = Heartbeats(
             self.registry, config.scaling.host_timeout, config.heartbeat_rate
         )
+        # With several SPs, each shares how busy it finds the deployments; the leader sums.
+        self.shared_load = SharedLoad(self.registry, self.deployer.load)
         self.autoscaler = Autoscaler(
             self.provider,
             self.registry,
@@ -180,12 +183,16 @@ class ProviderApp:
             self.reconciler,
             self.usage,
             self.heartbeats,
+            self.shared_load,
         )
         self.provider.on_heartbeat = self._heartbeat
         self.provider.too_soon = self.heartbeats.too_soon
         # One SP at a time runs the control loop: the one leading (always this one on SQLite).
         self.leadership = Leadership(
-            self.registry, self.heartbeats, self.autoscaler.run, chores=[self.usage.flush]
+            self.registry,
+            self.heartbeats,
+            self.autoscaler.run,
+            chores=[self.usage.flush, self.shared_load.share],
         )
         self._leading: asyncio.Task[None] | None = None
         self._following: asyncio.Task[None] | None = None

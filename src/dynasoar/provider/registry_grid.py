@@ -1,8 +1,9 @@
 """The registry's tables for a grid of SPs and hosts, beside its records (mixed into
 :class:`~dynasoar.provider.registry.Registry`): package archives kept in the database for SPs
 that share it but not a disk, hosts' heartbeat deadlines written in batches and read back by
-the leader, which SP instances are alive (each holds a lock of its own while it runs), and
-where each service ran (its logs stay there)."""
+the leader, which SP instances are alive (each holds a lock of its own while it runs), how
+busy each SP finds the deployments it relays to (:mod:`.peerload`), and where each service ran
+(its logs stay there)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from dynasoar.provider.records import (
     now,
     upsert,
 )
+
+#: What one SP relays to one deployment: (id, messages in flight, last message, epoch s).
+Activity = tuple[str, int, float]
 
 #: A host's figures (its columns after address and state), as ``UPDATE ... SET`` assigns them.
 FIGURES = ", ".join(f"{c.strip()} = ?" for c in HOST_COLUMNS.split(",")[2:])
@@ -88,6 +92,42 @@ class GridTables:
     def hold_instance(self) -> None:
         """This SP instance is alive for as long as its process (and its session) is."""
         self.db.try_lock(f"dynasoar:instance:{self.instance}")
+
+    # -- how busy each SP finds the deployments ------------------------------------------------
+
+    def share_load(self, activity: Sequence[Activity], at: float) -> None:
+        """This SP's counts of the deployments it relays to (written at ``at``, epoch s)."""
+        if not activity:
+            return
+        with self.db.transaction() as db:
+            db.executemany(
+                upsert(
+                    "deployment_load",
+                    "instance, deployment_id, outstanding, last_used, written",
+                    "instance, deployment_id",
+                ),
+                [(self.instance, d, n, used, at) for d, n, used in activity],
+            )
+
+    def peer_load(self, fresh_since: float) -> dict[str, tuple[int, float]]:
+        """The other SPs' counts, per deployment: messages in flight (from counts written
+        since ``fresh_since``: an SP that stopped writing is not counted) and the last
+        message any of them relayed."""
+        rows = self.db.query(
+            "SELECT deployment_id, "
+            "SUM(CASE WHEN written >= ? THEN outstanding ELSE 0 END), MAX(last_used) "
+            "FROM deployment_load WHERE instance <> ? GROUP BY deployment_id",
+            (fresh_since, self.instance),
+        )
+        return {str(r[0]): (int(r[1] or 0), float(r[2])) for r in rows}
+
+    def prune_load(self) -> None:
+        """Forget the counts of deployments that are no more."""
+        with self.db.transaction() as db:
+            db.execute(
+                "DELETE FROM deployment_load "
+                "WHERE deployment_id NOT IN (SELECT id FROM deployments)"
+            )
 
     # -- where services ran (their logs stay there) -------------------------------------
 
