@@ -51,11 +51,12 @@ from dynasoar.provider.records import (
     traffic_text,
     upsert,
 )
-from dynasoar.provider.registry_grid import GridTables
+from dynasoar.provider.registry_grid import GridTables, MoveRecord
 
 __all__ = ["DeploymentRecord", "HostRecord", "Registry", "Route", "ServiceRecord", "Traffic", "now"]
 
 log = logging.getLogger(__name__)
+
 
 class Registry(GridTables):
     def __init__(self, where: Path | str | Database) -> None:
@@ -78,6 +79,8 @@ class Registry(GridTables):
         self.on_route_change: list[Callable[[str], None]] = []
         #: Told the address of a host another SP changed.
         self.on_host_change: list[Callable[[str], None]] = []
+        #: Told a deployment another SP began moving (with its move) or ended moving (None).
+        self.on_move_change: list[Callable[[str, MoveRecord | None], None]] = []
         self.reload()
 
     def reload(self) -> None:
@@ -162,6 +165,10 @@ class Registry(GridTables):
             elif kind == "route":
                 for callback in self.on_route_change:
                     callback(key)
+            elif kind == "move":
+                move = self.move_of(key)
+                for on_move in self.on_move_change:
+                    on_move(key, move)
             elif kind == "host":
                 host = self.host(key)
                 with self._lock:
@@ -332,7 +339,27 @@ class Registry(GridTables):
         changed = replace(record, state=state, reason=reason, changed=now())
         if state in ("deploying", "retiring"):  # under way here: no leftover while this SP runs
             changed = replace(changed, deployer=self.instance)
-        self.add_deployment(changed)
+        # An update, not an upsert: a record another SP removed meanwhile (a move's source,
+        # say) stays removed, whatever this SP's memory still holds.
+        with self.db.transaction() as db:
+            updated = db.execute(
+                "UPDATE deployments SET state = ?, reason = ?, changed = ?, deployer = ? "
+                "WHERE id = ?",
+                (
+                    state,
+                    reason,
+                    changed.changed.isoformat() if changed.changed else None,
+                    changed.deployer,
+                    deployment_id,
+                ),
+            ).rowcount
+        if not updated:
+            self.refresh_deployment(deployment_id)
+            raise KeyError(deployment_id)
+        with self._lock:
+            current = [x for x in self._records.get(changed.service, []) if x.id != changed.id]
+            self._index(changed.service, [*current, changed])
+        self._announce("deployment", deployment_id)
         return changed
 
     def remove_deployment(self, deployment_id: str) -> DeploymentRecord | None:

@@ -6,7 +6,9 @@ busy each SP finds the deployments it relays to (:mod:`.peerload`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from dynasoar.provider.database import Database
@@ -15,6 +17,18 @@ from dynasoar.provider.records import HOST_COLUMNS, HostRecord, host_of, host_ro
 #: What one SP relays to one deployment: (id, messages in flight, last message, epoch s).
 Activity = tuple[str, int, float]
 
+
+@dataclass(frozen=True)
+class MoveRecord:
+    """A deployment some SP is moving: new messages for it wait at every SP until it ends."""
+
+    deployment_id: str
+    service: str
+    target: str
+    instance: str  # the SP moving it
+    started: float  # epoch seconds
+
+
 #: A host's figures (its columns after address and state), as ``UPDATE ... SET`` assigns them.
 FIGURES = ", ".join(f"{c.strip()} = ?" for c in HOST_COLUMNS.split(",")[2:])
 
@@ -22,6 +36,9 @@ FIGURES = ", ".join(f"{c.strip()} = ?" for c in HOST_COLUMNS.split(",")[2:])
 class GridTables:
     db: Database
     instance: str
+
+    def _announce(self, kind: str, key: str) -> None:
+        raise NotImplementedError  # the registry's: tells the other SPs
 
     # -- package archives, for SPs that share this registry but not a disk ------------------
 
@@ -119,3 +136,43 @@ class GridTables:
                 "DELETE FROM deployment_load "
                 "WHERE deployment_id NOT IN (SELECT id FROM deployments)"
             )
+
+    # -- moves under way, for every SP to hold messages for them --------------------------------
+
+    def begin_move(self, deployment_id: str, service: str, target: str) -> MoveRecord:
+        move = MoveRecord(deployment_id, service, target, self.instance, time.time())
+        with self.db.transaction() as db:
+            db.execute(
+                upsert(
+                    "moves", "deployment_id, service, target, instance, started", "deployment_id"
+                ),
+                (move.deployment_id, move.service, move.target, move.instance, move.started),
+            )
+        self._announce("move", deployment_id)
+        return move
+
+    def end_move(self, deployment_id: str) -> None:
+        with self.db.transaction() as db:
+            db.execute("DELETE FROM moves WHERE deployment_id = ?", (deployment_id,))
+        self._announce("move", deployment_id)
+
+    def move_of(self, deployment_id: str) -> MoveRecord | None:
+        rows = self.db.query(
+            "SELECT deployment_id, service, target, instance, started FROM moves "
+            "WHERE deployment_id = ?",
+            (deployment_id,),
+        )
+        if not rows:
+            return None
+        deployment, service, target, instance, started = rows[0]
+        return MoveRecord(str(deployment), str(service), str(target), str(instance), float(started))
+
+    def undrained(self, deployment_id: str, since: float) -> list[str]:
+        """The other SPs that relayed to ``deployment_id`` and have not yet said, since
+        ``since`` (epoch s), that no message of theirs is at it (their instances)."""
+        rows = self.db.query(
+            "SELECT instance FROM deployment_load WHERE deployment_id = ? AND instance <> ? "
+            "AND (written < ? OR outstanding > 0)",
+            (deployment_id, self.instance, since),
+        )
+        return sorted(str(r[0]) for r in rows)
