@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dynasoar.provider.database import Change, Connection, Database, open_database
+from dynasoar.provider.database import Connection, Database, open_database
 from dynasoar.provider.records import (
     DEPLOYMENT_COLUMNS,
     HOST_COLUMNS,
@@ -139,74 +139,6 @@ class Registry(GridTables):
     def _announce(self, kind: str, key: str) -> None:
         if self.shared:
             self.db.announce((kind, key))
-
-    # -- what other SPs changed ------------------------------------------------------------
-
-    def follow(self) -> None:
-        """Keep this SP's memory in step with the others' changes (a shared registry)."""
-        if self.shared:
-            self.db.listen(self._changed)
-
-    def _changed(self, change: Change | None) -> None:
-        """Another SP changed something (called from the listening thread)."""
-        try:
-            if change is None:
-                self.reload()
-                names = [r.service for r in self.routes()]
-                for name in names:
-                    for callback in self.on_route_change:
-                        callback(name)
-                return
-            kind, key = change
-            if kind == "deployment":
-                self.refresh_deployment(key)
-            elif kind == "service":
-                self.refresh_service(key)
-            elif kind == "route":
-                for callback in self.on_route_change:
-                    callback(key)
-            elif kind == "move":
-                move = self.move_of(key)
-                for on_move in self.on_move_change:
-                    on_move(key, move)
-            elif kind == "host":
-                host = self.host(key)
-                with self._lock:
-                    if host is None:
-                        self._host_states.pop(key, None)
-                    else:
-                        self._host_states[key] = host.state
-                for on_host in self.on_host_change:
-                    on_host(key)
-        except Exception as exc:  # the next announcement, or the next reload, brings it
-            log.warning("following the registry's change %s: %s", change, exc)
-
-    def refresh_deployment(self, deployment_id: str) -> None:
-        """One deployment's record read again (another SP changed it)."""
-        rows = self.db.query(
-            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
-        )
-        with self._lock:
-            found = deployment_of(rows[0]) if rows else None
-            for service, records in list(self._records.items()):
-                if any(r.id == deployment_id for r in records) and (
-                    found is None or found.service != service
-                ):
-                    self._index(service, [r for r in records if r.id != deployment_id])
-            if found is not None:
-                current = [r for r in self._records.get(found.service, []) if r.id != found.id]
-                self._index(found.service, [*current, found])
-
-    def refresh_service(self, service: str) -> None:
-        """A service's deployment records read again (before deciding to deploy it)."""
-        if not self.shared:
-            return
-        rows = self.db.query(
-            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE service = ? ORDER BY created",
-            (service,),
-        )
-        with self._lock:
-            self._index(service, [deployment_of(r) for r in rows])
 
     # -- services: their versions, and their routes -------------------------------------
 
