@@ -12,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from dynasoar.provider.records import SERVICE_HOSTS_KEPT
-from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry, ServiceRecord
+from dynasoar.provider.registry import (
+    SERVICE_HOSTS_KEPT,
+    DeploymentRecord,
+    HostRecord,
+    Registry,
+    ServiceRecord,
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -224,7 +229,7 @@ def test_every_deployment_that_goes_is_told(registry: Registry, db: Path | str) 
     gone: list[DeploymentRecord] = []
     registry.on_deployment_gone.append(gone.append)
     d1, d2, d3 = (deployment(f"d{n}", minutes=n) for n in (1, 2, 3))
-    for d in (d1, d2, d3):
+    for d in (d2, d1, d3):
         registry.add_deployment(d)
     registry.set_state("d1", "lost", "its host is down")  # changed, not gone
     assert gone == []

@@ -38,6 +38,7 @@ from dynasoar.provider.leader import Leadership
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.logs import ServiceLogs
 from dynasoar.provider.metrics import ProviderMetrics, SpState
+from dynasoar.provider.move_watch import MoveWatch
 from dynasoar.provider.moves import Mover
 from dynasoar.provider.page import StatusPage
 from dynasoar.provider.peerload import SharedLoad
@@ -143,7 +144,16 @@ class ProviderApp:
         )
         self.hosts.on_up = self.reconciler.soon
         shipper.on_count = self.hosts.counted
-        mover = Mover(self.registry, self.hosts, self.deployer, host_client, data / "spool")
+        # Moves other SPs make hold this SP's messages too (a shared registry).
+        self.move_watch = MoveWatch(self.registry, self.deployer.gates, self.deployer.load, loop)
+        mover = Mover(
+            self.registry,
+            self.hosts,
+            self.deployer,
+            host_client,
+            data / "spool",
+            watch=self.move_watch,
+        )
         self.provider = ServiceProvider(
             data,
             self.registry,
@@ -281,6 +291,7 @@ class ProviderApp:
             await self.hosts.survey([normalize(a) for a in self.config.hosts])
         self.registry.on_route_change.append(self._route_changed)
         self.registry.on_host_change.append(self._host_changed)
+        self.registry.on_move_change.append(self.move_watch.changed)
         self.registry.follow()
         self.heartbeats.listening()
         self.leadership.look()  # the control loop starts now, if this SP leads
@@ -364,6 +375,7 @@ class ProviderApp:
             await asyncio.gather(self._courier, return_exceptions=True)
         await self.chain.close()
         await self.reconciler.close()
+        await self.move_watch.close()
         await self.deployer.close()
         self.usage.flush()
         self.executor.shutdown(wait=False, cancel_futures=True)

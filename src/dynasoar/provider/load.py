@@ -74,6 +74,15 @@ class LoadTracker:
             idle = min(idle, max(0.0, time.time() - peer[1]))
         return idle
 
+    def state_of(self, deployment_id: str) -> tuple[int, float]:
+        """Messages in flight to the deployment here, and when it last had one here (epoch
+        seconds; 0 if never)."""
+        used = self._last_used.get(deployment_id)
+        return (
+            self._outstanding.get(deployment_id, 0),
+            0.0 if used is None else used + time.time() - time.monotonic(),
+        )
+
     def active_since(self, since: float) -> list[tuple[str, int, float]]:
         """This SP's deployments with messages in flight or a message since ``since``
         (monotonic): (id, in flight, when it last had one, in epoch seconds)."""

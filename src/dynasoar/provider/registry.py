@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dynasoar.provider.database import Change, Connection, Database, open_database
+from dynasoar.provider.database import Connection, Database, open_database
 from dynasoar.provider.records import (
     DEPLOYMENT_COLUMNS,
     HOST_COLUMNS,
@@ -34,6 +34,7 @@ from dynasoar.provider.records import (
     ROUTE_COLUMNS,
     SCHEMA,
     SERVICE_COLUMNS,
+    SERVICE_HOSTS_KEPT,
     DeploymentRecord,
     HostRecord,
     Route,
@@ -50,7 +51,7 @@ from dynasoar.provider.records import (
     traffic_text,
     upsert,
 )
-from dynasoar.provider.registry_grid import GridTables
+from dynasoar.provider.registry_grid import GridTables, MoveRecord
 
 __all__ = ["DeploymentRecord", "HostRecord", "Registry", "Route", "ServiceRecord", "Traffic", "now"]
 
@@ -78,6 +79,8 @@ class Registry(GridTables):
         self.on_route_change: list[Callable[[str], None]] = []
         #: Told the address of a host another SP changed.
         self.on_host_change: list[Callable[[str], None]] = []
+        #: Told a deployment another SP began moving (with its move) or ended moving (None).
+        self.on_move_change: list[Callable[[str, MoveRecord | None], None]] = []
         #: Told every deployment record that goes, removed here or by another SP.
         self.on_deployment_gone: list[Callable[[DeploymentRecord], None]] = []
         self.reload()
@@ -146,73 +149,6 @@ class Registry(GridTables):
     def _announce(self, kind: str, key: str) -> None:
         if self.shared:
             self.db.announce((kind, key))
-
-    # -- what other SPs changed ------------------------------------------------------------
-
-    def follow(self) -> None:
-        """Keep this SP's memory in step with the others' changes (a shared registry)."""
-        if self.shared:
-            self.db.listen(self._changed)
-
-    def _changed(self, change: Change | None) -> None:
-        """Another SP changed something (called from the listening thread)."""
-        try:
-            if change is None:
-                self.reload()
-                names = [r.service for r in self.routes()]
-                for name in names:
-                    for callback in self.on_route_change:
-                        callback(name)
-                return
-            kind, key = change
-            if kind == "deployment":
-                self.refresh_deployment(key)
-            elif kind == "service":
-                self.refresh_service(key)
-            elif kind == "route":
-                for callback in self.on_route_change:
-                    callback(key)
-            elif kind == "host":
-                host = self.host(key)
-                with self._lock:
-                    if host is None:
-                        self._host_states.pop(key, None)
-                    else:
-                        self._host_states[key] = host.state
-                for on_host in self.on_host_change:
-                    on_host(key)
-        except Exception as exc:  # the next announcement, or the next reload, brings it
-            log.warning("following the registry's change %s: %s", change, exc)
-
-    def refresh_deployment(self, deployment_id: str) -> None:
-        """One deployment's record read again (another SP changed it)."""
-        rows = self.db.query(
-            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
-        )
-        gone = []
-        with self._lock:
-            found = deployment_of(rows[0]) if rows else None
-            for service, records in list(self._records.items()):
-                if any(r.id == deployment_id for r in records) and (
-                    found is None or found.service != service
-                ):
-                    gone += [r for r in records if r.id == deployment_id and found is None]
-                    self._index(service, [r for r in records if r.id != deployment_id])
-            if found is not None:
-                current = [r for r in self._records.get(found.service, []) if r.id != found.id]
-                self._index(found.service, [*current, found])
-        self._gone(gone)
-
-    def refresh_service(self, service: str) -> None:
-        """A service's deployment records read again (before deciding to deploy it)."""
-        if not self.shared:
-            return
-        rows = self.db.query(
-            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE service = ? ORDER BY created",
-            (service,),
-        )
-        with self._lock:
-            self._index(service, [deployment_of(r) for r in rows])
 
     # -- services: their versions, and their routes -------------------------------------
 
@@ -345,7 +281,27 @@ class Registry(GridTables):
         changed = replace(record, state=state, reason=reason, changed=now())
         if state in ("deploying", "retiring"):  # under way here: no leftover while this SP runs
             changed = replace(changed, deployer=self.instance)
-        self.add_deployment(changed)
+        # An update, not an upsert: a record another SP removed meanwhile (a move's source,
+        # say) stays removed, whatever this SP's memory still holds.
+        with self.db.transaction() as db:
+            updated = db.execute(
+                "UPDATE deployments SET state = ?, reason = ?, changed = ?, deployer = ? "
+                "WHERE id = ?",
+                (
+                    state,
+                    reason,
+                    changed.changed.isoformat() if changed.changed else None,
+                    changed.deployer,
+                    deployment_id,
+                ),
+            ).rowcount
+        if not updated:
+            self.refresh_deployment(deployment_id)
+            raise KeyError(deployment_id)
+        with self._lock:
+            current = [x for x in self._records.get(changed.service, []) if x.id != changed.id]
+            self._index(changed.service, [*current, changed])
+        self._announce("deployment", deployment_id)
         return changed
 
     def remove_deployment(self, deployment_id: str) -> DeploymentRecord | None:
@@ -390,6 +346,29 @@ class Registry(GridTables):
     def _index(self, service: str, records: list[DeploymentRecord]) -> None:
         self._records[service] = records
         self._ready[service] = [r for r in records if r.state == "ready"]
+
+    # -- where services ran (their logs stay there) -------------------------------------
+
+    def note_service_host(self, service: str, host: str) -> None:
+        """``host`` is where a deployment of ``service`` is being made (kept after it ends)."""
+        with self.db.transaction() as db:
+            db.execute(
+                upsert("service_hosts", "service, host, last_deployed", "service, host"),
+                (service, host, now().isoformat()),
+            )
+            db.execute(
+                "DELETE FROM service_hosts WHERE service = ? AND host NOT IN (SELECT host FROM "
+                "service_hosts WHERE service = ? ORDER BY last_deployed DESC LIMIT ?)",
+                (service, service, SERVICE_HOSTS_KEPT),
+            )
+
+    def service_hosts(self, service: str) -> list[str]:
+        """The hosts ``service`` was last deployed on, latest first."""
+        rows = self.db.query(
+            "SELECT host FROM service_hosts WHERE service = ? ORDER BY last_deployed DESC",
+            (service,),
+        )
+        return [str(r[0]) for r in rows]
 
     def _load_deployments(self) -> list[DeploymentRecord]:
         rows = self.db.query(f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY created")
