@@ -8,9 +8,11 @@ is answered dyn:ImageUnavailable through B, within the call, never a hang."""
 from __future__ import annotations
 
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from dynasoar import ns
@@ -39,6 +41,12 @@ def grid(tmp_path: Path, pg_url: str) -> Iterator[Grid]:
         g.stop()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def held(sp_data: Path) -> dict[str, str]:
     """The images in an SP's repository: digest as named -> digest of the content."""
     store = sp_data / "repository" / "images"
@@ -65,7 +73,10 @@ def image_get(sp_url: str, digest: str, auth: str | None) -> int:
 def test_a_vm_service_published_on_one_sp_is_deployed_by_another(
     grid: Grid, tmp_path: Path
 ) -> None:
-    a, b = grid.start_sp(), grid.start_sp()
+    port = free_port()
+    a = grid.start_sp()
+    # B is told the URL its peers reach it at (another name for its address).
+    b = grid.start_sp("--port", str(port), "--peer-url", f"http://localhost:{port}")
     grid.add_hp(b, ["--backend", "libvirt"])
     ProviderClient(a.url).publish(FULL)  # on A only: its images are in A's repository
     ProviderClient(a.url).publish(make_vm_package(tmp_path / "stub", "VmStub"))
@@ -85,6 +96,12 @@ def test_a_vm_service_published_on_one_sp_is_deployed_by_another(
         assert in_b.get(digest) == digest  # the bytes reached B, and are the image
     assert not [p for p in (sp_b / "repository" / "images").iterdir() if "partial" in p.name]
     assert "fetched image sha256:" in b.log()
+    # B holds them now too, recorded under the URL it was given for its peers.
+    with psycopg.connect(grid.registry) as db:
+        rows = db.execute(
+            "SELECT holder FROM image_holders WHERE sha256 = %s", (digests["vmlinux"],)
+        ).fetchall()
+    assert sorted(r[0] for r in rows) == sorted([a.url, f"http://localhost:{port}"])
     # ... and A relays to that same deployment.
     again = call(f"{a.url}/services/VmEcho?wsdl", "Echo", ["text=through A"])
     assert (again.value, again.headers["x-dynasoar-cold"]) == ("through A", "0")

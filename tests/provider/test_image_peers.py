@@ -232,6 +232,19 @@ def test_a_failing_holder_is_passed_over_for_another(sps: Sps) -> None:
     run(sps, main)
 
 
+def test_a_holder_that_lost_the_image_answers_404_and_its_row_goes(sps: Sps) -> None:
+    async def main() -> None:
+        holder = await sps.start(held=CONTENT)
+        (holder.images.root / DIGEST).unlink()  # its disk lost it
+        lacking = await sps.start()
+        with pytest.raises(ImageUnavailable) as failed:
+            await lacking.peers.ensure([REF], "VmEcho 1.0")
+        assert "does not hold the image" in failed.value.reason
+        assert lacking.holders.recorded(DIGEST) == []
+
+    run(sps, main)
+
+
 def test_no_running_holder_is_a_clear_fault(sps: Sps) -> None:
     async def main() -> None:
         lacking = await sps.start()
