@@ -21,7 +21,8 @@ import logging
 import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -92,7 +93,7 @@ class PeerImages:
                 )
                 reasons.append(f"{holder.url}: {exc.reason}")
                 continue
-            self._holders.hold([(ref.sha256, size)])  # a holder too, from now on
+            self._recorded(partial(self._holders.hold, [(ref.sha256, size)]))  # a holder too
             return
         if not reasons:
             recorded = self._holders.recorded(ref.sha256)
@@ -124,7 +125,7 @@ class PeerImages:
                 )
                 async with response:
                     if response.status == 404:
-                        self._holders.drop(digest, holder.url)
+                        self._recorded(partial(self._holders.drop, digest, holder.url))
                         raise ImageUnavailable("it does not hold the image (any more)")
                     if response.status != 200:
                         why = (await response.read_all(4096)).decode("utf-8", "replace").strip()
@@ -156,6 +157,14 @@ class PeerImages:
         )
         return size
 
+    def _recorded(self, change: Callable[[], None]) -> None:
+        """A change to the holders' rows that the image in hand does not wait for: while the
+        registry cannot be reached it is logged (this SP's start writes its rows again)."""
+        try:
+            change()
+        except DynasoarError as exc:
+            log.warning("image holders not updated: %s", exc.reason)
+
     def close(self) -> None:
         self._flight.cancel_all()
 
@@ -180,7 +189,7 @@ class PeerImages:
         try:
             file = path.open("rb")
         except FileNotFoundError:
-            self._holders.drop(digest, self._holders.url)  # not held (any more): say so
+            self._recorded(partial(self._holders.drop, digest, self._holders.url))  # say so
             return Response.text(404, f"sha256:{digest} is not held here")
         size = path.stat().st_size
         self._images.touch(digest)
