@@ -1,18 +1,21 @@
-"""Benchmark (a): the warm relay. The same echo calls, made directly to the deployed service
-and through the SP, alternating in one run: throughput ratio, added p50 latency, and the SP's
-CPU per relayed message against the service's own CPU per message."""
+"""Benchmark (a): the warm relay. The same echo calls, made directly to the deployed service,
+through the SP, and through a bare forwarder built from the SP's own HTTP parts (the floor:
+``passthrough.py``), alternating in one run: throughput ratio, added p50 latency, and each
+relay's CPU per message against the service's own CPU per message."""
 
 from __future__ import annotations
 
 import json
 import statistics
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from dynasoar.bench.cluster import BenchCluster, cpu_seconds, pid_of_deployment
 from dynasoar.bench.load import command
 from dynasoar.paths import samples_dir
+from dynasoar.procs import first_line
 
 ECHO_NS = "urn:dynasoar:samples:echo"
 BODY = (
@@ -83,17 +86,28 @@ def warm_relay(work: Path, duration: float = 5.0, rounds: int = 3, concurrency: 
         body.write_text(BODY.format(to=relay_url, text="payload " * 8))
         service_pid = pid_of_deployment(deployment.id)
         sp_pid = cluster.sp.process.pid
+        floor = subprocess.Popen(
+            [sys.executable, "-m", "dynasoar.bench.passthrough", direct_url],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        floor_url = first_line(floor, 30.0).rpartition(" ")[2].rstrip("/") + "/"
         direct: list[Run] = []
         relayed: list[Run] = []
+        bare: list[Run] = []
         for _ in range(rounds):
             direct.append(_measure(direct_url, body, duration, concurrency, sp_pid, service_pid))
             relayed.append(_measure(relay_url, body, duration, concurrency, sp_pid, service_pid))
-        _report(direct, relayed)
+            bare.append(_measure(floor_url, body, duration, concurrency, floor.pid, service_pid))
+        _report(direct, relayed, bare)
     finally:
+        if "floor" in locals():
+            floor.kill()
+            floor.wait()
         cluster.stop()
 
 
-def _report(direct: list[Run], relayed: list[Run]) -> None:
+def _report(direct: list[Run], relayed: list[Run], bare: list[Run]) -> None:
     def med(runs: list[Run], attr: str) -> float:
         return float(statistics.median(getattr(r, attr) for r in runs))
 
@@ -104,7 +118,7 @@ def _report(direct: list[Run], relayed: list[Run]) -> None:
         med(relayed, "service_cpu"),
         med(direct, "service_cpu"),
     )
-    errors = sum(r.errors for r in direct + relayed)
+    errors = sum(r.errors for r in direct + relayed + bare)
     print(
         f"    direct:     {d_rps:8.0f} req/s   p50 {d_p50 * 1000:6.2f} ms   "
         f"service CPU {svc_direct * 1e6:5.0f} µs/msg"
@@ -122,5 +136,15 @@ def _report(direct: list[Run], relayed: list[Run]) -> None:
     print(
         f"    SP CPU / service CPU per message {sp_cpu / svc_relayed:6.2f}   (target <= 0.15; "
         "service in the same relayed runs)"
+    )
+    b_rps, b_cpu, svc_bare = med(bare, "rps"), med(bare, "sp_cpu"), med(bare, "service_cpu")
+    print(
+        f"    bare relay: {b_rps:8.0f} req/s   (our HTTP server and pool only, none of the SP's "
+        f"work)   CPU {b_cpu * 1e6:5.0f} µs/msg = {b_cpu / svc_direct:.2f} / {b_cpu / svc_bare:.2f}"
+        " of the service's (direct / in its runs)"
+    )
+    print(
+        f"    SP's own work per message        {(sp_cpu - b_cpu) * 1e6:6.0f} µs   (SP CPU minus "
+        "the bare relay's)"
     )
     print(f"    failed calls                     {errors}", flush=True)
