@@ -53,6 +53,7 @@ class Sps:
         held: bytes | None = None,
         handler: Callable[[Sp, Request], Awaitable[Response]] | None = None,
         timeout: float = 30.0,
+        head_timeout: float = 10.0,
     ) -> Sp:
         """An SP holding ``held`` (if given) that serves its images (or answers ``handler``)."""
         registry = Registry(self.pg_url)
@@ -60,7 +61,8 @@ class Sps:
         images = ImageCache(self.root / f"sp{len(self.made) + 1}" / "images")
         holders = ImageHolders(registry)
         pool = ConnectionPool()
-        sp = Sp(registry, images, holders, PeerImages(holders, images, pool, timeout), pool)
+        peers = PeerImages(holders, images, pool, timeout, head_timeout)
+        sp = Sp(registry, images, holders, peers, pool)
         self.made.append(sp)
         if held is not None:
             (images.root / DIGEST).write_bytes(held)
@@ -276,5 +278,20 @@ def test_a_holder_that_hangs_costs_the_deadline_not_a_hang(sps: Sps) -> None:
             await lacking.peers.ensure([REF], "VmEcho 1.0")
         assert "took over 1 s" in late.value.reason
         assert leftovers(lacking) == []
+
+    run(sps, main)
+
+
+def test_a_holder_that_does_not_answer_is_passed_over_for_another(sps: Sps) -> None:
+    async def hang(sp: Sp, request: Request) -> Response:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def main() -> None:
+        await sps.start(held=CONTENT, handler=hang)
+        await sps.start(held=CONTENT)
+        lacking = await sps.start(head_timeout=0.5)
+        await lacking.peers.ensure([REF], "VmEcho 1.0")
+        assert (lacking.images.root / DIGEST).read_bytes() == CONTENT
 
     run(sps, main)

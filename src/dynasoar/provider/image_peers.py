@@ -39,6 +39,8 @@ IMAGES_PATH = "/dynasoar/images/"
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 #: Bytes read from disk (served) or written to it (fetched) at a time.
 CHUNK = 1 << 20
+#: How long a holder may take to start answering before the next is tried.
+HEAD_TIMEOUT = 10.0
 
 
 class PeerImages:
@@ -48,12 +50,15 @@ class PeerImages:
         images: ImageCache,
         pool: ConnectionPool,
         timeout: float,
+        head_timeout: float = HEAD_TIMEOUT,
     ) -> None:
         self._holders = holders
         self._images = images
         self._pool = pool
         #: How long fetching one image (from every holder tried) may take.
         self.timeout = timeout
+        #: How long one holder may take to start answering before the next is tried.
+        self.head_timeout = head_timeout
         self._flight: SingleFlight[None] = SingleFlight()
         #: Images fetched from peers since start, and their bytes (status page, tests).
         self.fetched = 0
@@ -84,9 +89,10 @@ class PeerImages:
         holders = self._holders.holders(ref.sha256)
         random.shuffle(holders)  # several holders share the load
         reasons = []
+        deadline = asyncio.get_running_loop().time() + self.timeout
         for holder in holders:
             try:
-                size = await self._fetch_from(holder, ref.sha256)
+                size = await self._fetch_from(holder, ref.sha256, deadline)
             except DynasoarError as exc:
                 log.warning(
                     "image sha256:%s not fetched from %s: %s", ref.sha256, holder.url, exc.reason
@@ -112,16 +118,19 @@ class PeerImages:
             + ". Publish the package again, or start an SP that holds it"
         )
 
-    async def _fetch_from(self, holder: Holder, digest: str) -> int:
-        """Stream ``digest`` from ``holder`` into the repository; returns its size."""
+    async def _fetch_from(self, holder: Holder, digest: str, deadline: float) -> int:
+        """Stream ``digest`` from ``holder`` into the repository by ``deadline`` (a loop
+        time); returns its size. A holder that does not start answering within the head
+        timeout is passed over, leaving the time to the next."""
         url = f"{holder.url}{IMAGES_PATH}sha256:{digest}"
         headers = [(AUTH_HEADER, self._holders.sign(digest))]
         spool = self._images.root / f"{digest}.{uuid.uuid4().hex[:8]}.partial"
         started = asyncio.get_running_loop().time()
+        left = max(0.0, deadline - started)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout_at(deadline):
                 response = await self._pool.request(
-                    url, "GET", headers=headers, timeout=self.timeout
+                    url, "GET", headers=headers, timeout=min(left, self.head_timeout)
                 )
                 async with response:
                     if response.status == 404:
@@ -133,7 +142,7 @@ class PeerImages:
                     size, sha256 = await _receive(response.body, spool, holder.size)
         except TimeoutError as exc:
             spool.unlink(missing_ok=True)
-            raise TransportError(f"no whole image within {self.timeout:.0f} s") from exc
+            raise TransportError(f"no whole image within {left:.0f} s") from exc
         except BaseException:
             spool.unlink(missing_ok=True)
             raise
