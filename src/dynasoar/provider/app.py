@@ -40,8 +40,10 @@ from dynasoar.provider.leader import Leadership
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.logs import ServiceLogs
 from dynasoar.provider.metrics import ProviderMetrics, SpState
+from dynasoar.provider.move_watch import MoveWatch
 from dynasoar.provider.moves import Mover
 from dynasoar.provider.page import StatusPage
+from dynasoar.provider.peerload import SharedLoad
 from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import HostRecord, Registry, now
@@ -155,7 +157,16 @@ class ProviderApp:
         )
         self.hosts.on_up = self.reconciler.soon
         shipper.on_count = self.hosts.counted
-        mover = Mover(self.registry, self.hosts, self.deployer, host_client, data / "spool")
+        # Moves other SPs make hold this SP's messages too (a shared registry).
+        self.move_watch = MoveWatch(self.registry, self.deployer.gates, self.deployer.load, loop)
+        mover = Mover(
+            self.registry,
+            self.hosts,
+            self.deployer,
+            host_client,
+            data / "spool",
+            watch=self.move_watch,
+        )
         self.provider = ServiceProvider(
             data,
             self.registry,
@@ -185,6 +196,8 @@ class ProviderApp:
         self.heartbeats = Heartbeats(
             self.registry, config.scaling.host_timeout, config.heartbeat_rate
         )
+        # With several SPs, each shares how busy it finds the deployments; the leader sums.
+        self.shared_load = SharedLoad(self.registry, self.deployer.load)
         self.autoscaler = Autoscaler(
             self.provider,
             self.registry,
@@ -193,12 +206,16 @@ class ProviderApp:
             self.reconciler,
             self.usage,
             self.heartbeats,
+            self.shared_load,
         )
         self.provider.on_heartbeat = self._heartbeat
         self.provider.too_soon = self.heartbeats.too_soon
         # One SP at a time runs the control loop: the one leading (always this one on SQLite).
         self.leadership = Leadership(
-            self.registry, self.heartbeats, self.autoscaler.run, chores=[self.usage.flush]
+            self.registry,
+            self.heartbeats,
+            self.autoscaler.run,
+            chores=[self.usage.flush, self.shared_load.share],
         )
         self._leading: asyncio.Task[None] | None = None
         self._following: asyncio.Task[None] | None = None
@@ -290,6 +307,7 @@ class ProviderApp:
             await self.hosts.survey([normalize(a) for a in self.config.hosts])
         self.registry.on_route_change.append(self._route_changed)
         self.registry.on_host_change.append(self._host_changed)
+        self.registry.on_move_change.append(self.move_watch.changed)
         self.registry.follow()
         self.heartbeats.listening()
         self.leadership.look()  # the control loop starts now, if this SP leads
@@ -374,6 +392,7 @@ class ProviderApp:
         await self.chain.close()
         self.peer_images.close()
         await self.reconciler.close()
+        await self.move_watch.close()
         await self.deployer.close()
         self.usage.flush()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -8,7 +8,8 @@ Every decision but the reconciliation reads only in-memory state.
 It is the first thing a stopping Service Provider stops: while the SP drains, nobody hears the
 hosts' heartbeats, and judging them then would undo every deployment. With several SPs on one
 registry, only the one leading runs it (:mod:`.leader`); heartbeats heard by any of them are
-judged from the registry (:mod:`.heartbeats`)."""
+judged from the registry (:mod:`.heartbeats`), and so are the messages any of them relays
+(:mod:`.peerload`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dynasoar.errors import RegistryUnavailable
 from dynasoar.provider.catalog import Advertised
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.heartbeats import Heartbeats
+from dynasoar.provider.peerload import SharedLoad
 from dynasoar.provider.reconcile import Reconciler
 from dynasoar.provider.registry import Registry
 from dynasoar.provider.service_provider import ServiceProvider
@@ -56,7 +58,9 @@ class Autoscaler:
         reconciler: Reconciler,
         usage: Usage,
         heartbeats: Heartbeats | None = None,
+        shared: SharedLoad | None = None,
     ) -> None:
+        self._shared = shared
         self._usage = usage
         self._provider = provider
         self._registry = registry
@@ -93,6 +97,8 @@ class Autoscaler:
             raise
         if time.monotonic() >= self._judge_from:
             self._check_heartbeats()
+        if self._shared is not None:
+            self._shared.read()  # what the other SPs relay counts too (else: no look now)
         for advertised in self._provider.catalog():
             await self._undeploy_idle(advertised)
             if advertised.record.stateless:
@@ -157,7 +163,7 @@ class Autoscaler:
             self._hot.pop(record.name, None)
             return
         load = self._deployer.load
-        per_replica = sum(load.outstanding(d.id) for d in replicas) / len(replicas)
+        per_replica = sum(load.everywhere(d.id) for d in replicas) / len(replicas)
         looks = self._hot.get(record.name, 0) + 1 if per_replica > threshold else 0
         self._hot[record.name] = looks
         if looks >= self.scaling.sustain:

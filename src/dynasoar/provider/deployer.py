@@ -228,9 +228,10 @@ class Deployer(Placement):
     async def retire(self, record: DeploymentRecord, deadline: float) -> None:
         """Take no new messages to ``record``; once the ones it has are answered (or at
         ``deadline``, a loop time), undeploy it."""
-        if self._registry.deployment(record.id) is None:
+        try:
+            self._registry.set_state(record.id, "retiring", "its messages move elsewhere")
+        except KeyError:  # no longer recorded (another SP retired it already): nothing to do
             return
-        self._registry.set_state(record.id, "retiring", "its messages move elsewhere")
         self.retiring.add(record.id)
         try:
             loop = asyncio.get_running_loop()
@@ -254,6 +255,12 @@ class Deployer(Placement):
         service = self._registry.service(record.service)
         if service is not None and not service.stateless:
             if record.state != "lost":
+                self.load.forget(record.id)
+                try:
+                    self._registry.set_state(record.id, "lost", reason)
+                except KeyError:  # another SP removed it meanwhile (moved it, say): not lost
+                    log.info("%s of %s is no longer recorded", record.id, record.service)
+                    return
                 log.warning(
                     "%s is lost: its deployment %s on %s (%s); every message is answered "
                     "dyn:HostLost until it is deployed again",
@@ -262,8 +269,6 @@ class Deployer(Placement):
                     record.host,
                     reason,
                 )
-                self.load.forget(record.id)
-                self._registry.set_state(record.id, "lost", reason)
             return
         log.warning("forgetting %s of %s on %s: %s", record.id, record.service, record.host, reason)
         self.drop(record)
@@ -281,9 +286,10 @@ class Deployer(Placement):
             await self.shipper.probe(record.endpoint, timeout=3.0)
         except DynasoarError:
             return False
-        if self._registry.deployment(record.id) is None:
+        try:
+            self._registry.set_state(record.id, "ready", None)
+        except KeyError:
             return False  # deployed again explicitly meanwhile
-        self._registry.set_state(record.id, "ready", None)
         log.info(
             "%s's deployment %s on %s answers again: in use again, its state intact",
             record.service,

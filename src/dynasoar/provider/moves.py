@@ -39,7 +39,9 @@ from dynasoar.errors import (
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.gates import MoveGate
 from dynasoar.provider.hosts import HostDirectory
+from dynasoar.provider.move_watch import MoveWatch
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord
+from dynasoar.provider.registry_grid import MoveRecord
 from dynasoar.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,9 @@ class Mover:
         client: HostClient,
         spool: Path,
         finish_within: float = 30.0,
+        watch: MoveWatch | None = None,
     ) -> None:
+        self._watch = watch
         self._registry = registry
         self._hosts = hosts
         self._deployer = deployer
@@ -114,21 +118,24 @@ class Mover:
         self, record: DeploymentRecord, service: ServiceRecord, target: str
     ) -> MoveOutcome:
         began = time.monotonic()
+        self._not_moving_elsewhere(record)
         gate = self._deployer.gates.close(record)
         try:
-            await self._finish(record)
-            state = await self._client.save_state(record.host, record.id, timeout=120.0)
-        except BaseException as exc:
-            gate.open(record)  # nothing was saved: it runs on, untouched
-            raise _not_moved(record, target, exc) from exc
+            # Every SP holds its messages for it from now on (one SP: only this one).
+            move = self._registry.begin_move(record.id, record.service, target)
+        except BaseException:
+            gate.open(record)
+            raise
         try:
-            new, shipped = await self._restore(record, service, state, target)
-        except BaseException as exc:
-            lost = await self._stay(record, gate, exc)
-            raise (lost or _not_moved(record, target, exc)) from exc
-        self._deployer.load.forget(record.id)
-        self._registry.remove_deployment(record.id)
-        gate.open(new)
+            new, shipped = await self._save_and_restore(record, service, target, gate, move)
+            self._deployer.load.forget(record.id)
+            self._registry.remove_deployment(record.id)
+            gate.open(new)
+        finally:
+            try:
+                self._registry.end_move(record.id)
+            except DynasoarError as exc:  # the others end it when they see this SP gone
+                log.warning("the move of %s is not ended in the registry: %s", record.id, exc)
         self._deployer.shipper.undeploy_later(record.host, record.id)
         seconds = time.monotonic() - began
         held = (gate.opened_at or time.monotonic()) - gate.closed_at
@@ -143,8 +150,41 @@ class Mover:
         )
         return MoveOutcome(service.name, record.host, target, new.id, seconds, held, shipped)
 
-    async def _finish(self, record: DeploymentRecord) -> None:
-        """Wait for the messages already at the deployment to be answered."""
+    def _not_moving_elsewhere(self, record: DeploymentRecord) -> None:
+        move = self._registry.move_of(record.id)
+        if (
+            move is not None
+            and move.instance != self._registry.instance
+            and self._registry.alive([move.instance])
+        ):
+            raise InvalidRequest(
+                f"{record.service}'s deployment {record.id} is moving already (to "
+                f"{move.target}, through another SP)"
+            )
+
+    async def _save_and_restore(
+        self,
+        record: DeploymentRecord,
+        service: ServiceRecord,
+        target: str,
+        gate: MoveGate,
+        move: MoveRecord,
+    ) -> tuple[DeploymentRecord, int]:
+        try:
+            await self._finish(record, move)
+            state = await self._client.save_state(record.host, record.id, timeout=120.0)
+        except BaseException as exc:
+            gate.open(record)  # nothing was saved: it runs on, untouched
+            raise _not_moved(record, target, exc) from exc
+        try:
+            return await self._restore(record, service, state, target)
+        except BaseException as exc:
+            lost = await self._stay(record, gate, exc)
+            raise (lost or _not_moved(record, target, exc)) from exc
+
+    async def _finish(self, record: DeploymentRecord, move: MoveRecord) -> None:
+        """Wait for the messages already at the deployment to be answered: this SP's, and
+        those other SPs sent (each says when its own are)."""
         deadline = time.monotonic() + self.finish_within
         while self._deployer.load.outstanding(record.id):
             if time.monotonic() >= deadline:
@@ -153,6 +193,8 @@ class Mover:
                     f"{self.finish_within:.0f} s; it was not moved"
                 )
             await asyncio.sleep(0.005)
+        if self._watch is not None:
+            await self._watch.wait_for_others(record.id, move.started, deadline)
 
     async def _restore(
         self,

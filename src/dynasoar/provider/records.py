@@ -62,6 +62,15 @@ CREATE TABLE IF NOT EXISTS service_hosts (
     PRIMARY KEY (service, host)
 );
 CREATE TABLE IF NOT EXISTS package_blobs (sha256 TEXT PRIMARY KEY, content BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS moves (
+    deployment_id TEXT PRIMARY KEY, service TEXT NOT NULL, target TEXT NOT NULL,
+    instance TEXT NOT NULL, started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deployment_load (
+    instance TEXT NOT NULL, deployment_id TEXT NOT NULL, outstanding INTEGER NOT NULL,
+    last_used REAL NOT NULL, written REAL NOT NULL,
+    PRIMARY KEY (instance, deployment_id)
+);
 """
 #: Indexes on columns that MIGRATIONS may add to an older registry: made after them.
 INDEXES = "CREATE INDEX IF NOT EXISTS hosts_beat_deadline ON hosts (beat_deadline);"

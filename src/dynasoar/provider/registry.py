@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dynasoar.provider.database import Change, Connection, Database, open_database
+from dynasoar.provider.database import Connection, Database, open_database
 from dynasoar.provider.records import (
     DEPLOYMENT_COLUMNS,
     HOST_COLUMNS,
@@ -51,11 +51,12 @@ from dynasoar.provider.records import (
     traffic_text,
     upsert,
 )
-from dynasoar.provider.registry_grid import GridTables
+from dynasoar.provider.registry_grid import GridTables, MoveRecord
 
 __all__ = ["DeploymentRecord", "HostRecord", "Registry", "Route", "ServiceRecord", "Traffic", "now"]
 
 log = logging.getLogger(__name__)
+
 
 class Registry(GridTables):
     def __init__(self, where: Path | str | Database) -> None:
@@ -78,6 +79,8 @@ class Registry(GridTables):
         self.on_route_change: list[Callable[[str], None]] = []
         #: Told the address of a host another SP changed.
         self.on_host_change: list[Callable[[str], None]] = []
+        #: Told a deployment another SP began moving (with its move) or ended moving (None).
+        self.on_move_change: list[Callable[[str, MoveRecord | None], None]] = []
         self.reload()
 
     def reload(self) -> None:
@@ -136,70 +139,6 @@ class Registry(GridTables):
     def _announce(self, kind: str, key: str) -> None:
         if self.shared:
             self.db.announce((kind, key))
-
-    # -- what other SPs changed ------------------------------------------------------------
-
-    def follow(self) -> None:
-        """Keep this SP's memory in step with the others' changes (a shared registry)."""
-        if self.shared:
-            self.db.listen(self._changed)
-
-    def _changed(self, change: Change | None) -> None:
-        """Another SP changed something (called from the listening thread)."""
-        try:
-            if change is None:
-                self.reload()
-                names = [r.service for r in self.routes()]
-                for name in names:
-                    for callback in self.on_route_change:
-                        callback(name)
-                return
-            kind, key = change
-            if kind == "deployment":
-                self.refresh_deployment(key)
-            elif kind == "service":
-                self.refresh_service(key)
-            elif kind == "route":
-                for callback in self.on_route_change:
-                    callback(key)
-            elif kind == "host":
-                host = self.host(key)
-                with self._lock:
-                    if host is None:
-                        self._host_states.pop(key, None)
-                    else:
-                        self._host_states[key] = host.state
-                for on_host in self.on_host_change:
-                    on_host(key)
-        except Exception as exc:  # the next announcement, or the next reload, brings it
-            log.warning("following the registry's change %s: %s", change, exc)
-
-    def refresh_deployment(self, deployment_id: str) -> None:
-        """One deployment's record read again (another SP changed it)."""
-        rows = self.db.query(
-            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
-        )
-        with self._lock:
-            found = deployment_of(rows[0]) if rows else None
-            for service, records in list(self._records.items()):
-                if any(r.id == deployment_id for r in records) and (
-                    found is None or found.service != service
-                ):
-                    self._index(service, [r for r in records if r.id != deployment_id])
-            if found is not None:
-                current = [r for r in self._records.get(found.service, []) if r.id != found.id]
-                self._index(found.service, [*current, found])
-
-    def refresh_service(self, service: str) -> None:
-        """A service's deployment records read again (before deciding to deploy it)."""
-        if not self.shared:
-            return
-        rows = self.db.query(
-            f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE service = ? ORDER BY created",
-            (service,),
-        )
-        with self._lock:
-            self._index(service, [deployment_of(r) for r in rows])
 
     # -- services: their versions, and their routes -------------------------------------
 
@@ -332,7 +271,27 @@ class Registry(GridTables):
         changed = replace(record, state=state, reason=reason, changed=now())
         if state in ("deploying", "retiring"):  # under way here: no leftover while this SP runs
             changed = replace(changed, deployer=self.instance)
-        self.add_deployment(changed)
+        # An update, not an upsert: a record another SP removed meanwhile (a move's source,
+        # say) stays removed, whatever this SP's memory still holds.
+        with self.db.transaction() as db:
+            updated = db.execute(
+                "UPDATE deployments SET state = ?, reason = ?, changed = ?, deployer = ? "
+                "WHERE id = ?",
+                (
+                    state,
+                    reason,
+                    changed.changed.isoformat() if changed.changed else None,
+                    changed.deployer,
+                    deployment_id,
+                ),
+            ).rowcount
+        if not updated:
+            self.refresh_deployment(deployment_id)
+            raise KeyError(deployment_id)
+        with self._lock:
+            current = [x for x in self._records.get(changed.service, []) if x.id != changed.id]
+            self._index(changed.service, [*current, changed])
+        self._announce("deployment", deployment_id)
         return changed
 
     def remove_deployment(self, deployment_id: str) -> DeploymentRecord | None:

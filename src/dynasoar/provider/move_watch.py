@@ -1,0 +1,154 @@
+"""Moves another SP makes (a shared registry): while a deployment moves, messages for it wait at
+every SP, not only at the one moving it.
+
+The SP moving a deployment records the move (``moves``, announced to the others) before it
+closes its own gate. Each other SP then closes a gate of its own for the deployment, waits for
+the messages it already sent there to be answered, and says so in the registry (its row of
+``deployment_load``, written at or after the move began); the moving SP pauses the guest only
+when every other live SP that relayed to it has said so (:meth:`MoveWatch.wait_for_others`).
+When the move ends (its record deleted), each SP opens its gate onto what there is: the new
+deployment, the old one (the move failed and it runs on), or the fault of a lost one. A move
+whose SP died is ended by the others: the record is deleted and the gates open onto the
+deployment as it stands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from dynasoar.errors import Busy, DynasoarError, HostLost
+from dynasoar.provider.gates import MoveGate, MoveGates
+from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.placer import lost_fault
+from dynasoar.provider.registry import Registry
+from dynasoar.provider.registry_grid import MoveRecord
+
+log = logging.getLogger(__name__)
+
+#: Seconds between looks at whether the SP moving a deployment is still alive.
+MOVER_CHECK = 1.0
+#: Seconds between looks at whether the other SPs have drained a moving deployment.
+POLL = 0.02
+
+
+class MoveWatch:
+    def __init__(
+        self,
+        registry: Registry,
+        gates: MoveGates,
+        load: LoadTracker,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._registry = registry
+        self._gates = gates
+        self._load = load
+        self._loop = loop
+        #: Gates this SP closed for other SPs' moves, and what watches each move.
+        self._closed: dict[str, tuple[MoveGate, asyncio.Task[None]]] = {}
+
+    def changed(self, deployment_id: str, move: MoveRecord | None) -> None:
+        """A move began or ended (called from the registry's listening thread)."""
+        self._loop.call_soon_threadsafe(self._changed, deployment_id, move)
+
+    def _changed(self, deployment_id: str, move: MoveRecord | None) -> None:
+        if move is not None:
+            if move.instance != self._registry.instance and deployment_id not in self._closed:
+                self._hold(deployment_id, move)
+            return
+        held = self._closed.pop(deployment_id, None)
+        if held is not None:
+            gate, task = held
+            task.cancel()
+            self._open(gate)
+
+    def _hold(self, deployment_id: str, move: MoveRecord) -> None:
+        record = self._registry.deployment(deployment_id)
+        if record is None:
+            return
+        try:
+            gate = self._gates.close(record)
+        except DynasoarError:  # this SP moves it too: its own move holds the messages
+            return
+        task = asyncio.create_task(self._watch(deployment_id, move))
+        self._closed[deployment_id] = (gate, task)
+
+    async def _watch(self, deployment_id: str, move: MoveRecord) -> None:
+        """Say when this SP's messages at the deployment are answered; then, until the move
+        ends, make sure the SP moving it is alive (if it died, end its move)."""
+        try:
+            while self._load.outstanding(deployment_id):
+                await asyncio.sleep(POLL)
+            outstanding, used = self._load.state_of(deployment_id)
+            # Written at the move's start or later on the mover's clock, whatever this one says.
+            self._registry.share_load(
+                [(deployment_id, outstanding, used)], max(time.time(), move.started)
+            )
+            while True:
+                await asyncio.sleep(MOVER_CHECK)
+                if not self._registry.alive([move.instance]):
+                    break
+        except DynasoarError as exc:  # the registry: the gate stays closed until the move ends
+            log.warning("following the move of %s: %s", deployment_id, exc.reason)
+            return
+        log.warning(
+            "the SP moving %s's deployment %s stopped; its move is over",
+            move.service,
+            deployment_id,
+        )
+        try:
+            self._registry.end_move(deployment_id)
+        except DynasoarError as exc:
+            log.warning("the move of %s is not ended in the registry: %s", deployment_id, exc)
+        self._registry.refresh_deployment(deployment_id)
+        held = self._closed.pop(deployment_id, None)
+        if held is not None:
+            self._open(held[0])
+
+    def _open(self, gate: MoveGate) -> None:
+        """The move is over: open onto what there is now."""
+        old = gate.record
+        now = self._registry.deployment(old.id)
+        if now is not None:
+            if now.state == "lost":
+                gate.open(error=lost_fault(now))
+            else:
+                gate.open(now)  # it did not move
+            return
+        ready = self._registry.deployments_of(old.service)
+        if not ready:
+            self._registry.refresh_service(old.service)
+            ready = self._registry.deployments_of(old.service)
+        if ready:
+            gate.open(self._load.least_busy(ready))
+        else:
+            gate.open(
+                error=HostLost(
+                    f"{old.service} moved from {old.host}, and no deployment of it is recorded "
+                    "now; send the message again"
+                )
+            )
+
+    async def wait_for_others(self, deployment_id: str, since: float, deadline: float) -> None:
+        """Until every other live SP that relayed to the deployment has said that none of its
+        messages is at it (since ``since``, epoch s), or ``deadline`` (monotonic): dyn:Busy."""
+        if not self._registry.shared:
+            return
+        while True:
+            waiting = self._registry.undrained(deployment_id, since)
+            if waiting:
+                waiting = sorted(self._registry.alive(waiting))
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                raise Busy(
+                    f"messages sent to {deployment_id} through {len(waiting)} other SP(s) were "
+                    "not answered in time; it was not moved"
+                )
+            await asyncio.sleep(POLL)
+
+    async def close(self) -> None:
+        tasks = [task for _, task in self._closed.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

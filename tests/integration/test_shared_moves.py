@@ -1,0 +1,77 @@
+"""Mobility with several SPs on one shared PostgreSQL registry: a guest moved through one SP
+while consumers call it through another keeps its count, every answer once, and no SP takes
+the move for a loss (real PostgreSQL, two real SPs, two real libvirt + QEMU hosts)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dynasoar.consumer.call import call
+from dynasoar.consumer.provider_client import ProviderClient
+
+from .conftest import wait_for
+from .grid import Grid, hosts_up
+from .load import Load, summary
+from .test_mobility import assert_in_sequence
+from .test_shared_registry import wait_advertised
+from .vmhosts import COUNTER, require_vm_host
+
+LIBVIRT = ["--backend", "libvirt"]
+
+
+@pytest.fixture
+def grid(tmp_path: Path, pg_url: str) -> Iterator[Grid]:
+    require_vm_host()
+    if not (COUNTER / "dynasoar.toml").is_file():
+        pytest.fail("the vm-counter image is not built: `make vm-image` (make test does it)")
+    g = Grid(tmp_path, pg_url)
+    try:
+        yield g
+    finally:
+        g.stop()
+
+
+def test_a_guest_moved_through_one_sp_keeps_its_count_for_callers_of_another(
+    grid: Grid,
+) -> None:
+    a = grid.start_sp()
+    b = grid.start_sp()
+    grid.add_hp(a, LIBVIRT)
+    grid.add_hp(a, LIBVIRT)
+    wait_for(lambda: len(hosts_up(b)) == 2, what="both hosts, seen by both SPs")
+    ProviderClient(a.url).publish(COUNTER)
+    wait_advertised(b.url, "VmCounter")
+    for n in (1, 2, 3):  # deployed and counted through the SP holding its image
+        reply = call(f"{a.url}/services/VmCounter?wsdl", "Increment", [])
+        assert reply.value == n
+    source = reply.headers["x-dynasoar-host"]
+    (target,) = [hp.url for hp in grid.hps if hp.url != source]
+
+    load = Load(b.url, echo=0, counter=8, counter_name="VmCounter").start()
+    wait_for(lambda: load.count() >= 16, timeout=60, what="the clients of the other SP")
+    moved = subprocess.run(
+        [sys.executable, "-m", "dynasoar", "move", "VmCounter", "--to", target, "--sp", a.url],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if moved.returncode != 0:
+        load.stop()
+    assert moved.returncode == 0, moved.stderr + summary(load.outcomes)
+    after = load.count()
+    wait_for(lambda: load.count() >= after + 16, timeout=60, what="calls after the move")
+    outcomes = load.stop()
+
+    assert all(o.ok for o in outcomes), summary(outcomes)
+    values = [int(o.value or 0) for o in outcomes]
+    assert_in_sequence(values, first=4)
+    assert {o.host for o in outcomes} == {source, target}
+    for sp in (a, b):
+        (deployment,) = ProviderClient(sp.url).call("ListDeployments", name="VmCounter")
+        assert (deployment.host, deployment.state) == (target, "ready")
+    assert "is lost" not in b.log()
