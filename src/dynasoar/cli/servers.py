@@ -191,6 +191,7 @@ def _run_sp(args: argparse.Namespace) -> int:
         reply_retry_for=args.reply_retry_for,
         registry=args.registry,
         heartbeat_rate=args.heartbeat_rate,
+        peer_url=args.peer_url,
     )
     tls = tls_context(args)
     listener = listen(args.host, args.port)  # a port in use stops the start here

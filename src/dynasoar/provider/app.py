@@ -33,6 +33,8 @@ from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.detach import resume
 from dynasoar.provider.heartbeats import DEFAULT_RATE, Heartbeats
 from dynasoar.provider.hosts import HostDirectory
+from dynasoar.provider.image_holders import ImageHolders
+from dynasoar.provider.image_peers import IMAGES_PATH, PeerImages
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.leader import Leadership
 from dynasoar.provider.load import LoadTracker
@@ -100,6 +102,9 @@ class ProviderConfig:
     #: A shared PostgreSQL registry (postgresql://...); None: an SQLite file under ``data``.
     registry: str | None = None
     heartbeat_rate: float = DEFAULT_RATE  # beats a second asked of the whole fleet
+    #: Where the SPs sharing the registry reach this one (for its VM images); None: the URL
+    #: it listens on.
+    peer_url: str | None = None
 
 
 class ProviderApp:
@@ -119,6 +124,13 @@ class ProviderApp:
         host_client = HostClient(SoapClient(self.pool, SoapVersion.SOAP12, config.security))
         self.hosts = HostDirectory(self.registry, host_client)
         repository = Repository(data / "repository", self.registry)
+        self.repository = repository
+        # VM images travel between SPs sharing the registry: who holds which, fetched by digest.
+        self.image_holders = ImageHolders(self.registry, config.security.max_skew)
+        repository.on_held = self.image_holders.hold
+        self.peer_images = PeerImages(
+            self.image_holders, repository.images, self.pool, config.deploy_timeout
+        )
         #: Every wait of a message, and of each call to a host (keyed by host): brought
         #: forward when a host is marked down, or when the SP stops.
         self.deadlines = Deadlines()
@@ -132,6 +144,7 @@ class ProviderApp:
             snapshots=SnapshotLibrary(
                 self.registry, repository.images, host_client, data / "spool"
             ),
+            fetch=self.peer_images.ensure,
         )
         self.deployer = Deployer(
             self.registry, self.hosts, shipper, LoadTracker(), self.deadlines, config.placement
@@ -284,6 +297,9 @@ class ProviderApp:
         are taken up again."""
         self.own.listening(url)
         self.url = url
+        self.image_holders.start(
+            self.config.peer_url or url, self.repository.held_images()
+        )
         for address in self.config.hosts:
             self.hosts.add(address)
         await self.reconciler.at_start()
@@ -374,6 +390,7 @@ class ProviderApp:
             self._courier.cancel()
             await asyncio.gather(self._courier, return_exceptions=True)
         await self.chain.close()
+        self.peer_images.close()
         await self.reconciler.close()
         await self.move_watch.close()
         await self.deployer.close()
@@ -393,6 +410,8 @@ class ProviderApp:
             if request.method == "GET" and wants_wsdl(request.query):
                 return self.port.wsdl(base)
             return text(405, "POST SOAP messages here; GET ?wsdl for the contract")
+        if path.startswith(IMAGES_PATH):  # a peer SP fetching a VM image it lacks
+            return await self.peer_images.serve(request)
         if path.startswith("/dynasoar/") and path.endswith(".xsd"):
             return self.port.schema(path.rpartition("/")[2]) or text(404, "no such schema")
         if path == SERVICES or path.startswith(SERVICES + "/"):
