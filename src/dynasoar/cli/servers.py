@@ -162,8 +162,9 @@ def _run_sp(args: argparse.Namespace) -> int:
     import asyncio
 
     from dynasoar.http import new_event_loop
-    from dynasoar.provider.app import ProviderApp, ProviderConfig
+    from dynasoar.provider.app import ProviderApp
     from dynasoar.provider.autoscaler import Scaling
+    from dynasoar.provider.config import ProviderConfig
     from dynasoar.serve import listen, reexec, serve
 
     data = data_dir(args.data or default_sp_data())
