@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from dynasoar.host.app import HostApp, HostConfig
 from dynasoar.http import Headers, Request
 from dynasoar.http.body import BodyReader
-from dynasoar.provider.app import ProviderApp, ProviderConfig
+from dynasoar.provider.app import ProviderApp
+from dynasoar.provider.config import ProviderConfig
 from dynasoar.watch import metrics_response
 
 

@@ -38,6 +38,8 @@ HTTP, sqlite, subprocess) are wrapped where they are caught, with ``raise ... fr
     │   ├── Interrupted                   dyn:Interrupted (a restart cut a message's processing)
     │   ├── RegistryUnavailable           dyn:RegistryUnavailable: the shared registry's database
     │   │                                 cannot be reached (what needs it waits for it)
+    │   ├── ImageUnavailable              dyn:ImageUnavailable: a VM image this SP lacks is held
+    │   │                                 by no other SP sharing the registry that it can reach
     │   └── TransportError                an HTTP exchange with a peer failed
     │       └── Unreachable               ... before it began: nothing answers at that address
     └── RemoteFault                       a SOAP fault a peer sent us (client side)
@@ -289,6 +291,14 @@ class RegistryUnavailable(ReceiverError):
     answer."""
 
     subcode = (ns.DYN, "RegistryUnavailable")
+
+
+class ImageUnavailable(ReceiverError):
+    """A VM image this Service Provider must ship is not in its repository, and no other SP
+    sharing the registry that holds it could send it (none records it, none is running, or
+    each failed): the package must be published again where it can be deployed from."""
+
+    subcode = (ns.DYN, "ImageUnavailable")
 
 
 class TransportError(ReceiverError):

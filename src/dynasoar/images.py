@@ -175,5 +175,10 @@ class ImageCache:
             sizes = [p.stat().st_size for p in self._images()]
             return CacheStats(len(sizes), sum(sizes), self.capacity, self._received)
 
+    def held(self) -> list[Path]:
+        """Every image's file."""
+        with self._lock:
+            return self._images()
+
     def _images(self) -> list[Path]:
         return [p for p in self.root.iterdir() if SHA256_RE.match(p.name)]

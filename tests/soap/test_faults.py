@@ -24,6 +24,7 @@ from dynasoar.errors import (
     FaultInfo,
     HostLost,
     ImageNotHeld,
+    ImageUnavailable,
     Interrupted,
     InvalidAddressingHeader,
     InvalidPackage,
@@ -143,6 +144,7 @@ CASES: dict[str, Case] = {
     "CallTimeout": Case(CallTimeout(REASON), False, (DYN, "CallTimeout")),
     "Interrupted": Case(Interrupted(REASON), False, (DYN, "Interrupted")),
     "RegistryUnavailable": Case(RegistryUnavailable(REASON), False, (DYN, "RegistryUnavailable")),
+    "ImageUnavailable": Case(ImageUnavailable(REASON), False, (DYN, "ImageUnavailable")),
     "TransportError": Case(TransportError(REASON), False, (DYN, "TransportError")),
     "Unreachable": Case(Unreachable(REASON), False, (DYN, "TransportError")),
     "RemoteFault": Case(

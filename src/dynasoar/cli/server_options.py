@@ -268,6 +268,16 @@ SP_OPTIONS: list[Option] = [
         metavar="URL",
     ),
     Option(
+        "peer-url",
+        "provider",
+        None,
+        "the URL the other SPs sharing the registry reach this SP at, to fetch the VM images "
+        "it holds (default: the URL it listens on; set it when they cannot reach that, as "
+        "with --host 0.0.0.0)",
+        parse=url,
+        metavar="URL",
+    ),
+    Option(
         "heartbeat-rate",
         "provider",
         DEFAULT_RATE,

@@ -162,8 +162,9 @@ def _run_sp(args: argparse.Namespace) -> int:
     import asyncio
 
     from dynasoar.http import new_event_loop
-    from dynasoar.provider.app import ProviderApp, ProviderConfig
+    from dynasoar.provider.app import ProviderApp
     from dynasoar.provider.autoscaler import Scaling
+    from dynasoar.provider.config import ProviderConfig
     from dynasoar.serve import listen, reexec, serve
 
     data = data_dir(args.data or default_sp_data())
@@ -191,6 +192,7 @@ def _run_sp(args: argparse.Namespace) -> int:
         reply_retry_for=args.reply_retry_for,
         registry=args.registry,
         heartbeat_rate=args.heartbeat_rate,
+        peer_url=args.peer_url,
     )
     tls = tls_context(args)
     listener = listen(args.host, args.port)  # a port in use stops the start here

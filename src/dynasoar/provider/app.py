@@ -8,9 +8,6 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -25,14 +22,18 @@ from dynasoar.paths import contracts_dir
 from dynasoar.portlog import PortLog
 from dynasoar.provider.access import MessageObserver
 from dynasoar.provider.activity import Activity
-from dynasoar.provider.autoscaler import Autoscaler, Scaling
+from dynasoar.provider.autoscaler import Autoscaler
 from dynasoar.provider.chain import build_chain
+from dynasoar.provider.config import ProviderConfig
 from dynasoar.provider.courier import build_courier
 from dynasoar.provider.deliveries import DeliveryStore
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.detach import resume
-from dynasoar.provider.heartbeats import DEFAULT_RATE, Heartbeats
+from dynasoar.provider.following import Following
+from dynasoar.provider.heartbeats import Heartbeats
 from dynasoar.provider.hosts import HostDirectory
+from dynasoar.provider.image_holders import ImageHolders
+from dynasoar.provider.image_peers import IMAGES_PATH, PeerImages
 from dynasoar.provider.interceptors import SERVICES
 from dynasoar.provider.leader import Leadership
 from dynasoar.provider.load import LoadTracker
@@ -42,9 +43,8 @@ from dynasoar.provider.move_watch import MoveWatch
 from dynasoar.provider.moves import Mover
 from dynasoar.provider.page import StatusPage
 from dynasoar.provider.peerload import SharedLoad
-from dynasoar.provider.placement import DEFAULT_POLICY
 from dynasoar.provider.reconcile import Reconciler
-from dynasoar.provider.registry import HostRecord, Registry, now
+from dynasoar.provider.registry import HostRecord, Registry
 from dynasoar.provider.replies import ReplyRouter
 from dynasoar.provider.reply_policy import ReplyDestinations
 from dynasoar.provider.repository import Repository
@@ -61,7 +61,7 @@ from dynasoar.service.endpoint import (
 )
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion
-from dynasoar.soap.security import Policy, TrustStore
+from dynasoar.soap.security import Policy
 from dynasoar.tls import client_context
 from dynasoar.watch import HEALTH_PATH, METRICS_PATH, READY_PATH, Readiness, metrics_response
 from dynasoar.wsdl import rewrite_addresses
@@ -69,37 +69,7 @@ from dynasoar.wsdl import rewrite_addresses
 log = logging.getLogger(__name__)
 
 WSDL_CACHE_SIZE = 256
-#: Seconds between readings of the hosts' figures other SPs heard, from a shared registry.
-HOSTS_RELOAD = 10.0
-#: How far back each reading looks besides (beats reach the registry in batches, and the
-#: SPs' clocks differ a little).
-HOSTS_MARGIN = timedelta(seconds=30)
 T = TypeVar("T")
-
-
-@dataclass
-class ProviderConfig:
-    data: Path
-    hosts: list[str] = field(default_factory=list)
-    deploy_timeout: float = 120.0
-    message_timeout: float = 150.0
-    call_timeout: float = 60.0  # a service's call deadline when its manifest sets none
-    keep_versions: int = 5  # published versions kept per service (besides those in use)
-    max_upload_bytes: int = 64 << 30  # one MTOM upload (VM images are big)
-    placement: str = DEFAULT_POLICY
-    ca: Path | None = None  # verifies https:// Host Providers
-    security: Policy = field(default_factory=Policy)  # signs for hosts, believes their replies
-    consumer_trust: TrustStore | None = None  # consumers whose signed messages it believes
-    scaling: Scaling = field(default_factory=Scaling)
-    #: URLs this SP is reached at besides the one it listens on (behind a proxy, say).
-    public_urls: list[str] = field(default_factory=list)
-    soap12_sender_status: int = 400  # HTTP status of a SOAP 1.2 Sender fault
-    #: Patterns of the ReplyTo / FaultTo addresses replies may be sent to (none: no address).
-    reply_to_allow: list[str] = field(default_factory=list)
-    reply_retry_for: float = 600.0  # how long a reply is tried before it is given up
-    #: A shared PostgreSQL registry (postgresql://...); None: an SQLite file under ``data``.
-    registry: str | None = None
-    heartbeat_rate: float = DEFAULT_RATE  # beats a second asked of the whole fleet
 
 
 class ProviderApp:
@@ -119,6 +89,13 @@ class ProviderApp:
         host_client = HostClient(SoapClient(self.pool, SoapVersion.SOAP12, config.security))
         self.hosts = HostDirectory(self.registry, host_client)
         repository = Repository(data / "repository", self.registry)
+        self.repository = repository
+        # VM images travel between SPs sharing the registry: who holds which, fetched by digest.
+        self.image_holders = ImageHolders(self.registry, config.security.max_skew)
+        repository.on_held = self.image_holders.hold
+        self.peer_images = PeerImages(
+            self.image_holders, repository.images, self.pool, config.deploy_timeout
+        )
         #: Every wait of a message, and of each call to a host (keyed by host): brought
         #: forward when a host is marked down, or when the SP stops.
         self.deadlines = Deadlines()
@@ -132,6 +109,7 @@ class ProviderApp:
             snapshots=SnapshotLibrary(
                 self.registry, repository.images, host_client, data / "spool"
             ),
+            fetch=self.peer_images.ensure,
         )
         self.deployer = Deployer(
             self.registry, self.hosts, shipper, LoadTracker(), self.deadlines, config.placement
@@ -205,7 +183,7 @@ class ProviderApp:
             chores=[self.usage.flush, self.shared_load.share],
         )
         self._leading: asyncio.Task[None] | None = None
-        self._following: asyncio.Task[None] | None = None
+        self.following = Following(self.registry, self.provider, self.hosts, self.move_watch, loop)
         self.own = OwnAddresses(config.public_urls)
         # Replies to ReplyTo / FaultTo addresses: kept in the registry, sent by the courier.
         self.destinations = ReplyDestinations(config.reply_to_allow)
@@ -257,9 +235,7 @@ class ProviderApp:
                 "logs": self.logs,
                 "usage": self.usage,
                 # a heartbeat's figures are believed from a trusted host, if hosts are trusted
-                "hosts_trusted": lambda signer: (
-                    config.security.trust is None or signer is not None
-                ),
+                "hosts_trusted": lambda signer: config.security.trust is None or signer is not None,
             },
             self.deadlines,
         )
@@ -284,19 +260,16 @@ class ProviderApp:
         are taken up again."""
         self.own.listening(url)
         self.url = url
+        self.image_holders.start(self.config.peer_url or url, self.repository.held_images())
         for address in self.config.hosts:
             self.hosts.add(address)
         await self.reconciler.at_start()
         if self.config.hosts:  # the hosts named here are checked now; the others beat
             await self.hosts.survey([normalize(a) for a in self.config.hosts])
-        self.registry.on_route_change.append(self._route_changed)
-        self.registry.on_host_change.append(self._host_changed)
-        self.registry.on_move_change.append(self.move_watch.changed)
-        self.registry.follow()
+        self.following.start()
         self.heartbeats.listening()
         self.leadership.look()  # the control loop starts now, if this SP leads
         self._leading = asyncio.create_task(self.leadership.run())
-        self._following = asyncio.create_task(self._follow_hosts())
         self._courier = asyncio.create_task(self.courier.run())
         self._resume = asyncio.create_task(self._take_up(url))
         self.readiness.ready()
@@ -305,35 +278,6 @@ class ProviderApp:
     def _heartbeat(self, address: str, every: float, figures: HostRecord | None) -> float:
         self.heartbeats.fleet = len(self.hosts.views)
         return self.heartbeats.beat(address, every, figures)
-
-    def _route_changed(self, name: str) -> None:
-        """Another SP published or moved traffic (from the registry's listening thread)."""
-        self.loop.call_soon_threadsafe(self.provider.refresh_catalog, name)
-
-    def _host_changed(self, address: str) -> None:
-        def seen() -> None:
-            record = self.registry.host(address)
-            if record is not None:
-                self.hosts.heard_of(record)
-
-        self.loop.call_soon_threadsafe(seen)
-
-    async def _follow_hosts(self) -> None:
-        """The figures other SPs heard in their hosts' heartbeats, now and then (a shared
-        registry): the rows of hosts heard from since the last reading (with a margin for the
-        SPs' batches and clocks), never the whole fleet. Changes of state are announced."""
-        if not self.registry.shared:
-            return
-        since = now()
-        while True:
-            await asyncio.sleep(HOSTS_RELOAD)
-            started = now()
-            try:
-                self.hosts.reload_heard(since - HOSTS_MARGIN)
-            except DynasoarError as exc:
-                log.info("hosts' figures not reloaded: %s", exc.reason)
-                continue
-            since = started
 
     async def _take_up(self, url: str) -> None:
         """Messages accepted (202) before a restart: processed now, a few at a time."""
@@ -357,11 +301,12 @@ class ProviderApp:
         and judging them would undo every deployment; the registry stays as it is. Messages
         accepted before the last restart and not yet taken up wait for the next start."""
         self.readiness.stopping()
-        for task in (self._leading, self._following, self._resume):
+        for task in (self._leading, self._resume):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._leading = self._following = self._resume = None
+        self._leading = self._resume = None
+        await self.following.stop()
         await self.leadership.stop()
 
     def cut_short(self, reason: str) -> None:
@@ -374,6 +319,7 @@ class ProviderApp:
             self._courier.cancel()
             await asyncio.gather(self._courier, return_exceptions=True)
         await self.chain.close()
+        self.peer_images.close()
         await self.reconciler.close()
         await self.move_watch.close()
         await self.deployer.close()
@@ -393,6 +339,8 @@ class ProviderApp:
             if request.method == "GET" and wants_wsdl(request.query):
                 return self.port.wsdl(base)
             return text(405, "POST SOAP messages here; GET ?wsdl for the contract")
+        if path.startswith(IMAGES_PATH):  # a peer SP fetching a VM image it lacks
+            return await self.peer_images.serve(request)
         if path.startswith("/dynasoar/") and path.endswith(".xsd"):
             return self.port.schema(path.rpartition("/")[2]) or text(404, "no such schema")
         if path == SERVICES or path.startswith(SERVICES + "/"):

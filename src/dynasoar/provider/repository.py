@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from dynasoar.errors import InvalidPackage
@@ -33,6 +33,9 @@ class Repository:
         self.images = ImageCache(root / "images")
         self._registry = registry
         self._limits = limits
+        #: Told (digest, size) of the images a publish brought or named: this SP holds them
+        #: (recorded in the registry for the SPs sharing it: provider/image_holders.py).
+        self.on_held: Callable[[Iterable[tuple[str, int]]], None] = lambda images: None
         for leftover in root.glob("publish-*"):  # a publish cut short by a crash
             shutil.rmtree(leftover, ignore_errors=True)
 
@@ -58,7 +61,10 @@ class Repository:
                 raise InvalidPackage("a code package carries no images; send only the archive")
             else:
                 refs = ()
-            return self._keep(archive, sha256, manifest, wsdl, refs), manifest
+            record = self._keep(archive, sha256, manifest, wsdl, refs)
+        if refs:
+            self.on_held((ref.sha256, ref.size) for ref in refs)
+        return record, manifest
 
     def _take_images(
         self, manifest: Manifest, root: Path, given: dict[str, IncomingImage]
@@ -144,6 +150,10 @@ class Repository:
         if previous is not None and previous.package != record.package:
             Path(previous.package).unlink(missing_ok=True)
         return record
+
+    def held_images(self) -> dict[str, int]:
+        """Every image in the repository: digest, size."""
+        return {path.name: path.stat().st_size for path in self.images.held()}
 
     def package_path(self, record: ServiceRecord) -> Path:
         """Where a version's archive is on this SP's disk: another SP sharing the registry

@@ -1,8 +1,9 @@
 """Shipping a service to one Host Provider: record the deployment as "deploying" under an id
 chosen here (so that a crash leaves a trace to find it again by), send Deploy with the package
-and the images the host lacks, probe the new endpoint, record it "ready". A failed shipment
-leaves nothing behind, on either side; undoing on the host runs in the background, so that a
-host that hangs holds no consumer up."""
+and the images the host lacks (an image this SP lacks too is fetched first from another SP
+sharing the registry: :mod:`.image_peers`), probe the new endpoint, record it "ready". A failed
+shipment leaves nothing behind, on either side; undoing on the host runs in the background, so
+that a host that hangs holds no consumer up."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,12 +26,13 @@ from dynasoar.errors import (
     DeploymentFailed,
     DynasoarError,
     ImageNotHeld,
+    ImageUnavailable,
     InvalidPackage,
     InvalidRequest,
     SnapshotIncompatible,
 )
 from dynasoar.http import ConnectionPool
-from dynasoar.images import ImageCache
+from dynasoar.images import ImageCache, ImageRef
 from dynasoar.provider.activity import ShipObserver, Unobserved
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord, now
 from dynasoar.provider.snapshots import SnapshotLibrary, key_of
@@ -38,8 +40,12 @@ from dynasoar.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
-#: Refusals: the host did nothing, so there is nothing to undo there.
-REFUSALS = (Busy, InvalidRequest, InvalidPackage)
+#: Refusals: the host did nothing, so there is nothing to undo there (nor was it asked
+#: anything, when this SP could not fetch an image it lacks).
+REFUSALS = (Busy, InvalidRequest, InvalidPackage, ImageUnavailable)
+#: Brings images this SP lacks into its repository (from peers), or raises ImageUnavailable;
+#: the second argument names the package, for the fault.
+Fetch = Callable[[Sequence[ImageRef], str], Awaitable[None]]
 
 
 class Shipper:
@@ -52,8 +58,10 @@ class Shipper:
         deploy_timeout: float,
         packages: Callable[[ServiceRecord], Path] | None = None,
         snapshots: SnapshotLibrary | None = None,
+        fetch: Fetch | None = None,
     ) -> None:
         self._registry = registry
+        self._fetch = fetch
         #: VM snapshots, shipped to hosts that have none of a package (they restore instead
         #: of booting), learnt from the hosts that take them.
         self.snapshots = snapshots
@@ -162,6 +170,7 @@ class Shipper:
         snapshot: Snapshot | None,
         state: ShippedSnapshot | None = None,
     ) -> str:
+        await self._have_images(service, held)
         shipment = self._shipment(service, held, snapshot)
         if state is not None:
             shipment = replace(shipment, snapshot=state)
@@ -196,6 +205,24 @@ class Shipper:
         if any(s.key == key_of(service) and s.kind == "image" for s in listed):
             ours = None  # the host restores its own
         return held, ours
+
+    async def _have_images(self, service: ServiceRecord, held: set[str]) -> None:
+        """The images the host lacks are in this SP's repository: fetched from another SP
+        sharing the registry if this one lacks them (published there, not here)."""
+        lacking = [
+            ref
+            for ref in service.images
+            if ref.sha256 not in held and not self._images.holds(ref.sha256)
+        ]
+        if not lacking:
+            return
+        what = f"{service.name} {service.version}"
+        if self._fetch is None:
+            raise ImageUnavailable(
+                f"{what}'s image {lacking[0].name!r} (sha256:{lacking[0].sha256}) is not in "
+                "this Service Provider's repository: publish the package again"
+            )
+        await self._fetch(lacking, what)
 
     def _shipment(
         self, service: ServiceRecord, held: set[str], snapshot: Snapshot | None = None
