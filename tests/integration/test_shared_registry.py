@@ -326,3 +326,29 @@ def test_rollouts_on_two_sps_at_once_deploy_each_version_once(
     records = {d.id: d.version for d in deployments(a, "Roll")}  # type: ignore[attr-defined]
     assert sorted(records.values()) == ["1.1", "1.2"], records
     assert sorted(d["id"] for d in on_hosts) == sorted(records), on_hosts
+
+
+def test_usage_of_a_deployment_another_sp_undeployed_is_billed_once(grid: Grid) -> None:
+    """A deployment made and undeployed through one SP: GetUsage on the other asks its host
+    (told by the registry that it went), bills it as the host reports it, and the first SP
+    asked afterwards bills it no second time (the figures taken are in the shared book)."""
+    from .hosted import host_usage
+
+    # the control loops take no figures of their own meanwhile: only GetUsage does
+    a = grid.start_sp("--reconcile-interval", "3600")
+    b = grid.start_sp("--reconcile-interval", "3600")
+    hp = grid.add_hp(a)
+    wait_for(lambda: hp.url in hosts_up(b), what="the host, known to both SPs")
+    ProviderClient(a.url).publish(samples_dir() / "echo")
+    ProviderClient(a.url).call("Deploy", name="Echo", host=hp.url)
+    assert ProviderClient(a.url).call("Undeploy", name="Echo") == 1
+    (ended,) = host_usage(hp.url)
+    assert ended.state == "ended" and ended.cpu_seconds > 0
+
+    def billed(sp: str) -> float:
+        rows = ProviderClient(sp).call("GetUsage") or []
+        return sum(r.cpuSeconds for r in rows if r.host == hp.url and r.service == "Echo")
+
+    wait_for(lambda: billed(b.url) > 0, what="the other SP to bill the ended deployment")
+    assert billed(b.url) == pytest.approx(ended.cpu_seconds, rel=1e-9, abs=1e-9)
+    assert billed(a.url) == pytest.approx(ended.cpu_seconds, rel=1e-9, abs=1e-9)

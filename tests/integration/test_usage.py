@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +141,96 @@ def test_a_guests_consumption_is_reported_by_its_host(make_cluster: MakeCluster)
     c.client.call("Undeploy", name="VmEcho")
     (ended,) = host_usage(c.hps[0].url)
     assert ended.state == "ended" and ended.memory_gib_seconds > 0
+
+
+def host_cpu(rows: list[object], host: str) -> float:
+    return sum(r.cpuSeconds for r in rows if r.host == host)  # type: ignore[attr-defined]
+
+
+def test_a_deployment_undeployed_just_before_get_usage_is_billed_in_full(
+    make_cluster: MakeCluster,
+) -> None:
+    """GetUsage asks only the hosts that can have figures not yet taken: a host whose only
+    deployment was undeployed since it was last asked is one of them. Its whole consumption
+    is billed, as the host itself reports it, and asking again adds nothing."""
+    from .hosted import host_usage
+
+    # the control loop takes no figures of its own meanwhile: only GetUsage does
+    c = make_cluster(sp_args=["--reconcile-interval", "3600"])
+    first, second = (hp.url for hp in c.hps)
+    c.client.publish(samples_dir() / "echo")
+    c.client.call("Deploy", name="Echo", host=first)
+    url = c.service_url("Echo")
+    for _ in range(200):
+        assert post(url, compute_as("alice", 5), soap_action=f"{ECHO_NS}/Compute").status == 200
+    taken = c.client.call("GetUsage")
+    assert host_cpu(taken, first) > 0 and host_cpu(taken, second) == 0
+    # A replica on the second host, never sent a message: its start is its whole consumption.
+    c.client.call("Deploy", name="Echo", host=second)
+    assert c.client.call("Undeploy", name="Echo") == 2
+    ended = {hp: host_usage(hp) for hp in (first, second)}
+    assert all(d.state == "ended" for figures in ended.values() for d in figures)
+
+    rows = c.client.call("GetUsage")
+    for hp, figures in ended.items():
+        reported = sum(d.cpu_seconds for d in figures)
+        assert host_cpu(rows, hp) == pytest.approx(reported, rel=1e-9, abs=1e-9), hp
+    assert host_cpu(rows, second) > 0  # a Python process started there
+    assert by_consumer(rows)["alice"]["messages"] == 200
+    again = c.client.call("GetUsage")  # nothing new to take: the same bill
+    assert [(r.host, r.consumer, r.cpuSeconds) for r in again] == [
+        (r.host, r.consumer, r.cpuSeconds) for r in rows
+    ]
+
+
+def test_a_deployment_gone_while_its_host_stops_it_stays_owed_until_it_ended(
+    tmp_path: Path,
+) -> None:
+    """The registry forgets a deployment before its host has stopped it (a drop, a retire):
+    asked in between, the host reports it still running, and stays owed until it reports it
+    ended; its final figures are billed. A real HP; the SP's usage book on a real registry."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from dynasoar.consumer.host_client import HostClient
+    from dynasoar.http import ConnectionPool
+    from dynasoar.procs import start_actor
+    from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry
+    from dynasoar.provider.usage import Usage
+    from dynasoar.soap.client import SoapClient
+
+    from .hosted import deploy_directly, host_usage
+
+    with start_actor("hp", ["--port", "0", "--data", str(tmp_path / "hp")]) as hp:
+        deployment_id = deploy_directly(hp.url, samples_dir() / "echo", tmp_path, "d1", None)
+        registry = Registry(tmp_path / "registry.sqlite")
+        registry.put_host(HostRecord(hp.url, "up", 4, 1, 0.0, datetime.now(UTC)))
+        registry.add_deployment(
+            DeploymentRecord(deployment_id, "Echo", "1.0", hp.url, f"{hp.url}/x", "ready",
+                             datetime.now(UTC))
+        )
+
+        async def book() -> tuple[list[str], list[str], float]:
+            pool = ConnectionPool()
+            try:
+                client = HostClient(SoapClient(pool))
+                usage = Usage(registry, client)
+                registry.remove_deployment(deployment_id)  # forgotten; the host runs it on
+                await usage.poll(usage.owed())
+                still = usage.owed()
+                await client.undeploy(hp.url, deployment_id, timeout=30)
+                await usage.poll(usage.owed())
+                billed = sum(r.tally.cpu_seconds for r in usage.bill())
+                return still, usage.owed(), billed
+            finally:
+                await pool.close()
+
+        try:
+            still, after, billed = asyncio.run(book())
+            (ended,) = host_usage(hp.url)
+        finally:
+            registry.close()
+    assert still == [hp.url]  # reported running: its final figures are still to come
+    assert after == []  # reported ended and taken
+    assert ended.state == "ended"
+    assert billed == pytest.approx(ended.cpu_seconds, rel=1e-9, abs=1e-9)

@@ -1,6 +1,6 @@
 """The registry's PostgreSQL side against a real server: locks held across SPs (one holder at
 a time, freed when the holder's session ends), which SP instances are alive, changes announced
-to the other SPs, and a server that goes away and comes back."""
+to the other SPs (a deployment that goes, too), and a server that goes away and comes back."""
 
 from __future__ import annotations
 
@@ -90,11 +90,14 @@ def test_changes_reach_the_other_sps(pg_url: str) -> None:
             time.sleep(0.05)
         assert [d.id for d in there.deployments_of("Echo")] == ["d1"]
         assert ("deployment", "d1") in heard
+        gone: list[DeploymentRecord] = []
+        there.on_deployment_gone.append(gone.append)
         here.remove_deployment("d1")
         deadline = time.monotonic() + 10
-        while there.deployments_of("Echo") and time.monotonic() < deadline:
+        while not gone and time.monotonic() < deadline:
             time.sleep(0.05)
         assert there.deployments_of("Echo") == []
+        assert [d.id for d in gone] == ["d1"]  # the other SP is told it went
     finally:
         here.close()
         there.close()

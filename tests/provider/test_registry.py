@@ -225,6 +225,25 @@ def test_add_and_remove_deployments(registry: Registry) -> None:
     assert registry.deployments_of("Counter") == []
 
 
+def test_every_deployment_that_goes_is_told(registry: Registry, db: Path | str) -> None:
+    gone: list[DeploymentRecord] = []
+    registry.on_deployment_gone.append(gone.append)
+    d1, d2, d3 = (deployment(f"d{n}", minutes=n) for n in (1, 2, 3))
+    for d in (d2, d1, d3):
+        registry.add_deployment(d)
+    registry.set_state("d1", "lost", "its host is down")  # changed, not gone
+    assert gone == []
+    assert registry.remove_deployment("d2") == d2
+    assert registry.remove_deployment("d2") is None  # told once
+    assert gone == [d2]
+    # removed behind its back (another SP, whose announcement it missed): told on reload
+    other = Registry(db)
+    other.remove_deployment("d3")
+    other.close()
+    registry.reload()
+    assert gone == [d2, d3]
+
+
 def test_adding_a_deployment_again_replaces_it(registry: Registry) -> None:
     registry.add_deployment(deployment("d1"))
     moved = deployment("d1", endpoint="http://hp1:9555/d1")

@@ -8,6 +8,8 @@ signed), measured from outside the SP:
                  in memory, their live Status, the choice), p50 and p99
     cold call    a first call through the SP (placement, shipping the package as MTOM to a
                  simulated host, probing it, relaying), p50
+    usage        GetUsage with one deployment in the fleet, p50, and the hosts it asked
+    status page  GET / on the SP, p50, and its size
     registry     hosts recorded, and the registry's size on disk
 
 The SP runs as its own process (``dynasoar sp``), the fleet in a thread of this one."""
@@ -15,6 +17,7 @@ The SP runs as its own process (``dynasoar sp``), the fleet in a thread of this 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import re
 import statistics
 import threading
@@ -23,6 +26,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from dynasoar.bench.cluster import cpu_seconds
 from dynasoar.bench.cold import _post
@@ -54,6 +58,10 @@ class FleetFigures:
     refused: int
     failed: int
     statuses: int  # Status calls the simulated hosts answered, all told
+    usage: list[float]  # seconds each GetUsage took, with one deployment in the fleet
+    usage_asked: list[int]  # hosts each GetUsage asked for their figures
+    page: list[float]  # seconds each GET of the status page took
+    page_bytes: int
 
 
 class _Loop:
@@ -112,6 +120,9 @@ def measure(
         beats1, cpu1, t1 = fleet.stats.beats_sent, cpu_seconds(sp.process.pid), time.monotonic()
         cold = _cold_calls(sp, work, cold_calls)
         placements = [m.groups() for m in PLACED.finditer(sp.log())]
+        statuses = fleet.stats.statuses
+        usage, usage_asked = _get_usage(sp, fleet)  # (its first call is not a figure above)
+        page, page_bytes = _status_page(sp)
         intervals = [h.interval for h in fleet.hosts if h.registered]
         return FleetFigures(
             hosts=hosts,
@@ -129,7 +140,11 @@ def measure(
             ),
             refused=fleet.stats.beats_refused,
             failed=fleet.stats.beats_failed,
-            statuses=fleet.stats.statuses,
+            statuses=statuses,
+            usage=usage,
+            usage_asked=usage_asked,
+            page=page,
+            page_bytes=page_bytes,
         )
     finally:
         try:
@@ -153,6 +168,43 @@ def _cold_calls(sp: Actor, work: Path, rounds: int) -> list[float]:
     return seconds
 
 
+def _get_usage(sp: Actor, fleet: Fleet, rounds: int = 5) -> tuple[list[float], list[int]]:
+    """GetUsage, timed from outside, with one Echo deployed (by a first call) in the fleet;
+    and how many hosts each asked (the fleet counts their GetUsage calls)."""
+    client = ProviderClient(sp.url)
+    url = f"{sp.url}/services/Echo"
+    _post(url, BODY.format(to=url, text="billed").encode())
+    client.call("GetUsage")  # the hosts earlier deployments ended on: their figures, once
+    seconds, asked = [], []
+    for _ in range(rounds):
+        before = fleet.stats.usages
+        started = time.perf_counter()
+        client.call("GetUsage")
+        seconds.append(time.perf_counter() - started)
+        asked.append(fleet.stats.usages - before)
+    client.call("Undeploy", name="Echo")
+    return seconds, asked
+
+
+def _status_page(sp: Actor, rounds: int = 5) -> tuple[list[float], int]:
+    """The status page, fetched as a browser would, timed from outside; and its size."""
+    parts = urlsplit(sp.url)
+    seconds, size = [], 0
+    for _ in range(rounds):
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+        try:
+            started = time.perf_counter()
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            size = len(response.read())
+            seconds.append(time.perf_counter() - started)
+            if response.status != 200:
+                raise RuntimeError(f"the status page answered HTTP {response.status}")
+        finally:
+            conn.close()
+    return seconds, size
+
+
 def report(f: FleetFigures) -> None:
     print(f"    fleet                {f.hosts} simulated hosts, registered in "
           f"{f.registered_seconds:.1f} s", flush=True)
@@ -169,6 +221,12 @@ def report(f: FleetFigures) -> None:
           "goal p99 <= 10 ms)")
     print(f"    cold call            p50 {statistics.median(f.cold) * 1000:.0f} ms "
           f"({len(f.cold)} calls)")
+    asked = max(f.usage_asked, default=0)
+    print(f"    usage (GetUsage)     p50 {statistics.median(f.usage) * 1000:.1f} ms "
+          f"({asked} {'host' if asked == 1 else 'hosts'} asked of {f.hosts}, one holding a "
+          "deployment)")
+    print(f"    status page          p50 {statistics.median(f.page) * 1000:.1f} ms, "
+          f"{f.page_bytes / 1024:.0f} KiB")
     print(f"    registry             {f.registry_hosts} hosts, {f.registry_bytes / 1024:.0f} KiB")
     if f.refused or f.failed:
         print(f"    beats refused        {f.refused} (too often), {f.failed} failed")

@@ -3,7 +3,8 @@ nothing else. N lightweight Host Provider endpoints in one process, each at its 
 (``http://127.0.0.1:PORT/fleet/N``), speaking the real HostProvider protocol on the wire to a
 real SP: RegisterHost heartbeats with their figures (WS-Addressing, signed when given a key),
 and Status, List, Deploy (the package arrives as MTOM and is read, then dropped), Undeploy,
-QueryImages and GetUsage answered as a Host Provider answers them (signed when given a key).
+QueryImages and GetUsage (each deployment running, nothing consumed) answered as a Host
+Provider answers them (signed when given a key).
 A "deployed" service is an echo answered in this process: no code is ever run. It is used by
 ``dynasoar bench fleet`` only; nothing else may use it as a host."""
 
@@ -42,10 +43,12 @@ MAX_MESSAGE = 64 << 20
 class SimHost:
     address: str
     capacity: int
-    deployments: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (svc, owner)
+    #: id -> (service, owner, version)
+    deployments: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     interval: float = 2.0  # as the SP last asked
     beats: int = 0
     registered: bool = False
+    usage_asks: int = 0  # GetUsage calls it answered
 
 
 @dataclass
@@ -54,6 +57,7 @@ class FleetStats:
     beats_refused: int = 0
     beats_failed: int = 0
     statuses: int = 0
+    usages: int = 0
     deploys: int = 0
     echoes: int = 0
 
@@ -225,12 +229,28 @@ class Fleet:
                     load=0.0,
                 )
             )
+        elif name == "GetUsage":  # each deployment running, having consumed nothing: no code runs
+            self.stats.usages += 1
+            host.usage_asks += 1
+            for deployment, (service, _, version) in host.deployments.items():
+                item = etree.SubElement(out, f"{_H}deployment")
+                for field_name, value in (
+                    ("id", deployment),
+                    ("service", service),
+                    ("version", version),
+                    ("state", "running"),
+                    ("cpuSeconds", "0"),
+                    ("memoryGiBSeconds", "0"),
+                    ("imageBytes", "0"),
+                ):
+                    etree.SubElement(item, f"{_D}{field_name}").text = value
         elif name == "Deploy" and op is not None:
             self.stats.deploys += 1
             deployment = op.findtext(f"{_H}deploymentId") or uuid.uuid4().hex
             host.deployments[deployment] = (
                 op.findtext(f"{_H}service") or "",
                 op.findtext(f"{_H}owner") or "",
+                op.findtext(f"{_H}version") or "",
             )
             etree.SubElement(out, f"{_H}deploymentId").text = deployment
             endpoint = etree.SubElement(out, f"{_H}endpoint")
@@ -241,7 +261,7 @@ class Fleet:
             gone = host.deployments.pop(op.findtext(f"{_H}deploymentId") or "", None)
             etree.SubElement(out, f"{_H}undeployed").text = "true" if gone else "false"
         elif name == "List":
-            for deployment, (service, owner) in host.deployments.items():
+            for deployment, (service, owner, _) in host.deployments.items():
                 item = etree.SubElement(out, f"{_H}deployment")
                 for field_name, value in (
                     ("id", deployment),
@@ -250,7 +270,7 @@ class Fleet:
                     ("owner", owner),
                 ):
                     etree.SubElement(item, f"{_D}{field_name}").text = value
-        return out  # QueryImages (none held), GetUsage (nothing consumed): empty
+        return out  # QueryImages (none held): empty
 
     async def _echo(self, request: Request) -> Response:
         self.stats.echoes += 1

@@ -1,8 +1,8 @@
 """The Service Provider's control loop: scale stateless services out when their replicas cannot
 keep up (Dynasoar's rule: deploy again when the existing deployments cannot meet demand),
 undeploy deployments left idle (scale to zero; the next message deploys again), mark hosts
-down when their heartbeats stop, and now and then reconcile the registry with every host and
-ask them what their deployments consumed (the usage book, flushed on every look).
+down when their heartbeats stop, and now and then reconcile the registry with the hosts and
+ask those that ran our deployments what they consumed (the usage book, flushed on every look).
 Every decision but the reconciliation reads only in-memory state.
 
 It is the first thing a stopping Service Provider stops: while the SP drains, nobody hears the
@@ -136,8 +136,7 @@ class Autoscaler:
         if unheard:
             await self._provider.hosts.survey(unheard)
         await self._reconciler.hosts(hosts)
-        ran = {r.host for r in self._registry.deployments()} | self._usage.touched()
-        await self._usage.poll(sorted(ran & set(hosts) | self._usage.touched()))
+        await self._usage.poll(self._usage.owed())
 
     def _reconciled_all(self, task: asyncio.Task[None]) -> None:
         self._reconciling = None

@@ -140,12 +140,14 @@ class HostDirectory:
     def listing(self) -> list[HostRecord]:
         """Every host known, as last heard (heartbeats, live checks, other SPs' records), in
         its state now: no host is asked anything."""
-        listed = []
-        for address in sorted(self._records):
-            state = self._registry.host_state(address)
-            if state is not None:
-                listed.append(replace(self._records[address], state=state))
-        return listed
+        listed = (self.record(address) for address in sorted(self._records))
+        return [record for record in listed if record is not None]
+
+    def record(self, address: str) -> HostRecord | None:
+        """One host as last heard, in its state now (None: not registered); asks nothing."""
+        state = self._registry.host_state(address)
+        record = self._records.get(address)
+        return replace(record, state=state) if state is not None and record is not None else None
 
     def unheard(self, count: int) -> list[str]:
         """The next ``count`` hosts, in turn, that nothing but a live check would hear from:

@@ -2,11 +2,19 @@
 where services run (deployments: ready, deploying, lost and why), its hosts, image caches, and
 its latest deployments and faults. Server-rendered HTML with no external assets, no scripts
 and no forms; it reloads itself every few seconds. Read-only: management stays on the SOAP
-port. Everything shown is escaped (service names, reasons and message ids may be anyone's)."""
+port. Everything shown is escaped (service names, reasons and message ids may be anyone's).
+
+The hosts come from the figures the SP keeps (no host is asked, no table of the fleet read),
+and their table is bounded, for a grid of thousands: every host's state is counted, but the
+rows are the hosts that need a look (not up, or holding deployments: at most
+:data:`NOTABLE_HOSTS_SHOWN`) and the first :data:`OTHER_HOSTS_SHOWN` others, with a last row
+saying how many more there are."""
 
 from __future__ import annotations
 
+import heapq
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +33,12 @@ from dynasoar.provider.registry import HostRecord, Registry
 from dynasoar.provider.service_provider import ServiceProvider
 
 REFRESH_SECONDS = 10
+#: Host rows for hosts not up or holding deployments, at most (a rack down: still a page).
+NOTABLE_HOSTS_SHOWN = 200
+#: Host rows for the other hosts (up, holding nothing): the first few by address.
+OTHER_HOSTS_SHOWN = 20
+#: The order in which host states are counted.
+HOST_STATES = ("up", "draining", "unknown", "down", "left")
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
@@ -153,7 +167,20 @@ class StatusPage:
         )
 
     def _hosts(self) -> str:
-        hosts = self.registry.hosts()
+        directory = self.provider.hosts
+        states = self.registry.host_states()  # from memory, as every figure below
+        holding = {d.host for d in self.registry.deployments()}
+
+        def busy(address: str) -> bool:
+            view = directory.views.get(address)
+            return address in holding or (view is not None and view.deployments > 0)
+
+        notable = sorted(a for a, state in states.items() if state != "up")
+        notable += sorted(a for a, state in states.items() if state == "up" and busy(a))
+        shown = set(notable[:NOTABLE_HOSTS_SHOWN])
+        others = (a for a, state in states.items() if state == "up" and a not in shown)
+        shown.update(heapq.nsmallest(OTHER_HOSTS_SHOWN, (a for a in others if not busy(a))))
+        hosts = [h for h in map(directory.record, sorted(shown)) if h is not None]
         rows = [
             [
                 escape(h.address),
@@ -167,6 +194,8 @@ class StatusPage:
             ]
             for h in hosts
         ]
+        listed = {h.address for h in hosts}
+        more = Counter(state for a, state in states.items() if a not in listed)
         return _section(
             "hosts",
             "Host Providers",
@@ -174,6 +203,9 @@ class StatusPage:
             rows,
             row_key=[h.address for h in hosts],
             numeric={3, 4},
+            total=len(states),
+            note=f"{len(states)} {_noun(len(states))}: {_by_state(Counter(states.values()))}",
+            more=f"{_by_state(more, more=True)} ({len(states)} total)" if more else None,
         )
 
     def _caches(self) -> str:
@@ -242,10 +274,18 @@ def _section(
     header: bool = True,
     numeric: frozenset[int] | set[int] = frozenset(),
     count: bool = True,
+    total: int | None = None,
+    note: str | None = None,
+    more: str | None = None,
 ) -> str:
-    """A titled table; cells are HTML already (escaped by the caller)."""
-    heading = f"{escape(title)} ({len(rows)})" if count else escape(title)
+    """A titled table; cells are HTML already (escaped by the caller). A bounded table says
+    how many there are in all (``total``), and what its rows leave out (``more``, text)."""
+    heading = (
+        f"{escape(title)} ({len(rows) if total is None else total})" if count else escape(title)
+    )
     out = [f'<section id="{ident}"><h2>{heading}</h2>']
+    if note is not None:
+        out.append(f'<p class="muted" id="{ident}-count">{escape(note)}</p>')
     if not rows:
         out.append('<p class="none">none</p></section>')
         return "".join(out)
@@ -259,6 +299,10 @@ def _section(
             for i, c in enumerate(row)
         )
         out.append(f"<tr{key}>" + "".join(cells) + "</tr>")
+    if more is not None:
+        out.append(
+            f'<tr class="more"><td class="muted" colspan="{len(columns)}">{escape(more)}</td></tr>'
+        )
     out.append("</table></section>")
     return "".join(out)
 
@@ -267,6 +311,20 @@ def _when(timestamp: float) -> str:
     moment = datetime.fromtimestamp(timestamp, UTC)
     iso = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
     return f'<time datetime="{iso}">{moment.strftime("%Y-%m-%d %H:%M:%S")} UTC</time>'
+
+
+def _noun(count: int) -> str:
+    return "host" if count == 1 else "hosts"
+
+
+def _by_state(counts: Counter[str], more: bool = False) -> str:
+    """``"990 up, 10 down"``; with ``more``, ``"950 more hosts up, 1 more host down"``."""
+    order = [*HOST_STATES, *sorted(set(counts) - set(HOST_STATES))]
+    return ", ".join(
+        f"{counts[s]} more {_noun(counts[s])} {s}" if more else f"{counts[s]} {s}"
+        for s in order
+        if counts[s]
+    )
 
 
 def _terms(host: HostRecord) -> str:

@@ -198,10 +198,14 @@ class ServiceProviderService(ServiceBase):  # type: ignore[misc]
         _out_variable_name="usage",
     )
     def GetUsage(ctx, consumer, since):  # type: ignore[no-untyped-def]
-        registry = _sp(ctx).registry
-        hosts = [h.address for h in registry.hosts() if h.state in ("up", "draining")]
-        ctx.udc.run(ctx.udc.usage.poll(hosts))  # what the hosts consumed until now
+        # What the hosts consumed until now: only those with figures not yet taken are asked.
+        ctx.udc.run(_owed_usage(ctx.udc.usage))
         return [usage_row(row) for row in ctx.udc.usage.bill(consumer or None, since)]
+
+
+async def _owed_usage(usage: Any) -> None:
+    """On the loop, where the deployments and the hosts' states change."""
+    await usage.poll(usage.owed())
 
 
 def provider_port() -> SpynePort:

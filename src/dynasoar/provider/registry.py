@@ -81,6 +81,8 @@ class Registry(GridTables):
         self.on_host_change: list[Callable[[str], None]] = []
         #: Told a deployment another SP began moving (with its move) or ended moving (None).
         self.on_move_change: list[Callable[[str, MoveRecord | None], None]] = []
+        #: Told every deployment record that goes, removed here or by another SP.
+        self.on_deployment_gone: list[Callable[[DeploymentRecord], None]] = []
         self.reload()
 
     def reload(self) -> None:
@@ -88,10 +90,18 @@ class Registry(GridTables):
         hosts = self.hosts()
         records = self._load_deployments()
         with self._lock:
+            kept = {r.id for r in records}
+            gone = [r for rs in self._records.values() for r in rs if r.id not in kept]
             self._host_states = {h.address: h.state for h in hosts}
             self._records, self._ready = {}, {}
             for record in records:
                 self._index(record.service, [*self._records.get(record.service, []), record])
+        self._gone(gone)
+
+    def _gone(self, records: Sequence[DeploymentRecord]) -> None:
+        for record in records:
+            for callback in self.on_deployment_gone:
+                callback(record)
 
     def _migrate(self, migrations: Sequence[tuple[str, str, str]] = MIGRATIONS) -> None:
         for table, column, declaration in migrations:
@@ -299,12 +309,17 @@ class Registry(GridTables):
             db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
         self._announce("deployment", deployment_id)
         with self._lock:
-            for service, records in self._records.items():
-                for record in records:
-                    if record.id == deployment_id:
-                        self._index(service, [r for r in records if r is not record])
-                        return record
-        return None
+            found = next(
+                ((s, r) for s, rs in self._records.items() for r in rs if r.id == deployment_id),
+                None,
+            )
+            if found is not None:
+                service, record = found
+                self._index(service, [r for r in self._records[service] if r is not record])
+        if found is None:
+            return None
+        self._gone([found[1]])
+        return found[1]
 
     def deployment(self, deployment_id: str) -> DeploymentRecord | None:
         with self._lock:

@@ -67,6 +67,9 @@ class GridTables:
     def _index(self, service: str, records: list[DeploymentRecord]) -> None:
         raise NotImplementedError
 
+    def _gone(self, records: Sequence[DeploymentRecord]) -> None:
+        raise NotImplementedError  # the registry's: tells on_deployment_gone
+
     def reload(self) -> None:
         raise NotImplementedError
 
@@ -122,16 +125,19 @@ class GridTables:
         rows = self.db.query(
             f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (deployment_id,)
         )
+        gone = []
         with self._lock:
             found = deployment_of(rows[0]) if rows else None
             for service, records in list(self._records.items()):
                 if any(r.id == deployment_id for r in records) and (
                     found is None or found.service != service
                 ):
+                    gone += [r for r in records if r.id == deployment_id and found is None]
                     self._index(service, [r for r in records if r.id != deployment_id])
             if found is not None:
                 current = [r for r in self._records.get(found.service, []) if r.id != found.id]
                 self._index(found.service, [*current, found])
+        self._gone(gone)
 
     def refresh_service(self, service: str) -> None:
         """A service's deployment records read again (before deciding to deploy it)."""

@@ -9,12 +9,18 @@ wall time there since its last report (what it consumed with no message in fligh
 it was deployed for). Everything is kept in the registry, per consumer, service, version,
 host and day, surviving undeploys and restarts; the bill prices it at each host's terms (per
 CPU-second, per GiB moved).
+
+Only the hosts that can have figures not yet taken are asked (:meth:`Usage.owed`), never the
+whole fleet: those holding deployments, and those that held one since they were last asked (a
+deployment undeployed, moved or lost with its host, here or by another SP sharing the
+registry; the host keeps an ended deployment's final figures until then).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, fields
@@ -22,7 +28,7 @@ from datetime import UTC, date, datetime
 
 from dynasoar.consumer.host_client import DeploymentUsage, HostClient
 from dynasoar.errors import DynasoarError
-from dynasoar.provider.records import upsert
+from dynasoar.provider.records import HOST_COLUMNS, host_of, upsert
 from dynasoar.provider.registry import DeploymentRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 GIB = float(1 << 30)
 #: Who is billed for what nobody's message was using.
 NOBODY = "(unattributed)"
+#: Deployments gone whose final figures are awaited, at most.
+ENDING_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,15 @@ class Usage:
         #: deployment -> the consumer whose message deployed it (billed its image bytes)
         self._deployed_for: dict[str, str] = {}
         self._polling: asyncio.Lock | None = None
-        #: Hosts whose deployments had messages since they were last asked for their figures.
+        #: Hosts whose deployments had messages, or ended, since they were last asked for their
+        #: figures. Only added to and taken from whole (set operations the GIL keeps atomic):
+        #: the message path adds without a lock, another SP's changes from the registry's thread.
         self._touched: set[str] = set()
+        #: Deployments gone from the registry whose host has not yet reported them ended
+        #: (id -> host): their host stays owed until it does (their final figures).
+        self._ending: dict[str, str] = {}
+        self._ending_lock = threading.Lock()  # (told from the registry's thread, too)
+        registry.on_deployment_gone.append(self.ended)
 
     # -- the message path ----------------------------------------------------------------
 
@@ -128,8 +143,28 @@ class Usage:
     # -- hosts' figures ------------------------------------------------------------------
 
     def touched(self) -> set[str]:
-        """Hosts whose deployments had messages since their figures were last asked for."""
+        """Hosts whose deployments had messages, or ended, since their figures were last
+        asked for."""
         return set(self._touched)
+
+    def ended(self, record: DeploymentRecord) -> None:
+        """A deployment went (undeployed, moved, lost with its host; here or by another SP):
+        its host keeps its final figures, to be taken with the next poll."""
+        self._touched.add(record.host)
+        with self._ending_lock:
+            self._ending[record.id] = record.host
+            while len(self._ending) > ENDING_KEPT:  # ended unseen (a host gone): the oldest go
+                self._ending.pop(next(iter(self._ending)))
+
+    def owed(self) -> list[str]:
+        """The hosts that can have figures not yet taken, and can be asked now: those up or
+        draining that hold a deployment or held one since they were last asked. Read from
+        memory; a host that is down stays owed until it is back (or forgotten)."""
+        states = self._registry.host_states()
+        holding = {r.host for r in self._registry.deployments()}
+        touched = self.touched()  # a copy: another thread may add to it meanwhile
+        self._touched.difference_update({h for h in touched if h not in states})
+        return sorted(h for h in holding | touched if states.get(h) in ("up", "draining"))
 
     async def poll(self, hosts: list[str]) -> None:
         """Ask ``hosts`` what their deployments consumed, and share it out."""
@@ -145,10 +180,23 @@ class Usage:
                     if not isinstance(report, DynasoarError):
                         raise report
                     log.info("no usage from %s: %s", host, report.reason)
+                    self._touched.add(host)  # its figures are still to be taken
                     continue
                 for figures in report:
                     self._figures(host, figures)
+                self._still_ending(host, report)
             self.flush()
+
+    def _still_ending(self, host: str, report: list[DeploymentUsage]) -> None:
+        """A deployment that went from the registry while its host was still stopping it
+        (asked in between): the host stays owed until it reports it ended."""
+        with self._ending_lock:
+            for figures in report:
+                if figures.id in self._ending:
+                    if figures.state == "ended":  # its final figures, just taken
+                        del self._ending[figures.id]
+                    else:
+                        self._touched.add(host)
 
     def _figures(self, host: str, now: DeploymentUsage) -> None:
         rows = self._registry.query(
@@ -252,13 +300,20 @@ class Usage:
         if since is not None:
             where.append("day >= ?")
             args.append(since.isoformat())
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self._registry.query(
             f"SELECT day, consumer, service, version, host, {', '.join(COLUMNS)} FROM usage"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + condition
             + " ORDER BY day, consumer, service, version, host",
             args,
         )
-        terms = {h.address: h.terms for h in self._registry.hosts()}
+        # the terms of the hosts billed, in one query: not the whole fleet's
+        hosts = self._registry.query(
+            f"SELECT {HOST_COLUMNS} FROM hosts "
+            f"WHERE address IN (SELECT DISTINCT host FROM usage{condition})",
+            args,
+        )
+        terms = {h.address: h.terms for h in map(host_of, hosts)}
         bill = []
         for row in rows:
             key = Key(*(str(v) for v in row[:5]))
