@@ -268,9 +268,7 @@ class Registry(GridTables):
         """Record ``d``, or replace the record of the same id (a change of state)."""
         with self.db.transaction() as db:
             db.execute(upsert("deployments", DEPLOYMENT_COLUMNS, "id"), deployment_row(d))
-        with self._lock:
-            current = [x for x in self._records.get(d.service, []) if x.id != d.id]
-            self._index(d.service, [*current, d])
+        self._remember(d)
         self._announce("deployment", d.id)
 
     def set_state(self, deployment_id: str, state: str, reason: str | None) -> DeploymentRecord:
@@ -298,9 +296,7 @@ class Registry(GridTables):
         if not updated:
             self.refresh_deployment(deployment_id)
             raise KeyError(deployment_id)
-        with self._lock:
-            current = [x for x in self._records.get(changed.service, []) if x.id != changed.id]
-            self._index(changed.service, [*current, changed])
+        self._remember(changed)
         self._announce("deployment", deployment_id)
         return changed
 
@@ -342,6 +338,12 @@ class Registry(GridTables):
                 (d for records in self._records.values() for d in records),
                 key=lambda d: (d.service, d.created),
             )
+
+    def _remember(self, record: DeploymentRecord) -> None:
+        """``record`` in memory, in place of the record of the same id."""
+        with self._lock:
+            current = [r for r in self._records.get(record.service, []) if r.id != record.id]
+            self._index(record.service, [*current, record])
 
     def _index(self, service: str, records: list[DeploymentRecord]) -> None:
         self._records[service] = records

@@ -67,6 +67,9 @@ class GridTables:
     def _index(self, service: str, records: list[DeploymentRecord]) -> None:
         raise NotImplementedError
 
+    def _remember(self, record: DeploymentRecord) -> None:
+        raise NotImplementedError
+
     def _gone(self, records: Sequence[DeploymentRecord]) -> None:
         raise NotImplementedError  # the registry's: tells on_deployment_gone
 
@@ -135,8 +138,7 @@ class GridTables:
                     gone += [r for r in records if r.id == deployment_id and found is None]
                     self._index(service, [r for r in records if r.id != deployment_id])
             if found is not None:
-                current = [r for r in self._records.get(found.service, []) if r.id != found.id]
-                self._index(found.service, [*current, found])
+                self._remember(found)
         self._gone(gone)
 
     def refresh_service(self, service: str) -> None:
