@@ -45,3 +45,18 @@ def test_what_is_shared_is_what_changed_and_what_is_in_flight() -> None:
     load.peers = {"new": (1, time.time())}
     load.forget("new")
     assert load.everywhere("new") == 0 and load.peers == {}
+
+
+def test_answered_waits_for_the_messages_in_flight_or_its_deadline() -> None:
+    import asyncio
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        load = LoadTracker()
+        assert await load.answered("d1")  # none in flight: at once
+        load.begin("d1")
+        late = await load.answered("d1", time.monotonic() + 0.05, every=0.01)
+        asyncio.get_running_loop().call_later(0.05, load.end, "d1")
+        done = await load.answered("d1", time.monotonic() + 5.0, every=0.01)
+        return late, done, load.outstanding("d1") == 0
+
+    assert asyncio.run(scenario()) == (False, True, True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from dynasoar.consumer.host_client import normalize
 from dynasoar.deadlines import Deadlines
@@ -234,9 +235,8 @@ class Deployer(Placement):
             return
         self.retiring.add(record.id)
         try:
-            loop = asyncio.get_running_loop()
-            while self.load.outstanding(record.id) and loop.time() < deadline:
-                await asyncio.sleep(0.02)
+            left = deadline - asyncio.get_running_loop().time()
+            await self.load.answered(record.id, time.monotonic() + left)
             await self.undeploy(record)
         finally:
             self.retiring.discard(record.id)

@@ -8,6 +8,7 @@ busy) use both; routing a message uses this SP's own count."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -51,6 +52,17 @@ class LoadTracker:
 
     def outstanding(self, deployment_id: str) -> int:
         return self._outstanding[deployment_id]
+
+    async def answered(
+        self, deployment_id: str, until: float | None = None, every: float = 0.02
+    ) -> bool:
+        """Wait until no message is in flight to the deployment here (True), or until
+        ``until`` (monotonic) comes first (False)."""
+        while self._outstanding.get(deployment_id, 0):
+            if until is not None and time.monotonic() >= until:
+                return False
+            await asyncio.sleep(every)
+        return True
 
     def everywhere(self, deployment_id: str) -> int:
         """Messages in flight to the deployment through this SP and the others."""

@@ -77,8 +77,7 @@ class MoveWatch:
         """Say when this SP's messages at the deployment are answered; then, until the move
         ends, make sure the SP moving it is alive (if it died, end its move)."""
         try:
-            while self._load.outstanding(deployment_id):
-                await asyncio.sleep(POLL)
+            await self._load.answered(deployment_id, every=POLL)
             outstanding, used = self._load.state_of(deployment_id)
             # Written at the move's start or later on the mover's clock, whatever this one says.
             self._registry.share_load(

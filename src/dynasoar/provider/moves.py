@@ -186,13 +186,11 @@ class Mover:
         """Wait for the messages already at the deployment to be answered: this SP's, and
         those other SPs sent (each says when its own are)."""
         deadline = time.monotonic() + self.finish_within
-        while self._deployer.load.outstanding(record.id):
-            if time.monotonic() >= deadline:
-                raise Busy(
-                    f"messages at {record.service} did not finish within "
-                    f"{self.finish_within:.0f} s; it was not moved"
-                )
-            await asyncio.sleep(0.005)
+        if not await self._deployer.load.answered(record.id, deadline, every=0.005):
+            raise Busy(
+                f"messages at {record.service} did not finish within "
+                f"{self.finish_within:.0f} s; it was not moved"
+            )
         if self._watch is not None:
             await self._watch.wait_for_others(record.id, move.started, deadline)
 
