@@ -7,12 +7,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from dynasoar.consumer.provider_client import ProviderClient
 from dynasoar.paths import samples_dir
 from dynasoar.procs import Actor, start_actor
+
+if TYPE_CHECKING:
+    from .grid import Grid
 
 
 @dataclass
@@ -123,6 +127,18 @@ def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     yield make
     for c in made:
         c.stop()
+
+
+@pytest.fixture
+def grid(tmp_path: Path, pg_url: str) -> Iterator[Grid]:
+    """SPs sharing one real PostgreSQL registry, and their hosts, started as a test asks."""
+    from .grid import Grid  # (grid.py uses this module's helpers)
+
+    g = Grid(tmp_path, pg_url)
+    try:
+        yield g
+    finally:
+        g.stop()
 
 
 @pytest.fixture

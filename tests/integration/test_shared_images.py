@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -31,14 +30,9 @@ from .wire import ECHO_ACTION, echo_body, envelope, post
 IMAGES = ("disk.qcow2", "vmlinux", "initrd.img")
 
 
-@pytest.fixture
-def grid(tmp_path: Path, pg_url: str) -> Iterator[Grid]:
+@pytest.fixture(autouse=True)
+def _vm_host() -> None:
     require_vm_host()
-    g = Grid(tmp_path, pg_url)
-    try:
-        yield g
-    finally:
-        g.stop()
 
 
 def free_port() -> int:

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from dynasoar.consumer.provider_client import ProviderClient
 from dynasoar.paths import samples_dir
@@ -19,15 +15,6 @@ from .grid import Grid, deployments, hosts_up
 from .test_scaling import COMPUTE
 from .test_shared_registry import echo, wait_advertised
 from .wire import ECHO_NS, envelope, post
-
-
-@pytest.fixture
-def grid(tmp_path: Path, pg_url: str) -> Iterator[Grid]:
-    g = Grid(tmp_path, pg_url)
-    try:
-        yield g
-    finally:
-        g.stop()
 
 
 def test_a_deployment_busy_through_another_sp_is_not_undeployed_as_idle(grid: Grid) -> None:

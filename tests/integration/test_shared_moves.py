@@ -4,11 +4,6 @@ the move for a loss (real PostgreSQL, two real SPs, two real libvirt + QEMU host
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from dynasoar.consumer.call import call
@@ -17,23 +12,18 @@ from dynasoar.consumer.provider_client import ProviderClient
 from .conftest import wait_for
 from .grid import Grid, hosts_up
 from .load import Load, summary
-from .test_mobility import assert_in_sequence
+from .test_mobility import assert_in_sequence, dynasoar
 from .test_shared_registry import wait_advertised
 from .vmhosts import COUNTER, require_vm_host
 
 LIBVIRT = ["--backend", "libvirt"]
 
 
-@pytest.fixture
-def grid(tmp_path: Path, pg_url: str) -> Iterator[Grid]:
+@pytest.fixture(autouse=True)
+def _vm_host() -> None:
     require_vm_host()
     if not (COUNTER / "dynasoar.toml").is_file():
         pytest.fail("the vm-counter image is not built: `make vm-image` (make test does it)")
-    g = Grid(tmp_path, pg_url)
-    try:
-        yield g
-    finally:
-        g.stop()
 
 
 def test_a_guest_moved_through_one_sp_keeps_its_count_for_callers_of_another(
@@ -54,12 +44,7 @@ def test_a_guest_moved_through_one_sp_keeps_its_count_for_callers_of_another(
 
     load = Load(b.url, echo=0, counter=8, counter_name="VmCounter").start()
     wait_for(lambda: load.count() >= 16, timeout=60, what="the clients of the other SP")
-    moved = subprocess.run(
-        [sys.executable, "-m", "dynasoar", "move", "VmCounter", "--to", target, "--sp", a.url],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    moved = dynasoar("move", "VmCounter", "--to", target, "--sp", a.url)
     if moved.returncode != 0:
         load.stop()
     assert moved.returncode == 0, moved.stderr + summary(load.outcomes)

@@ -8,7 +8,7 @@ and never what was known or counted."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,15 +25,6 @@ from dynasoar.soap.envelope import SoapVersion
 from .conftest import make_package, wait_for
 from .grid import Grid, deployments, hosts_up
 from .wire import ECHO_ACTION, echo_body, envelope, get, post
-
-
-@pytest.fixture
-def grid(tmp_path: Path, pg_url: str) -> Iterator[Grid]:
-    g = Grid(tmp_path, pg_url)
-    try:
-        yield g
-    finally:
-        g.stop()
 
 
 def echo(sp_url: str, text: str, service: str = "Echo") -> str:
