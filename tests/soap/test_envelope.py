@@ -20,6 +20,7 @@ from dynasoar.soap.envelope import (
     SoapVersion,
     build_envelope,
     ensure_header,
+    not_understood,
     parse_envelope,
     serialize,
 )
@@ -400,3 +401,20 @@ def test_ensure_header_creates_one_header_before_the_body(version: SoapVersion) 
     env = parse_envelope(serialize(root))
     assert [b.tag for b in env.header_blocks] == ["{urn:h}H"]
     assert env.body_qname == "{urn:m}Op"
+
+
+def test_a_namespace_uri_with_a_closing_brace_is_read_not_crashed_on() -> None:
+    # lxml's QName refuses such a tag ("{}}A"); the sender may still write it. A clear
+    # fault, whichever parser sees it first (the whole one refuses the URI itself).
+    with pytest.raises(MalformedMessage):
+        parse_envelope(b'<s:A xmlns:s="}" A=""/>')
+    head = HeadParser()
+    with pytest.raises(MalformedMessage, match="not a SOAP Envelope"):
+        head.feed(b'<s:A xmlns:s="}" A=""><s:B/></s:A>')
+    relayed = HeadParser()
+    relayed.feed(
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header>'
+        b'<x:h xmlns:x="urn:a}b" s:mustUnderstand="1"/></s:Header><s:Body><b/></s:Body>'
+    )
+    assert relayed.result is not None
+    assert not_understood(relayed.result, []) == [("urn:a}b", "h")]

@@ -244,10 +244,19 @@ def _envelope_version(root: etree._Element) -> SoapVersion:
     version = _ENVELOPE_TAGS.get(root.tag)
     if version is not None:
         return version
-    qname = etree.QName(root)
-    if qname.localname != "Envelope":
+    namespace, local = clark(root.tag)
+    if local != "Envelope":
         raise MalformedMessage(f"the document element is {root.tag}, not a SOAP Envelope")
-    return SoapVersion.from_namespace(qname.namespace or "")
+    return SoapVersion.from_namespace(namespace)
+
+
+def clark(tag: str) -> tuple[str, str]:
+    """A Clark-notation tag's (namespace, local name). Unlike ``etree.QName``, it takes any
+    namespace URI a sender wrote, "}" included (a local name cannot hold one)."""
+    if tag.startswith("{"):
+        namespace, _, local = tag[1:].rpartition("}")
+        return namespace, local
+    return "", tag
 
 
 def _header_and_body(
@@ -322,7 +331,7 @@ def not_understood(envelope: Envelope, understood: Iterable[str]) -> list[tuple[
             continue
         if block.get(f"{{{env}}}{role_attr}") not in _TARGETS_US[envelope.version]:
             continue
-        qname = etree.QName(block)
-        if qname.namespace not in known and block.tag not in known:
-            missed.append((qname.namespace or "", qname.localname))
+        namespace, local = clark(block.tag)
+        if namespace not in known and block.tag not in known:
+            missed.append((namespace, local))
     return missed
