@@ -22,9 +22,10 @@ from dynasoar.soap import addressing
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion, build_envelope, serialize
 from dynasoar.soap.security import Credentials, Policy, sign
+from dynasoar.soap.wsse import WSU
 
 from .conftest import Cluster, wait_for
-from .wire import post
+from .wire import echo_body, envelope, post
 
 MakeCluster = Callable[..., Cluster]
 WSSE = "{%s}" % "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -192,3 +193,24 @@ def test_a_service_that_requires_signed_messages(
     (deployment,) = cluster.client.call("ListDeployments")
     assert deployment.deployedFor == "CN=alice"
     assert [(c.subject, c.messages) for c in deployment.consumer] == [("CN=alice", 3)]
+
+    # A small signed message is checked as its head was parsed: a header block whose namespace
+    # URI holds "}" (which the head parser lets through) gets a WS-Security fault naming the
+    # wrapped reference, not an internal error.
+    wrapped = (
+        f'<wsse:Security xmlns:wsse="{WSSE[1:-1]}" xmlns:wsu="{WSU}">'
+        '<wsu:Timestamp wsu:Id="ts"/><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">'
+        "<ds:SignedInfo>"
+        '<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>'
+        '<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>'
+        '<ds:Reference URI="#inner"><ds:Transforms>'
+        '<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms>'
+        '<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>'
+        "<ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo>"
+        "<ds:SignatureValue>AA==</ds:SignatureValue></ds:Signature></wsse:Security>"
+        f'<x:h xmlns:x="urn:a}}b"><x:i xmlns:wsu="{WSU}" wsu:Id="inner"/></x:h>'
+    )
+    reply = post(cluster.service_url("Private"), envelope(echo_body(), wrapped))
+    assert reply.status == 500, reply.body
+    assert b"InvalidSecurity" in reply.body and b"x:i inside x:h" in reply.body, reply.body
+    assert b"internal error" not in reply.body.lower()

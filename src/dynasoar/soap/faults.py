@@ -35,7 +35,7 @@ from dynasoar.errors import (
     VersionMismatch,
 )
 from dynasoar.soap import addressing, replies
-from dynasoar.soap.envelope import SoapVersion, build_envelope, serialize
+from dynasoar.soap.envelope import SoapVersion, build_envelope, clark, serialize
 
 #: HTTP statuses a SOAP 1.2 Sender fault may be sent with (SOAP 1.2 part 2 §7.5.1.2: 400).
 SENDER_STATUSES = (400, 500)
@@ -308,5 +308,4 @@ def _resolve_qname(el: etree._Element) -> QName:
 
 
 def _tag_qname(el: etree._Element) -> QName:
-    q = etree.QName(el)
-    return (q.namespace or "", q.localname)
+    return clark(el.tag)

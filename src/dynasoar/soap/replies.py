@@ -15,7 +15,7 @@ from dynasoar import ns
 from dynasoar.errors import DynasoarError, InvalidAddressingHeader, MessageAddressingHeaderRequired
 from dynasoar.soap import addressing
 from dynasoar.soap.addressing import AddressingHeaders, EndpointReference
-from dynasoar.soap.envelope import Envelope, ensure_header
+from dynasoar.soap.envelope import Envelope, clark, ensure_header
 
 _IS_REFERENCE_PARAMETER = f"{{{ns.WSA}}}IsReferenceParameter"
 
@@ -111,7 +111,7 @@ def complete(
     (else only a missing To, Action or RelatesTo), then each reference parameter it does not
     carry yet. Returns whether anything was added."""
     wsa = request.namespace
-    mine = [b for b in envelope.header_blocks if etree.QName(b).namespace == wsa]
+    mine = [b for b in envelope.header_blocks if clark(b.tag)[0] == wsa]
     added: list[etree._Element] = []
     changed = False
     if not mine:
@@ -119,7 +119,7 @@ def complete(
         if target.address is not None:
             added.insert(0, _text_block(wsa, "To", target.address))
     else:
-        present = {etree.QName(b).localname: b for b in mine}
+        present = {clark(b.tag)[1]: b for b in mine}
         if target.address is not None:
             to = present.get("To")
             if to is None:

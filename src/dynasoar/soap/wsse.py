@@ -23,7 +23,7 @@ from lxml import etree
 
 from dynasoar import ns
 from dynasoar.errors import WSSE, InvalidSecurity
-from dynasoar.soap.envelope import SoapVersion
+from dynasoar.soap.envelope import SoapVersion, clark
 
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -59,7 +59,7 @@ etree.register_namespace("wsu", WSU)
 
 
 def version_of(root: etree._Element) -> SoapVersion:
-    return SoapVersion.from_namespace(etree.QName(root).namespace or "")
+    return SoapVersion.from_namespace(clark(root.tag)[0])
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -280,9 +280,9 @@ def _one(parent: etree._Element, tag: str, name: str) -> etree._Element:
 
 
 def _prefixed(element: etree._Element) -> str:
-    qname = etree.QName(element)
-    prefix = "wsa" if qname.namespace in (ns.WSA, ns.WSA_2004) else element.prefix
-    return f"{prefix}:{qname.localname}" if prefix else str(qname.localname)
+    namespace, local = clark(element.tag)
+    prefix = "wsa" if namespace in (ns.WSA, ns.WSA_2004) else element.prefix
+    return f"{prefix}:{local}" if prefix else local
 
 
 # -- reading: SignedInfo and its references --------------------------------------------------
@@ -336,7 +336,7 @@ def _read_reference(ref: etree._Element) -> Reference:
 def _child(parent: etree._Element, local: str) -> etree._Element:
     found = parent.find(f"{{{DS}}}{local}")
     if found is None:
-        raise InvalidSecurity(f"ds:{etree.QName(parent).localname} has no ds:{local}")
+        raise InvalidSecurity(f"ds:{clark(parent.tag)[1]} has no ds:{local}")
     return found
 
 
