@@ -5,10 +5,13 @@ asked; a host that cannot be asked stays owed until it is."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dynasoar.consumer.host_client import HostClient
+import pytest
+
+from dynasoar.consumer.host_client import DeploymentUsage, HostClient
 from dynasoar.http import ConnectionPool
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry
 from dynasoar.provider.usage import Usage
@@ -73,3 +76,74 @@ def test_a_host_that_does_not_answer_stays_owed(tmp_path: Path) -> None:
         asyncio.run(poll())
     finally:
         registry.close()
+
+
+def _used(deployment_id: str, cpu: float) -> DeploymentUsage:
+    """A host's report of a deployment's figures so far (cumulative, as GetUsage gives them)."""
+    return DeploymentUsage(deployment_id, "Echo", "1.0", "running", cpu, cpu / 10, 0)
+
+
+def _billed_cpu(registry: Registry) -> float:
+    return sum(row.tally.cpu_seconds for row in Usage(registry, _client()).bill())
+
+
+def _client() -> HostClient:
+    return HostClient(SoapClient(ConnectionPool()))
+
+
+def test_an_increase_another_sp_takes_first_is_not_taken_again(pg_url: str) -> None:
+    # Two SPs read the same host's figures at the same moment: B takes the increase between
+    # A's read of what was taken before and A's write. A must then take nothing of it.
+    a_registry, b_registry = Registry(pg_url), Registry(pg_url)
+    try:
+        a_registry.put_host(host("http://h"))
+        a_registry.add_deployment(deployment("d1", "http://h"))
+        a, b = Usage(a_registry, _client()), Usage(b_registry, _client())
+        a._figures("http://h", _used("d1", 1.0))
+        a.flush()
+        reads = 0
+        query = a_registry.query
+
+        def read_then_b_takes(sql: str, args: tuple[object, ...] = ()) -> list[object]:
+            nonlocal reads
+            rows = query(sql, args)
+            if "FROM deployment_usage" in sql:
+                reads += 1
+                if reads == 1:
+                    b._figures("http://h", _used("d1", 3.0))
+                    b.flush()
+            return rows
+
+        a_registry.query = read_then_b_takes  # type: ignore[method-assign]
+        a._figures("http://h", _used("d1", 3.0))
+        a.flush()
+        assert reads == 2  # A lost the compare-and-set and read again
+        assert _billed_cpu(a_registry) == 3.0  # not 5.0: the increase of 2 s billed once
+    finally:
+        a_registry.close()
+        b_registry.close()
+
+
+def test_sps_taking_one_host_s_figures_at_once_bill_each_second_once(pg_url: str) -> None:
+    # Two SPs, each polling the same deployment from its own thread as its figures grow:
+    # whatever the interleaving, the bill holds the host's last figure, no more.
+    registries = [Registry(pg_url), Registry(pg_url)]
+    try:
+        registries[0].put_host(host("http://h"))
+        registries[0].add_deployment(deployment("d1", "http://h"))
+        books = [Usage(r, _client()) for r in registries]
+
+        def poll(book: Usage) -> None:
+            for step in range(1, 101):
+                book._figures("http://h", _used("d1", float(step)))
+                book.flush()
+
+        threads = [threading.Thread(target=poll, args=(book,)) for book in books]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert _billed_cpu(registries[0]) == pytest.approx(100.0)
+    finally:
+        for registry in registries:
+            registry.close()

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 
 from dynasoar.consumer.host_client import DeploymentUsage, HostClient
 from dynasoar.errors import DynasoarError
-from dynasoar.provider.records import HOST_COLUMNS, host_of, upsert
+from dynasoar.provider.records import HOST_COLUMNS, host_of
 from dynasoar.provider.registry import DeploymentRecord, Registry
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ GIB = float(1 << 30)
 NOBODY = "(unattributed)"
 #: Deployments gone whose final figures are awaited, at most.
 ENDING_KEPT = 4096
+#: Reads of a deployment's figures before its increase is taken, when other SPs keep taking
+#: it first (each try that loses means another SP took some).
+TAKE_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -199,46 +202,74 @@ class Usage:
                         self._touched.add(host)
 
     def _figures(self, host: str, now: DeploymentUsage) -> None:
-        rows = self._registry.query(
-            "SELECT consumer, cpu_seconds, memory_gib_seconds, image_bytes "
-            "FROM deployment_usage WHERE id = ?",
-            (now.id,),
-        )
-        record = self._registry.deployment(now.id)
-        owner = rows[0][0] if rows else self._owner(now.id, record)
-        before = (rows[0][1], rows[0][2], rows[0][3]) if rows else (0.0, 0.0, 0)
-        cpu = max(0.0, now.cpu_seconds - before[0])
-        memory = max(0.0, now.memory_gib_seconds - before[1])
-        images = max(0, now.image_bytes - before[2])
-        if cpu or memory or images:
-            day = today()
-            walls = self._walls.pop(now.id, None) or {owner: 1.0}
-            total = sum(walls.values()) or 1.0
-            for consumer, wall in walls.items():
-                tally = self._tally(Key(day, consumer, now.service, now.version, host))
-                tally.cpu_seconds += cpu * wall / total
-                tally.memory_gib_seconds += memory * wall / total
-            self._tally(Key(day, owner, now.service, now.version, host)).image_bytes += images
-        with self._registry.transaction() as db:
-            db.execute(
-                upsert(
-                    "deployment_usage",
-                    "id, service, version, host, consumer, cpu_seconds, memory_gib_seconds, "
-                    "image_bytes, updated",
-                    "id",
-                ),
-                (
-                    now.id,
-                    now.service,
-                    now.version,
-                    host,
-                    owner,
-                    max(now.cpu_seconds, before[0]),
-                    max(now.memory_gib_seconds, before[1]),
-                    max(now.image_bytes, before[2]),
-                    datetime.now(UTC).isoformat(),
-                ),
+        """Take what the deployment consumed since its figures were last taken, by this SP or
+        another sharing the registry, and share it out among who used it."""
+        taken = self._take(host, now)
+        if taken is None:
+            return
+        owner, cpu, memory, images = taken
+        day = today()
+        walls = self._walls.pop(now.id, None) or {owner: 1.0}
+        total = sum(walls.values()) or 1.0
+        for consumer, wall in walls.items():
+            tally = self._tally(Key(day, consumer, now.service, now.version, host))
+            tally.cpu_seconds += cpu * wall / total
+            tally.memory_gib_seconds += memory * wall / total
+        self._tally(Key(day, owner, now.service, now.version, host)).image_bytes += images
+
+    def _take(self, host: str, now: DeploymentUsage) -> tuple[str, float, float, int] | None:
+        """The increase of a deployment's figures over those last taken, recorded as taken:
+        (its owner, CPU s, memory GiB-s, image bytes), or None if nothing is new. A compare
+        and set on the recorded figures, so that two SPs asking the host at the same moment
+        cannot both take the same increase (the one that loses reads the figures again)."""
+        fallback: str | None = None
+        for _ in range(TAKE_TRIES):
+            rows = self._registry.query(
+                "SELECT consumer, cpu_seconds, memory_gib_seconds, image_bytes "
+                "FROM deployment_usage WHERE id = ?",
+                (now.id,),
             )
+            if rows:
+                owner = str(rows[0][0])
+                before = (float(rows[0][1]), float(rows[0][2]), int(rows[0][3]))
+            else:
+                if fallback is None:  # (asked once: it forgets whom it deployed for)
+                    fallback = self._owner(now.id, self._registry.deployment(now.id))
+                owner = fallback
+                before = (0.0, 0.0, 0)
+            after = (
+                max(now.cpu_seconds, before[0]),
+                max(now.memory_gib_seconds, before[1]),
+                max(now.image_bytes, before[2]),
+            )
+            if after == before and rows:
+                return None
+            stamp = datetime.now(UTC).isoformat()
+            with self._registry.transaction() as db:
+                if rows:
+                    done = db.execute(
+                        "UPDATE deployment_usage SET cpu_seconds = ?, memory_gib_seconds = ?, "
+                        "image_bytes = ?, updated = ? WHERE id = ? AND cpu_seconds = ? "
+                        "AND memory_gib_seconds = ? AND image_bytes = ?",
+                        (*after, stamp, now.id, *before),
+                    ).rowcount
+                else:
+                    done = db.execute(
+                        "INSERT INTO deployment_usage (id, service, version, host, consumer, "
+                        "cpu_seconds, memory_gib_seconds, image_bytes, updated) "
+                        "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+                        (now.id, now.service, now.version, host, owner, *after, stamp),
+                    ).rowcount
+            if done == 1:
+                increase = (after[0] - before[0], after[1] - before[1], after[2] - before[2])
+                return (owner, *increase) if any(increase) else None
+        self._touched.add(host)  # asked again next time
+        log.warning(
+            "the usage of %s changed under this SP %d times; left to the next poll",
+            now.id,
+            TAKE_TRIES,
+        )
+        return None
 
     def _owner(self, deployment_id: str, record: DeploymentRecord | None) -> str:
         found = self._deployed_for.pop(deployment_id, None)
