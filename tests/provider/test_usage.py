@@ -147,3 +147,33 @@ def test_sps_taking_one_host_s_figures_at_once_bill_each_second_once(pg_url: str
     finally:
         for registry in registries:
             registry.close()
+
+
+def test_the_cpu_is_shared_by_the_messages_every_sp_relayed(pg_url: str) -> None:
+    # Only the leader asks hosts for their figures; consumers served through another SP
+    # must get their share all the same (each SP writes its wall times with its chores).
+    leader, other = Registry(pg_url), Registry(pg_url)
+    try:
+        leader.put_host(host("http://h"))
+        d1 = deployment("d1", "http://h")
+        leader.add_deployment(d1)
+        taking, relaying = Usage(leader, _client()), Usage(other, _client())
+        taking.message("alice", d1, 100, 100, 1.0)
+        relaying.message("bob", d1, 100, 100, 3.0)
+        relaying.flush()  # the other SP's chore, once a second
+        taking.flush()  # as poll does before it takes
+        taking._figures("http://h", _used("d1", 8.0))
+        taking.flush()
+        cpu = {row.key.consumer: row.tally.cpu_seconds for row in taking.bill()}
+        assert cpu == {"alice": pytest.approx(2.0), "bob": pytest.approx(6.0)}
+
+        # What came after the take is the next increase's to share, and only that.
+        relaying.message("bob", d1, 100, 100, 1.0)
+        relaying.flush()
+        taking._figures("http://h", _used("d1", 10.0))
+        taking.flush()
+        cpu = {row.key.consumer: row.tally.cpu_seconds for row in taking.bill()}
+        assert cpu == {"alice": pytest.approx(2.0), "bob": pytest.approx(8.0)}
+    finally:
+        leader.close()
+        other.close()

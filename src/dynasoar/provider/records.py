@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS moves (
     deployment_id TEXT PRIMARY KEY, service TEXT NOT NULL, target TEXT NOT NULL,
     instance TEXT NOT NULL, started REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deployment_walls (
+    deployment_id TEXT NOT NULL, consumer TEXT NOT NULL, seconds REAL NOT NULL,
+    PRIMARY KEY (deployment_id, consumer)
+);
 CREATE TABLE IF NOT EXISTS deployment_load (
     instance TEXT NOT NULL, deployment_id TEXT NOT NULL, outstanding INTEGER NOT NULL,
     last_used REAL NOT NULL, written REAL NOT NULL,

@@ -42,6 +42,10 @@ ENDING_KEPT = 4096
 #: it first (each try that loses means another SP took some).
 TAKE_TRIES = 5
 
+#: What a take of a deployment's figures gives: its owner, the increase (CPU s, memory GiB-s,
+#: image bytes) and consumer -> wall seconds of their messages there since the last take.
+Taken = tuple[str, float, float, int, dict[str, float]]
+
 
 @dataclass(frozen=True)
 class Key:
@@ -178,6 +182,7 @@ class Usage:
             reports = await asyncio.gather(
                 *(self._client.usage(h, self._timeout) for h in hosts), return_exceptions=True
             )
+            self.flush()  # this SP's walls join the other SPs' in the registry, to be shared
             for host, report in zip(hosts, reports, strict=True):
                 if isinstance(report, BaseException):
                     if not isinstance(report, DynasoarError):
@@ -207,21 +212,23 @@ class Usage:
         taken = self._take(host, now)
         if taken is None:
             return
-        owner, cpu, memory, images = taken
+        owner, cpu, memory, images, walls = taken
         day = today()
-        walls = self._walls.pop(now.id, None) or {owner: 1.0}
+        walls = walls or {owner: 1.0}
         total = sum(walls.values()) or 1.0
         for consumer, wall in walls.items():
             tally = self._tally(Key(day, consumer, now.service, now.version, host))
             tally.cpu_seconds += cpu * wall / total
             tally.memory_gib_seconds += memory * wall / total
-        self._tally(Key(day, owner, now.service, now.version, host)).image_bytes += images
+        if images:
+            self._tally(Key(day, owner, now.service, now.version, host)).image_bytes += images
 
-    def _take(self, host: str, now: DeploymentUsage) -> tuple[str, float, float, int] | None:
+    def _take(self, host: str, now: DeploymentUsage) -> Taken | None:
         """The increase of a deployment's figures over those last taken, recorded as taken:
-        (its owner, CPU s, memory GiB-s, image bytes), or None if nothing is new. A compare
-        and set on the recorded figures, so that two SPs asking the host at the same moment
-        cannot both take the same increase (the one that loses reads the figures again)."""
+        (its owner, CPU s, memory GiB-s, image bytes, and the wall time of each consumer's
+        messages there since, through every SP), or None if nothing is new. A compare and set
+        on the recorded figures, so that two SPs asking the host at the same moment cannot
+        both take the same increase (the one that loses reads the figures again)."""
         fallback: str | None = None
         for _ in range(TAKE_TRIES):
             rows = self._registry.query(
@@ -243,6 +250,11 @@ class Usage:
                 max(now.image_bytes, before[2]),
             )
             if after == before and rows:
+                if now.state == "ended":  # nothing more will come to share out
+                    with self._registry.transaction() as db:
+                        db.execute(
+                            "DELETE FROM deployment_walls WHERE deployment_id = ?", (now.id,)
+                        )
                 return None
             stamp = datetime.now(UTC).isoformat()
             with self._registry.transaction() as db:
@@ -260,9 +272,16 @@ class Usage:
                         "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
                         (now.id, now.service, now.version, host, owner, *after, stamp),
                     ).rowcount
+                if done == 1:  # the walls written so far are this increase's to share
+                    walls = db.execute(
+                        "DELETE FROM deployment_walls WHERE deployment_id = ? "
+                        "RETURNING consumer, seconds",
+                        (now.id,),
+                    ).fetchall()
             if done == 1:
                 increase = (after[0] - before[0], after[1] - before[1], after[2] - before[2])
-                return (owner, *increase) if any(increase) else None
+                shares = {str(consumer): float(seconds) for consumer, seconds in walls}
+                return (owner, *increase, shares) if any(increase) else None
         self._touched.add(host)  # asked again next time
         log.warning(
             "the usage of %s changed under this SP %d times; left to the next poll",
@@ -286,24 +305,38 @@ class Usage:
     # -- the book --------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Add what was counted since the last flush to the registry."""
+        """Add what was counted since the last flush to the registry: the book's tallies, and
+        the wall time of each consumer's messages per deployment (whichever SP next takes
+        the deployment's figures shares them out by it)."""
         pending, self._pending = self._pending, {}
         self._by_fields = {}
-        if not pending:
+        walls, self._walls = self._walls, defaultdict(lambda: defaultdict(float))
+        if not pending and not walls:
             return
         sets = ", ".join(f"{c} = usage.{c} + excluded.{c}" for c in COLUMNS)
         try:
-            self._write(pending, sets)
+            self._write(pending, sets, walls)
         except BaseException:
             # the registry cannot be reached: kept, added to what the next flush writes
             for key, tally in pending.items():
                 into = self._tally(key)
                 for column in COLUMNS:
                     setattr(into, column, getattr(into, column) + getattr(tally, column))
+            for deployment_id, seconds in walls.items():
+                for consumer, wall in seconds.items():
+                    self._walls[deployment_id][consumer] += wall
             raise
 
-    def _write(self, pending: dict[Key, Tally], sets: str) -> None:
+    def _write(
+        self, pending: dict[Key, Tally], sets: str, walls: dict[str, dict[str, float]]
+    ) -> None:
         with self._registry.transaction() as db:
+            db.executemany(
+                "INSERT INTO deployment_walls (deployment_id, consumer, seconds) VALUES (?,?,?) "
+                "ON CONFLICT (deployment_id, consumer) "
+                "DO UPDATE SET seconds = deployment_walls.seconds + excluded.seconds",
+                [(d, c, wall) for d, seconds in walls.items() for c, wall in seconds.items()],
+            )
             db.executemany(
                 f"INSERT INTO usage (day, consumer, service, version, host, {', '.join(COLUMNS)}) "
                 f"VALUES (?,?,?,?,?,{','.join('?' * len(COLUMNS))}) "
