@@ -5,6 +5,7 @@ fault; a message that picked the old deployment after the switch goes straight t
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -44,6 +45,15 @@ def test_a_move_that_did_not_happen_lets_them_through_to_the_source() -> None:
         return await waiting, gate.stayed
 
     assert asyncio.run(scenario()) == (OLD, True)
+
+
+def test_a_gate_opened_onto_its_record_read_again_counts_as_stayed() -> None:
+    async def scenario() -> bool:
+        gate = MoveGate(OLD)
+        gate.open(replace(OLD, changed=datetime.now(UTC)))  # as the registry has it now
+        return gate.stayed
+
+    assert asyncio.run(scenario())
 
 
 def test_a_lost_move_answers_its_fault() -> None:

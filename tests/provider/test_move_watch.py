@@ -1,20 +1,38 @@
 """Moves another SP makes, through a real shared PostgreSQL registry: this SP holds its messages
 for the moving deployment, says when its own are answered, and lets them go where the
-deployment went (or back to it, when it stayed) once the move ends."""
+deployment went (or back to it, when it stayed) once the move ends; a move whose SP died is
+settled by exactly one of the others before any gate opens."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from dynasoar.errors import Busy
-from dynasoar.provider.gates import MoveGates
+from dynasoar.consumer.host_client import HostClient
+from dynasoar.deadlines import Deadlines
+from dynasoar.errors import Busy, HostLost
+from dynasoar.http import ConnectionPool
+from dynasoar.images import ImageCache
+from dynasoar.provider.deployer import Deployer
+from dynasoar.provider.gates import MoveGate
+from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.move_recovery import MoveRecovery
 from dynasoar.provider.move_watch import MoveWatch
-from dynasoar.provider.registry import DeploymentRecord, Registry
+from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord
+from dynasoar.provider.shipper import Shipper
+from dynasoar.soap.client import SoapClient
+
+#: Nothing listens here: a host asked there fails at once (a refused connection).
+NOWHERE = "http://127.0.0.1:1"
 
 
 def record(deployment_id: str, host: str) -> DeploymentRecord:
@@ -29,7 +47,50 @@ def record(deployment_id: str, host: str) -> DeploymentRecord:
     )
 
 
-def test_messages_wait_at_every_sp_and_go_where_the_deployment_went(pg_url: str) -> None:
+def counter() -> ServiceRecord:
+    return ServiceRecord(
+        "VmCounter", "1.0", "vm", False, "0" * 64, 1, datetime.now(UTC), "/nowhere", b""
+    )
+
+
+@dataclass
+class Sp:
+    """One SP's side of the moves: its deployer (real shipper and host client, its gates and
+    load), what settles a dead mover's moves, and its watch of the others' moves."""
+
+    deployer: Deployer
+    recovery: MoveRecovery
+    watch: MoveWatch
+
+
+@asynccontextmanager
+async def sp(registry: Registry, tmp: Path) -> AsyncIterator[Sp]:
+    pool = ConnectionPool()
+    client = HostClient(SoapClient(pool))
+    shipper = Shipper(registry, client, pool, ImageCache(tmp / registry.instance), 30.0)
+    deployer = Deployer(
+        registry, HostDirectory(registry, client), shipper, LoadTracker(), Deadlines()
+    )
+    recovery = MoveRecovery(registry, deployer, client)
+    loop = asyncio.get_running_loop()
+    watch = MoveWatch(registry, deployer.gates, deployer.load, loop, recovery)
+    try:
+        yield Sp(deployer, recovery, watch)
+    finally:
+        await watch.close()
+        await shipper.close()
+        await pool.close()
+
+
+def closed_gate(side: Sp, deployment_id: str) -> MoveGate:
+    gate = side.deployer.gates.get(deployment_id)
+    assert gate is not None and not gate.is_open
+    return gate
+
+
+def test_messages_wait_at_every_sp_and_go_where_the_deployment_went(
+    pg_url: str, tmp_path: Path
+) -> None:
     mover, other = Registry(pg_url), Registry(pg_url)
     for registry in (mover, other):
         registry.hold_instance()
@@ -38,29 +99,26 @@ def test_messages_wait_at_every_sp_and_go_where_the_deployment_went(pg_url: str)
     other.refresh_deployment("old")
 
     async def scenario() -> None:
-        load, gates = LoadTracker(), MoveGates()
-        watch = MoveWatch(other, gates, load, asyncio.get_running_loop())
-        mine = MoveWatch(mover, MoveGates(), LoadTracker(), asyncio.get_running_loop())
-        load.begin("old")  # a message of the other SP's is at the deployment
-        other.share_load(load.active_since(float("-inf")), time.time())
-        move = mover.begin_move("old", "VmCounter", new.host)
-        watch.changed("old", other.move_of("old"))
-        await asyncio.sleep(0.05)
-        gate = gates.get("old")
-        assert gate is not None and not gate.is_open  # new messages wait here too
-        with pytest.raises(Busy):  # its message is not answered yet: no pause
-            await mine.wait_for_others("old", move.started, time.monotonic() + 0.3)
-        waiting = asyncio.create_task(gate.passage(10.0))
-        load.end("old")  # answered: the other SP says so
-        await mine.wait_for_others("old", move.started, time.monotonic() + 5.0)
-        mover.add_deployment(new)  # the switch, as the mover makes it
-        mover.remove_deployment("old")
-        other.refresh_deployment("new")
-        other.refresh_deployment("old")
-        mover.end_move("old")
-        watch.changed("old", other.move_of("old"))
-        assert (await asyncio.wait_for(waiting, 5.0)).id == "new"
-        await watch.close()
+        async with sp(other, tmp_path) as them, sp(mover, tmp_path) as mine:
+            load = them.deployer.load
+            load.begin("old")  # a message of the other SP's is at the deployment
+            other.share_load(load.active_since(float("-inf")), time.time())
+            move = mover.begin_move("old", "VmCounter", new.host)
+            them.watch.changed("old", other.move_of("old"))
+            await asyncio.sleep(0.05)
+            gate = closed_gate(them, "old")  # new messages wait here too
+            with pytest.raises(Busy):  # its message is not answered yet: no pause
+                await mine.watch.wait_for_others("old", move.started, time.monotonic() + 0.3)
+            waiting = asyncio.create_task(gate.passage(10.0))
+            load.end("old")  # answered: the other SP says so
+            await mine.watch.wait_for_others("old", move.started, time.monotonic() + 5.0)
+            mover.add_deployment(new)  # the switch, as the mover makes it
+            mover.remove_deployment("old")
+            other.refresh_deployment("new")
+            other.refresh_deployment("old")
+            mover.end_move("old")
+            them.watch.changed("old", other.move_of("old"))
+            assert (await asyncio.wait_for(waiting, 5.0)).id == "new"
 
     try:
         asyncio.run(scenario())
@@ -69,31 +127,133 @@ def test_messages_wait_at_every_sp_and_go_where_the_deployment_went(pg_url: str)
         other.close()
 
 
-def test_a_move_that_failed_lets_messages_go_to_the_deployment_as_it_was(pg_url: str) -> None:
+def test_a_move_that_failed_lets_messages_go_to_the_deployment_as_it_was(
+    pg_url: str, tmp_path: Path
+) -> None:
     mover, other = Registry(pg_url), Registry(pg_url)
     mover.hold_instance()
     mover.add_deployment(record("old", "http://hp1:1"))
     other.refresh_deployment("old")
 
     async def scenario() -> None:
-        gates = MoveGates()
-        watch = MoveWatch(other, gates, LoadTracker(), asyncio.get_running_loop())
-        mover.begin_move("old", "VmCounter", "http://hp2:1")
-        watch.changed("old", other.move_of("old"))
-        await asyncio.sleep(0.05)
-        gate = gates.get("old")
-        assert gate is not None
-        waiting = asyncio.create_task(gate.passage(10.0))
-        mover.end_move("old")  # the move failed: the guest runs on at its source
-        watch.changed("old", None)
-        assert (await asyncio.wait_for(waiting, 5.0)).id == "old"
-        await watch.close()
+        async with sp(other, tmp_path) as them:
+            mover.begin_move("old", "VmCounter", "http://hp2:1")
+            them.watch.changed("old", other.move_of("old"))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.create_task(closed_gate(them, "old").passage(10.0))
+            mover.end_move("old")  # the move failed: the guest runs on at its source
+            them.watch.changed("old", None)
+            assert (await asyncio.wait_for(waiting, 5.0)).id == "old"
 
     try:
         asyncio.run(scenario())
     finally:
         mover.close()
         other.close()
+
+
+def published(pg_url: str) -> Registry:
+    """The mover's registry, alive, with the stateful VmCounter published and deployed (at a
+    host that cannot be reached: asking it to resume the guest fails)."""
+    mover = Registry(pg_url)
+    mover.hold_instance()
+    mover.put_version(counter())
+    mover.set_route("VmCounter", (("1.0", 100),))
+    mover.add_deployment(record("old", NOWHERE))
+    return mover
+
+
+def test_a_dead_movers_restored_guest_is_kept_and_the_old_one_is_not_resumed(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mover = published(pg_url)
+    other = Registry(pg_url)
+    other.hold_instance()
+
+    async def scenario() -> None:
+        async with sp(other, tmp_path) as them:
+            mover.begin_move("old", "VmCounter", "http://hp2:1")
+            them.watch.changed("old", other.move_of("old"))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.create_task(closed_gate(them, "old").passage(30.0))
+            # The target restored the guest (recorded ready by the mover), then the mover died
+            # before the switch: the old guest is paused at its source.
+            mover.add_deployment(replace(record("new", "http://hp2:1"), deployer=mover.instance))
+            mover.close()
+            assert (await asyncio.wait_for(waiting, 20.0)).id == "new"
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            asyncio.run(scenario())
+        # The old record went (had it been resumed at its unreachable host, it would be lost)
+        assert other.db.query("SELECT id, state FROM deployments") == [("new", "ready")]
+        assert other.move_of("old") is None
+        assert "the move is complete" in caplog.text
+        assert "did not resume" not in caplog.text
+    finally:
+        other.close()
+
+
+def test_only_one_sp_settles_a_dead_movers_move_and_none_opens_before(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    mover = published(pg_url)
+    one, two = Registry(pg_url), Registry(pg_url)
+    for registry in (one, two):
+        registry.hold_instance()
+
+    async def scenario() -> None:
+        async with sp(one, tmp_path) as first, sp(two, tmp_path) as second:
+            mover.begin_move("old", "VmCounter", "http://hp2:1")
+            for registry, side in ((one, first), (two, second)):
+                side.watch.changed("old", registry.move_of("old"))
+            await asyncio.sleep(0.05)
+            waiting = [
+                asyncio.create_task(closed_gate(side, "old").passage(30.0))
+                for side in (first, second)
+            ]
+            mover.close()  # died before the target had the guest: it must run on at its source
+            for task in waiting:  # ...whose host does not answer: lost, at both SPs
+                with pytest.raises(HostLost, match="stopped mid-move and its host did not resume"):
+                    await asyncio.wait_for(task, 20.0)
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            asyncio.run(scenario())
+        said = [r.getMessage() for r in caplog.records]
+        assert len([m for m in said if m.startswith("VmCounter is lost:")]) == 1  # one settled
+        assert one.db.query("SELECT id, state FROM deployments") == [("old", "lost")]
+        assert one.move_of("old") is None
+    finally:
+        one.close()
+        two.close()
+
+
+def test_of_two_sps_settling_at_once_one_waits_for_the_other(
+    pg_url: str, tmp_path: Path
+) -> None:
+    mover = published(pg_url)
+    one, two = Registry(pg_url), Registry(pg_url)
+
+    async def scenario() -> None:
+        async with sp(one, tmp_path) as first, sp(two, tmp_path) as second:
+            move = mover.begin_move("old", "VmCounter", "http://hp2:1")
+            mover.close()
+            # The first takes the move's lock and, while it asks the source to resume the
+            # guest, the second finds it taken: it settles nothing.
+            settled = await asyncio.gather(
+                first.recovery.recover(move), second.recovery.recover(move)
+            )
+            assert settled == [True, False]
+            assert await second.recovery.recover(move)  # then: over, nothing left to do
+            assert two.move_of("old") is None
+
+    try:
+        asyncio.run(scenario())
+        assert one.db.query("SELECT state FROM deployments") == [("lost",)]
+    finally:
+        one.close()
+        two.close()
 
 
 def test_a_record_another_sp_removed_stays_removed(pg_url: str) -> None:

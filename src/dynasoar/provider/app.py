@@ -39,6 +39,7 @@ from dynasoar.provider.leader import Leadership
 from dynasoar.provider.load import LoadTracker
 from dynasoar.provider.logs import ServiceLogs
 from dynasoar.provider.metrics import ProviderMetrics, SpState
+from dynasoar.provider.move_recovery import MoveRecovery
 from dynasoar.provider.move_watch import MoveWatch
 from dynasoar.provider.moves import Mover
 from dynasoar.provider.page import StatusPage
@@ -123,7 +124,13 @@ class ProviderApp:
         self.hosts.on_up = self.reconciler.soon
         shipper.on_count = self.hosts.counted
         # Moves other SPs make hold this SP's messages too (a shared registry).
-        self.move_watch = MoveWatch(self.registry, self.deployer.gates, self.deployer.load, loop)
+        self.move_watch = MoveWatch(
+            self.registry,
+            self.deployer.gates,
+            self.deployer.load,
+            loop,
+            MoveRecovery(self.registry, self.deployer, host_client),
+        )
         mover = Mover(
             self.registry,
             self.hosts,

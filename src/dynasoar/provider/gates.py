@@ -38,8 +38,15 @@ class MoveGate:
 
     @property
     def stayed(self) -> bool:
-        """The move is over and the deployment did not move (its messages go to it)."""
-        return self.is_open and self._error is None and self._to is self.record
+        """The move is over and the deployment did not move (its messages go to it). By id:
+        the record it opened onto may be a copy read again from the registry (had that copy
+        counted as a move, the relay would pass the open gate again and again, never waiting)."""
+        return (
+            self.is_open
+            and self._error is None
+            and self._to is not None
+            and self._to.id == self.record.id
+        )
 
     async def passage(self, timeout: float) -> DeploymentRecord:
         """The deployment a waiting message goes to once the move is over."""

@@ -8,8 +8,9 @@ the messages it already sent there to be answered, and says so in the registry (
 when every other live SP that relayed to it has said so (:meth:`MoveWatch.wait_for_others`).
 When the move ends (its record deleted), each SP opens its gate onto what there is: the new
 deployment, the old one (the move failed and it runs on), or the fault of a lost one. A move
-whose SP died is ended by the others: the record is deleted and the gates open onto the
-deployment as it stands."""
+whose SP died is settled by one of the others (:mod:`.move_recovery`: the guest restored on
+the target is kept, or the old one is resumed), which then ends it; until it is ended, every
+SP's gate stays closed, so that none sends a message to a guest still paused."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import time
 from dynasoar.errors import Busy, DynasoarError, HostLost
 from dynasoar.provider.gates import MoveGate, MoveGates
 from dynasoar.provider.load import LoadTracker
+from dynasoar.provider.move_recovery import MoveRecovery
 from dynasoar.provider.placer import lost_fault
 from dynasoar.provider.registry import Registry
 from dynasoar.provider.registry_grid import MoveRecord
@@ -39,8 +41,10 @@ class MoveWatch:
         gates: MoveGates,
         load: LoadTracker,
         loop: asyncio.AbstractEventLoop,
+        recovery: MoveRecovery,
     ) -> None:
         self._registry = registry
+        self._recovery = recovery
         self._gates = gates
         self._load = load
         self._loop = loop
@@ -75,7 +79,7 @@ class MoveWatch:
 
     async def _watch(self, deployment_id: str, move: MoveRecord) -> None:
         """Say when this SP's messages at the deployment are answered; then, until the move
-        ends, make sure the SP moving it is alive (if it died, end its move)."""
+        ends, make sure the SP moving it is alive (if it died, settle its move)."""
         try:
             await self._load.answered(deployment_id, every=POLL)
             outstanding, used = self._load.state_of(deployment_id)
@@ -91,18 +95,28 @@ class MoveWatch:
             log.warning("following the move of %s: %s", deployment_id, exc.reason)
             return
         log.warning(
-            "the SP moving %s's deployment %s stopped; its move is over",
+            "the SP moving %s's deployment %s stopped; its move is settled before any message "
+            "goes to it",
             move.service,
             deployment_id,
         )
-        try:
-            self._registry.end_move(deployment_id)
-        except DynasoarError as exc:
-            log.warning("the move of %s is not ended in the registry: %s", deployment_id, exc)
+        # Until one SP (this one, or another) has settled the move, the gate stays closed: the
+        # guest may be paused. Another's outcome comes as the end of the move (announced:
+        # _changed opens the gate and cancels this task); should that SP die too, its lock is
+        # free again and this one takes it.
+        while not await self._settled(move):
+            await asyncio.sleep(MOVER_CHECK)
         self._registry.refresh_deployment(deployment_id)
         held = self._closed.pop(deployment_id, None)
         if held is not None:
             self._open(held[0])
+
+    async def _settled(self, move: MoveRecord) -> bool:
+        try:
+            return await self._recovery.recover(move)
+        except DynasoarError as exc:  # the registry: tried again
+            log.warning("settling the move of %s: %s", move.deployment_id, exc.reason)
+            return False
 
     def _open(self, gate: MoveGate) -> None:
         """The move is over: open onto what there is now."""

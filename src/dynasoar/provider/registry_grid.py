@@ -264,10 +264,16 @@ class GridTables:
         self._announce("move", deployment_id)
         return move
 
-    def end_move(self, deployment_id: str) -> None:
+    def end_move(self, deployment_id: str, of: str | None = None) -> bool:
+        """The move's record deleted (only if SP instance ``of`` made it, when given);
+        whether this call deleted it."""
+        sql, args = "DELETE FROM moves WHERE deployment_id = ?", [deployment_id]
+        if of is not None:
+            sql, args = sql + " AND instance = ?", [deployment_id, of]
         with self.db.transaction() as db:
-            db.execute("DELETE FROM moves WHERE deployment_id = ?", (deployment_id,))
+            deleted = db.execute(sql, args).rowcount > 0
         self._announce("move", deployment_id)
+        return deleted
 
     def move_of(self, deployment_id: str) -> MoveRecord | None:
         rows = self.db.query(
