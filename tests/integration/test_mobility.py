@@ -21,7 +21,7 @@ from dynasoar.procs import start_actor
 
 from .conftest import Cluster, wait_for
 from .load import Load, summary
-from .vmhosts import COUNTER, require_vm_host
+from .vmhosts import COUNTER, hp_port, require_vm_host
 
 MakeCluster = Callable[..., Cluster]
 LIBVIRT = ["--backend", "libvirt"]
@@ -214,3 +214,38 @@ def test_a_stateless_code_service_moves_a_stateful_one_cannot(make_cluster: Make
     refused = dynasoar("move", "Counter", "--to", other, "--sp", cluster.sp.url)
     assert refused.returncode != 0
     assert "its state lives in its process and cannot move" in refused.stderr
+
+
+def paused_domains() -> set[str]:
+    listed = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--state-paused", "--name"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    return {line.strip() for line in listed.splitlines() if line.strip()}
+
+
+def test_a_resume_that_comes_while_the_guest_is_being_saved_resumes_it(
+    make_cluster: MakeCluster,
+) -> None:
+    # The SP that settles a dead mover's move may ask for Resume while the host is still
+    # saving the guest (paused already). The Resume waits for the save, then resumes it:
+    # the guest is never left paused by a Resume that came too soon.
+    cluster = make_cluster(sp_args=["--reconcile-interval", "3600"], hps=[LIBVIRT])
+    cluster.client.publish(COUNTER)
+    for n in (1, 2, 3):
+        assert call(cluster.service_url("VmCounter") + "?wsdl", "Increment", []).value == n
+    (deployment,) = cluster.client.call("ListDeployments", name="VmCounter")
+    port = hp_port(deployment.host)
+    saving = threading.Thread(target=port.SaveState, args=(deployment.id,))
+    saving.start()
+    deadline = time.monotonic() + 60
+    while not any(name.endswith(deployment.id) for name in paused_domains()):
+        assert time.monotonic() < deadline, "the guest was not paused by its save"
+    assert "to move it: paused" not in cluster.hps[0].log()  # still saving
+    assert port.Resume(deployment.id) is True
+    saving.join(timeout=120)
+    assert not any(name.endswith(deployment.id) for name in paused_domains())
+    assert increment(cluster)[0] == 4

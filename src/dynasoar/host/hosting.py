@@ -19,6 +19,8 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +48,9 @@ from dynasoar.terms import HostTerms
 
 log = logging.getLogger(__name__)
 
+#: Seconds a Resume or SaveState waits for the other under way on the same deployment.
+MOVING_WAIT = 120.0
+
 
 @dataclass
 class Hosted:
@@ -63,6 +68,9 @@ class Hosted:
     origin: Origin | None = None  # a VM deployment's package, and the snapshot it came from
     restored: bool = False  # started from a snapshot instead of a boot
     saved: list[str] = field(default_factory=list)  # parts of its own saved state
+    #: Held while its state is saved or it is resumed: a Resume that comes while a SaveState
+    #: is under way waits for the save, then resumes what it saved (never left paused).
+    moving: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -293,29 +301,32 @@ class HostProvider:
             raise InvalidRequest(
                 f"{hosted.service} is a code service: only a VM guest's state can be saved"
             )
-        if hosted.saved:
-            snapshot = self.snapshots.store.get(hosted.saved[0])
-            if snapshot is not None:
-                return snapshot
-        snapshot = self.snapshots.save_state(
-            self.backends[hosted.kind], hosted.handle, hosted.origin
-        )
-        pinned = self.snapshots.store.acquire(snapshot) or []
-        hosted.images += pinned
-        hosted.saved = [snapshot.digest, snapshot.memory.sha256, snapshot.layers[-1].sha256]
-        hosted.state = "saved"
+        with _holding(hosted):
+            if hosted.saved:
+                snapshot = self.snapshots.store.get(hosted.saved[0])
+                if snapshot is not None:
+                    return snapshot
+            snapshot = self.snapshots.save_state(
+                self.backends[hosted.kind], hosted.handle, hosted.origin
+            )
+            pinned = self.snapshots.store.acquire(snapshot) or []
+            hosted.images += pinned
+            hosted.saved = [snapshot.digest, snapshot.memory.sha256, snapshot.layers[-1].sha256]
+            hosted.state = "saved"
         log.info("saved %s (%s) to move it: paused", hosted.id, hosted.service)
         return snapshot
 
     def resume(self, deployment_id: str) -> bool:
-        """A saved deployment runs again (its move did not happen); False if it was not saved."""
+        """A saved deployment runs again (its move did not happen); False if it was not saved.
+        A save under way is waited for (the guest is paused already: it is resumed after)."""
         hosted = self._find(deployment_id)
-        if hosted.state != "saved":
-            return False
-        resume = getattr(self.backends[hosted.kind], "resume", None)
-        if resume is not None:
-            resume(hosted.handle)
-        hosted.state = "ready"
+        with _holding(hosted):
+            if hosted.state != "saved":
+                return False
+            resume = getattr(self.backends[hosted.kind], "resume", None)
+            if resume is not None:
+                resume(hosted.handle)
+            hosted.state = "ready"
         log.info("resumed %s (%s): it was not moved", hosted.id, hosted.service)
         return True
 
@@ -372,3 +383,17 @@ class HostProvider:
                 close()
         if self._scratch:
             shutil.rmtree(self._deployments_dir, ignore_errors=True)
+
+
+@contextmanager
+def _holding(hosted: Hosted) -> Iterator[None]:
+    """A deployment's save or resume, one at a time, waiting at most MOVING_WAIT seconds."""
+    if not hosted.moving.acquire(timeout=MOVING_WAIT):
+        raise Busy(
+            f"{hosted.service}'s deployment {hosted.id} has been saving or resuming for "
+            f"{MOVING_WAIT:.0f} s; retry shortly"
+        )
+    try:
+        yield
+    finally:
+        hosted.moving.release()
