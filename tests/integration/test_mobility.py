@@ -165,11 +165,12 @@ def test_a_move_cut_short_by_the_sp_stopping_leaves_it_on_its_source(
     cluster.sp = start_actor(
         "sp", ["--port", port, "--data", str(cluster.work / "sp")], cluster.work / "sp2.log"
     )
-    # At start the SP reconciles with its hosts: the paused guest is resumed, count and all.
+    # At start the SP settles the move it left: the target had no copy yet, so the paused
+    # guest is resumed at its source, count and all.
     assert increment(cluster) == (4, source)
     (deployment,) = cluster.client.call("ListDeployments", name="VmCounter")
     assert (deployment.host, deployment.state) == (source, "ready")
-    assert "paused by a move that did not finish: resumed" in (
+    assert f"died before the switch: resumed at {source}" in (
         cluster.work / "sp2.log"
     ).read_text()
 

@@ -270,3 +270,34 @@ def test_a_record_another_sp_removed_stays_removed(pg_url: str) -> None:
     finally:
         one.close()
         two.close()
+
+
+def test_a_move_left_by_a_crash_is_settled_at_start_before_any_guest_is_resumed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One SP (SQLite): it crashed after the target restored the guest and before the switch.
+    # Restarted, it must keep the restored copy; resuming the old one (as the restore does
+    # with a guest left paused) would run the stateful service twice.
+    path = tmp_path / "registry.sqlite"
+    crashed = Registry(path)
+    crashed.put_version(counter())
+    crashed.set_route("VmCounter", (("1.0", 100),))
+    crashed.add_deployment(record("old", NOWHERE))
+    crashed.begin_move("old", "VmCounter", "http://hp2:1")
+    crashed.add_deployment(replace(record("new", "http://hp2:1"), deployer=crashed.instance))
+    crashed.close()
+    restarted = Registry(path)
+    restarted.hold_instance()
+
+    async def scenario() -> int:
+        async with sp(restarted, tmp_path) as me:
+            return await me.recovery.settle_left()
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert asyncio.run(scenario()) == 1
+        assert restarted.db.query("SELECT id, state FROM deployments") == [("new", "ready")]
+        assert restarted.moves() == []
+        assert "the move is complete" in caplog.text
+    finally:
+        restarted.close()

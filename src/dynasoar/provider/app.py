@@ -123,13 +123,11 @@ class ProviderApp:
         )
         self.hosts.on_up = self.reconciler.soon
         shipper.on_count = self.hosts.counted
-        # Moves other SPs make hold this SP's messages too (a shared registry).
+        # Moves other SPs make hold this SP's messages too (a shared registry); those left by
+        # an SP that died (this one, before a restart) are settled.
+        self.move_recovery = MoveRecovery(self.registry, self.deployer, host_client)
         self.move_watch = MoveWatch(
-            self.registry,
-            self.deployer.gates,
-            self.deployer.load,
-            loop,
-            MoveRecovery(self.registry, self.deployer, host_client),
+            self.registry, self.deployer.gates, self.deployer.load, loop, self.move_recovery
         )
         mover = Mover(
             self.registry,
@@ -261,15 +259,16 @@ class ProviderApp:
         return future.result(timeout=self.config.message_timeout)
 
     async def start(self, url: str) -> Handler:
-        """Restore before serving: deployments recorded before a restart are checked against
-        their hosts (reused, lost, or cleaned up after a crash), then the control loop runs,
-        the courier sends replies kept for later, and messages accepted before the restart
-        are taken up again."""
+        """Restore before serving: moves left by a crash are settled, deployments recorded
+        before a restart are checked against their hosts (reused, lost, or cleaned up after a
+        crash), then the control loop runs, the courier sends replies kept for later, and
+        messages accepted before the restart are taken up again."""
         self.own.listening(url)
         self.url = url
         self.image_holders.start(self.config.peer_url or url, self.repository.held_images())
         for address in self.config.hosts:
             self.hosts.add(address)
+        await self.move_recovery.settle_left()  # before the restore resumes paused guests
         await self.reconciler.at_start()
         if self.config.hosts:  # the hosts named here are checked now; the others beat
             await self.hosts.survey([normalize(a) for a in self.config.hosts])

@@ -58,6 +58,18 @@ class MoveRecovery:
         finally:
             self._registry.db.unlock(lock)
 
+    async def settle_left(self) -> int:
+        """The moves left by SPs that are gone, settled (at start, before the restore would
+        resume a guest they paused: this SP's own move, cut short by a crash or a kill, and
+        one whose SP died while no other SP was running). Returns how many."""
+        left = [m for m in self._registry.moves() if m.instance != self._registry.instance]
+        running = self._registry.alive([m.instance for m in left]) if left else set()
+        settled = 0
+        for move in left:
+            if move.instance not in running and await self.recover(move):
+                settled += 1
+        return settled
+
     async def _settle(self, move: MoveRecord) -> None:
         # What the mover recorded, as the registry has it (not as this SP last heard it).
         self._registry.refresh_service(move.service)

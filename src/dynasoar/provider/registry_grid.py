@@ -276,15 +276,21 @@ class GridTables:
         return deleted
 
     def move_of(self, deployment_id: str) -> MoveRecord | None:
+        moves = self._moves("WHERE deployment_id = ?", (deployment_id,))
+        return moves[0] if moves else None
+
+    def moves(self) -> list[MoveRecord]:
+        """Every move recorded (under way, or left by an SP that stopped mid-move)."""
+        return self._moves()
+
+    def _moves(self, where: str = "", args: tuple[str, ...] = ()) -> list[MoveRecord]:
         rows = self.db.query(
-            "SELECT deployment_id, service, target, instance, started FROM moves "
-            "WHERE deployment_id = ?",
-            (deployment_id,),
+            f"SELECT deployment_id, service, target, instance, started FROM moves {where}", args
         )
-        if not rows:
-            return None
-        deployment, service, target, instance, started = rows[0]
-        return MoveRecord(str(deployment), str(service), str(target), str(instance), float(started))
+        return [
+            MoveRecord(str(deployment), str(service), str(target), str(instance), float(started))
+            for deployment, service, target, instance, started in rows
+        ]
 
     def undrained(self, deployment_id: str, since: float) -> list[str]:
         """The other SPs that relayed to ``deployment_id`` and have not yet said, since
