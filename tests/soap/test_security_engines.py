@@ -19,7 +19,8 @@ from dynasoar import ns
 from dynasoar.errors import WSSE
 from dynasoar.soap.envelope import SoapVersion, parse_envelope, serialize
 from dynasoar.soap.security import ReplayCache, TrustStore, fill_signature, sign
-from dynasoar.soap.wsse import DS, WSU, SignedParts
+from dynasoar.soap.wsse import DS, WSU
+from dynasoar.soap.wsse_read import SignedParts
 
 VERSIONS = pytest.mark.parametrize("version", list(SoapVersion), ids=["soap11", "soap12"])
 ENVS = {SoapVersion.SOAP11: ns.SOAP11_ENV, SoapVersion.SOAP12: ns.SOAP12_ENV}
