@@ -166,7 +166,7 @@ def sign(
     """Sign the envelope in place; call it last (see the module docstring).
 
     The ``engine`` fills the signature in; both write the same bytes. ``dynasoar`` digests
-    each target with lxml's exclusive c14n and hashlib and signs the SignedInfo's with the
+    each target with lxml's exclusive c14n and hashlib, and signs the SignedInfo's c14n with the
     key: xmlsec would find each ``#id`` by walking the whole document, once per Reference.
     ``xmlsec`` has xmlsec do it all, the reference the tests and ``dynasoar bench`` hold the
     other against.

@@ -4,7 +4,9 @@
 Trust is by certificate: a certificate in the store is trusted as itself (pinned; that is how
 the self-signed certificates of ``dynasoar keys`` are used), and a CA certificate in the store
 (basicConstraints CA:TRUE) also vouches for the certificates it issued directly. No chains, no
-revocation lists: remove a certificate from the store to revoke it.
+revocation lists: remove a certificate from the store to revoke it. A store remembers the
+certificates it accepted (:meth:`TrustStore.signer`), so each signer is parsed and vetted once;
+its validity is compared with the time of every message.
 """
 
 from __future__ import annotations
