@@ -1,7 +1,8 @@
-"""WS-Security signatures (soap/security.py, soap/wsse.py), with real keys and real xmlsec:
-sign → serialize → parse → verify on SOAP 1.1 and 1.2; what is refused (untrusted signer,
-tampering, no signature, partial coverage, stale or future timestamps, replays) and the faults
-it becomes. Signature wrapping: test_security_attacks.py; zeep: test_security_interop.py."""
+"""WS-Security signatures (soap/security.py, soap/wsse.py, soap/wsse_read.py), with real keys
+and real xmlsec: sign → serialize → parse → verify on SOAP 1.1 and 1.2; what is refused
+(untrusted signer, tampering, no signature, partial coverage, stale or future timestamps,
+replays) and the faults it becomes. Signature wrapping: test_security_attacks.py; zeep:
+test_security_interop.py; signing as xmlsec signs: test_security_engines.py."""
 
 from __future__ import annotations
 

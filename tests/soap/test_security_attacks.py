@@ -1,4 +1,4 @@
-"""Signature wrapping and algorithm games against soap/wsse.py: moved, copied and duplicated
+"""Signature wrapping and algorithm games against soap/wsse_read.py: moved, copied and duplicated
 signed elements, extra Security headers and Timestamps, XPointer and empty URIs, extra
 transforms, repeated References, RSA-SHA1. All are InvalidSecurity, named for a person."""
 

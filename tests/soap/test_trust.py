@@ -17,6 +17,7 @@ from lxml import etree
 
 from dynasoar.errors import FailedAuthentication, InvalidSecurity, MessageExpired
 from dynasoar.keys import make_keypair
+from dynasoar.soap import trust
 from dynasoar.soap.trust import ReplayCache, TrustStore, check_timestamp
 from dynasoar.soap.wsse import WSU
 
@@ -157,6 +158,71 @@ def test_a_certificate_not_for_signing_fails(
     cert = _certificate("tls-only", issuer=ca, signing=False)[0]
     with pytest.raises(FailedAuthentication, match="lacks digitalSignature"):
         TrustStore([ca[0]]).check(cert, NOW)
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_a_signer_is_worked_out_once_and_its_validity_checked_every_time(
+    ca: tuple[x509.Certificate, rsa.RSAPrivateKey],
+) -> None:
+    """The verdict on a token is kept, but only while the certificate and the CA that vouched
+    for it are both valid: here the CA expires first, and the remembered leaf goes with it."""
+    leaf = _certificate("hp-7", issuer=ca, valid=(NOW - DAY, NOW + 10 * DAY))[0]
+    store = TrustStore([ca[0]])
+    signer = store.signer(_der(leaf), NOW)
+    assert (signer.subject, signer.der, signer.certificate) == ("CN=hp-7", _der(leaf), leaf)
+    assert signer.fingerprint == leaf.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert (signer.not_before, signer.not_after) == (
+        leaf.not_valid_before_utc,
+        ca[0].not_valid_after_utc,
+    )
+    assert store.signer(_der(leaf), NOW + DAY / 2) is signer
+    with pytest.raises(FailedAuthentication, match="certificate of CN=dynasoar CA expired on"):
+        store.signer(_der(leaf), NOW + 2 * DAY)
+    with pytest.raises(FailedAuthentication, match="CN=hp-7 is not valid before"):
+        store.signer(_der(leaf), NOW - 2 * DAY)
+
+
+def test_refusals_are_not_remembered() -> None:
+    """A certificate refused before it is valid is accepted once it is; an untrusted one is
+    refused every time, with the full reason."""
+    cert = _certificate("sp-1", valid=(NOW + DAY, NOW + 2 * DAY))[0]
+    store = TrustStore([cert])
+    with pytest.raises(FailedAuthentication, match="is not valid before"):
+        store.signer(_der(cert), NOW)
+    assert store.signer(_der(cert), NOW + DAY * 1.5).subject == "CN=sp-1"
+    stranger = _certificate("rogue")[0]
+    for _ in range(2):
+        with pytest.raises(FailedAuthentication, match="not in this host's trust store"):
+            store.signer(_der(stranger), NOW)
+    assert store.remembered == 1
+
+
+@pytest.mark.parametrize(
+    "token",
+    [b"", b"0\x82\x01\x00 not DER", b"-----BEGIN CERTIFICATE-----"],
+    ids=["empty", "not-der", "pem"],
+)
+def test_a_token_that_is_no_certificate_is_invalid_security(
+    ca: tuple[x509.Certificate, rsa.RSAPrivateKey], token: bytes
+) -> None:
+    with pytest.raises(InvalidSecurity, match=r"is not an X\.509 certificate"):
+        TrustStore([ca[0]]).signer(token, NOW)
+
+
+def test_the_signers_remembered_are_bounded(
+    ca: tuple[x509.Certificate, rsa.RSAPrivateKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trust, "MAX_SIGNERS", 2)
+    store = TrustStore([ca[0]])
+    leaves = [_certificate(f"hp-{i}", issuer=ca)[0] for i in range(3)]
+    first = [store.signer(_der(leaf), NOW) for leaf in leaves]
+    assert store.remembered == 2
+    assert store.signer(_der(leaves[2]), NOW) is first[2]
+    again = store.signer(_der(leaves[0]), NOW)  # forgotten, so worked out anew
+    assert again is not first[0] and again == first[0]
 
 
 # -- timestamps -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dynasoar.bench.mobility import move_under_load
 from dynasoar.bench.mtom import image_transfer
 from dynasoar.bench.relay import warm_relay
 from dynasoar.bench.restart import restart_under_load
+from dynasoar.bench.signatures import signature_cost
 from dynasoar.bench.snapshots import restore_vs_boot, shipped_snapshot
 from dynasoar.bench.vm import image_deploy
 
@@ -32,6 +33,7 @@ def run_bench(
         work = Path(tmp)
         print("dynasoar bench" + (" (quick)" if quick else ""), flush=True)
         warm_relay(work / "relay", duration=2.0 if quick else 5.0, rounds=1 if quick else 3)
+        signature_cost(work / "signatures", messages=500 if quick else 2000)
         restart_under_load(work / "restart", restarts=1 if quick else 3)
         cold_start(work / "cold", rounds=2 if quick else 5)
         image_transfer(work / "image", size=(256 if quick else 2048) << 20, rounds=2)

@@ -4,7 +4,9 @@
 Trust is by certificate: a certificate in the store is trusted as itself (pinned; that is how
 the self-signed certificates of ``dynasoar keys`` are used), and a CA certificate in the store
 (basicConstraints CA:TRUE) also vouches for the certificates it issued directly. No chains, no
-revocation lists: remove a certificate from the store to revoke it.
+revocation lists: remove a certificate from the store to revoke it. A store remembers the
+certificates it accepted (:meth:`TrustStore.signer`), so each signer is parsed and vetted once;
+its validity is compared with the time of every message.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from lxml import etree
 
 from dynasoar.errors import FailedAuthentication, InvalidSecurity, MessageExpired
@@ -40,6 +43,23 @@ def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
+#: Trusted certificates a store remembers its verdict on (each entry ~1 KB).
+MAX_SIGNERS = 1024
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A trusted certificate, with what verifying its signatures needs, worked out once."""
+
+    certificate: x509.Certificate
+    der: bytes = field(repr=False)
+    subject: str
+    fingerprint: str
+    #: When the verdict holds: the certificate's and its issuer's validity, intersected.
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+
+
 class TrustStore:
     """The certificates whose signatures an endpoint accepts (immutable once built)."""
 
@@ -48,6 +68,10 @@ class TrustStore:
         if not self._pinned:
             raise ValueError("a trust store needs at least one certificate")
         self._authorities = [c for c in self._pinned.values() if _is_ca(c)]
+        # Token bytes -> verdict. Only what passed is kept: a certificate is trusted or not
+        # for good (the store is immutable), and only its validity depends on the time.
+        self._signers: dict[bytes, Signer] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def from_paths(cls, paths: Iterable[str | os.PathLike[str]]) -> TrustStore:
@@ -68,8 +92,49 @@ class TrustStore:
     def __len__(self) -> int:
         return len(self._pinned)
 
+    @property
+    def remembered(self) -> int:
+        """How many signers' verdicts are kept (at most MAX_SIGNERS)."""
+        return len(self._signers)
+
+    def signer(self, token: bytes, now: datetime.datetime) -> Signer:
+        """The signer whose DER certificate a BinarySecurityToken holds, if :meth:`check`
+        passes; raise InvalidSecurity if it is no certificate. A certificate seen before is
+        not parsed, looked up or described again: only its validity is compared with ``now``.
+        """
+        known = self._signers.get(token)
+        if known is not None and known.not_before <= now <= known.not_after:
+            return known
+        try:
+            certificate = x509.load_der_x509_certificate(token)
+        except ValueError as exc:
+            raise InvalidSecurity(
+                f"the BinarySecurityToken is not an X.509 certificate: {exc}"
+            ) from exc
+        issuer = self._vet(certificate, now)
+        bounds = [c for c in (certificate, issuer) if c is not None]
+        signer = Signer(
+            certificate,
+            certificate.public_bytes(serialization.Encoding.DER),
+            describe(certificate),
+            fingerprint(certificate),
+            max(c.not_valid_before_utc for c in bounds),
+            min(c.not_valid_after_utc for c in bounds),
+        )
+        with self._lock:
+            if len(self._signers) >= MAX_SIGNERS:
+                del self._signers[next(iter(self._signers))]  # the oldest
+            self._signers[token] = signer
+        return signer
+
     def check(self, certificate: x509.Certificate, now: datetime.datetime) -> None:
         """Raise FailedAuthentication unless the certificate is trusted and valid ``now``."""
+        self._vet(certificate, now)
+
+    def _vet(
+        self, certificate: x509.Certificate, now: datetime.datetime
+    ) -> x509.Certificate | None:
+        """:meth:`check`, returning the CA that vouched for the certificate (None if pinned)."""
         issuer = None
         if fingerprint(certificate) not in self._pinned:
             issuer = self._issuer_of(certificate)
@@ -88,6 +153,7 @@ class TrustStore:
                 f"the certificate of {describe(certificate)} is not for signing (its keyUsage "
                 "lacks digitalSignature)"
             )
+        return issuer
 
     def _issuer_of(self, certificate: x509.Certificate) -> x509.Certificate | None:
         for authority in self._authorities:
