@@ -19,6 +19,7 @@ from dynasoar.consumer.provider_client import ProviderClient
 from dynasoar.http import ConnectionPool
 from dynasoar.paths import samples_dir
 from dynasoar.pgserver import PostgresServer
+from dynasoar.provider.registry import Registry
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion
 
@@ -187,6 +188,23 @@ def test_a_registry_restarted_under_load_loses_nothing(tmp_path: Path) -> None:
             timeout=30,
             what="a new deployment after the registry came back",
         )
+        # Each SP took its instance lock again (its session ended with the server): neither
+        # is taken for dead by the other (which would settle its moves, take over its replies).
+        watcher = Registry(server.url)
+        try:
+
+            def instances() -> set[str]:  # (each SP writes its counts once a second)
+                rows = watcher.db.query("SELECT DISTINCT instance FROM deployment_load")
+                return {str(row[0]) for row in rows}
+
+            wait_for(lambda: len(instances()) == 2, timeout=10, what="both SPs' counts")
+            wait_for(
+                lambda: watcher.alive(sorted(instances())) == instances(),
+                timeout=10,
+                what="both SPs alive to each other again",
+            )
+        finally:
+            watcher.close()
         # Nothing counted was lost: every Echo call is in the book (both SPs flush on stop).
         calls = len(outcomes) + 2
         for sp in grid.sps:

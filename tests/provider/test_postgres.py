@@ -68,6 +68,32 @@ def test_a_dead_holders_locks_are_free_and_its_instance_is_not_alive(pg_url: str
         living.close()
 
 
+def test_a_running_sp_whose_session_was_lost_is_alive_again_at_its_next_look(
+    pg_url: str,
+) -> None:
+    # The registry restarted (every session ended) but the SP runs on: at its next look it
+    # takes its instance lock again, so no other SP takes it for dead (settling its moves,
+    # taking over its replies).
+    running, other = Registry(pg_url), Registry(pg_url)
+    try:
+        running.hold_instance()
+        assert other.alive([running.instance]) == {running.instance}
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        time.sleep(0.2)
+        assert other.alive([running.instance]) == set()  # (what the others see meanwhile)
+        running.hold_instance()  # the SP's look, once a second
+        assert other.alive([running.instance]) == {running.instance}
+        running.hold_instance()  # held: nothing more to take
+        assert other.alive([running.instance]) == {running.instance}
+    finally:
+        running.close()
+        other.close()
+
+
 def test_changes_reach_the_other_sps(pg_url: str) -> None:
     here, there = Registry(pg_url), Registry(pg_url)
     heard: list[Change | None] = []

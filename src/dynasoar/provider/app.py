@@ -185,7 +185,7 @@ class ProviderApp:
             self.registry,
             self.heartbeats,
             self.autoscaler.run,
-            chores=[self.usage.flush, self.shared_load.share],
+            chores=[self.registry.hold_instance, self.usage.flush, self.shared_load.share],
         )
         self._leading: asyncio.Task[None] | None = None
         self.following = Following(self.registry, self.provider, self.hosts, self.move_watch, loop)

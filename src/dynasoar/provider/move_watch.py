@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between looks at whether the SP moving a deployment is still alive.
 MOVER_CHECK = 1.0
+#: Looks in a row that must find the mover gone before its move is settled: a running SP
+#: whose registry session was lost (the registry restarted) is back within a look or two.
+MOVER_GONE_CHECKS = 3
 #: Seconds between looks at whether the other SPs have drained a moving deployment.
 POLL = 0.02
 
@@ -87,10 +90,11 @@ class MoveWatch:
             self._registry.share_load(
                 [(deployment_id, outstanding, used)], max(time.time(), move.started)
             )
-            while True:
+            missing = 0
+            while missing < MOVER_GONE_CHECKS:
                 await asyncio.sleep(MOVER_CHECK)
-                if not self._registry.alive([move.instance]):
-                    break
+                alive = bool(self._registry.alive([move.instance]))
+                missing = 0 if alive else missing + 1
         except DynasoarError as exc:  # the registry: the gate stays closed until the move ends
             log.warning("following the move of %s: %s", deployment_id, exc.reason)
             return

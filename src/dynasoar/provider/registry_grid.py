@@ -211,8 +211,13 @@ class GridTables:
         return {name.rpartition(":")[2] for name in held}
 
     def hold_instance(self) -> None:
-        """This SP instance is alive for as long as its process (and its session) is."""
-        self.db.try_lock(f"dynasoar:instance:{self.instance}")
+        """This SP instance is alive for as long as its process is: the lock goes with its
+        session, so it is taken again, at each of the SP's looks, when the session was lost
+        (the registry restarted). Else the others would take a running SP for dead: settle
+        its moves, take over its replies."""
+        name = f"dynasoar:instance:{self.instance}"
+        if not self.db.holds(name):
+            self.db.try_lock(name)
 
     # -- how busy each SP finds the deployments ------------------------------------------------
 
