@@ -194,9 +194,11 @@ def test_a_service_that_requires_signed_messages(
     assert deployment.deployedFor == "CN=alice"
     assert [(c.subject, c.messages) for c in deployment.consumer] == [("CN=alice", 3)]
 
-    # A small signed message is checked as its head was parsed: a header block whose namespace
-    # URI holds "}" (which the head parser lets through) gets a WS-Security fault naming the
-    # wrapped reference, not an internal error.
+    # A header block whose namespace URI holds "}" (which the head parser lets through): a
+    # message that came in one read is checked as its head was parsed (a WS-Security fault
+    # naming the wrapped reference); one that came in several is parsed whole first, and the
+    # parser refuses the URI (MalformedMessage). Which one depends on how TCP cut it; never an
+    # internal error.
     wrapped = (
         f'<wsse:Security xmlns:wsse="{WSSE[1:-1]}" xmlns:wsu="{WSU}">'
         '<wsu:Timestamp wsu:Id="ts"/><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">'
@@ -212,5 +214,7 @@ def test_a_service_that_requires_signed_messages(
     )
     reply = post(cluster.service_url("Private"), envelope(echo_body(), wrapped))
     assert reply.status == 500, reply.body
-    assert b"InvalidSecurity" in reply.body and b"x:i inside x:h" in reply.body, reply.body
+    assert (b"InvalidSecurity" in reply.body and b"x:i inside x:h" in reply.body) or (
+        b"MalformedMessage" in reply.body and b"'urn:a}b' is not a valid URI" in reply.body
+    ), reply.body
     assert b"internal error" not in reply.body.lower()
