@@ -1,18 +1,28 @@
 """Which hosts the usage book asks for their figures (``Usage.owed``), on a real registry: those
 up or draining that hold a deployment, or held one (or served a message) since they were last
-asked; a host that cannot be asked stays owed until it is."""
+asked; a host that cannot be asked, or whose figures the registry failed to take, stays owed
+until they are taken."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from dynasoar.consumer.host_client import DeploymentUsage, HostClient
+from dynasoar.consumer.host_client import DeploymentUsage, HostClient, PackageShipment
+from dynasoar.consumer.publish import prepare
 from dynasoar.http import ConnectionPool
+from dynasoar.images import sha256_file
+from dynasoar.paths import samples_dir
+from dynasoar.pgserver import PostgresServer
+from dynasoar.procs import start_actor
+from dynasoar.provider.postgres import RETRY_SECONDS
 from dynasoar.provider.registry import DeploymentRecord, HostRecord, Registry
 from dynasoar.provider.usage import Usage
 from dynasoar.soap.client import SoapClient
@@ -177,3 +187,81 @@ def test_the_cpu_is_shared_by_the_messages_every_sp_relayed(pg_url: str) -> None
     finally:
         leader.close()
         other.close()
+
+
+async def _deploy_echo(client: HostClient, hp: str, scratch: Path, deployment_id: str) -> None:
+    """The sample Echo deployed on ``hp`` directly, under ``deployment_id``."""
+    package = scratch / "echo"
+    shutil.copytree(samples_dir() / "echo", package, ignore=shutil.ignore_patterns("__pycache__"))
+    upload = prepare(package, scratch / "upload")
+    assert upload.manifest is not None
+    shipment = PackageShipment(
+        service=upload.manifest.name,
+        version=upload.manifest.version,
+        kind=upload.manifest.kind,
+        stateless=upload.manifest.stateless,
+        path=upload.archive,
+        sha256=sha256_file(upload.archive),
+    )
+    await client.deploy(hp, shipment, 120, deployment_id=deployment_id, owner="urn:uuid:sp")
+
+
+def test_an_ended_deployment_s_figures_are_billed_after_a_poll_the_registry_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A deployment ended: only the SP's memory says its host still holds final figures. The
+    # registry goes away while they are being taken; once it is back, the next poll takes them.
+    server = PostgresServer.create()  # its own: this test stops it
+    hp = start_actor("hp", ["--port", "0", "--data", str(tmp_path / "hp")], tmp_path / "hp.log")
+    registry = Registry(server.url)
+
+    async def scenario() -> tuple[float, float]:
+        pool = ConnectionPool()
+        try:
+            client = HostClient(SoapClient(pool))
+            usage = Usage(registry, client, timeout=30.0)
+            await _deploy_echo(client, hp.url, tmp_path, "d1")
+            registry.put_host(host(hp.url))
+            registry.add_deployment(deployment("d1", hp.url))
+            await client.undeploy(hp.url, "d1", timeout=30.0)
+            registry.remove_deployment("d1")  # gone: its host keeps its final figures
+            assert usage.owed() == [hp.url]
+
+            query = registry.query
+
+            def server_stops_as_figures_are_read(
+                sql: str, args: tuple[object, ...] = ()
+            ) -> list[object]:
+                if "FROM deployment_usage" in sql and server.running():
+                    server.stop()  # after the host answered, before its figures are taken
+                return query(sql, args)
+
+            registry.query = server_stops_as_figures_are_read  # type: ignore[method-assign]
+            await usage.poll(usage.owed())  # neither raises nor forgets the host
+            registry.query = query  # type: ignore[method-assign]
+            assert usage.owed() == [hp.url]
+
+            server.start()
+            time.sleep(RETRY_SECONDS)
+            await usage.poll(usage.owed())
+            assert usage.owed() == []  # taken: asked no more
+            [final] = [u for u in await client.usage(hp.url, timeout=30.0) if u.id == "d1"]
+            assert final.state == "ended"
+            return sum(row.tally.cpu_seconds for row in usage.bill()), final.cpu_seconds
+        finally:
+            await pool.close()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="dynasoar.provider.usage"):
+            billed, consumed = asyncio.run(scenario())
+        assert consumed > 0
+        assert billed == pytest.approx(consumed)
+        said = [r for r in caplog.records if r.name == "dynasoar.provider.usage"]
+        assert [r.getMessage()[:50] for r in said] == [
+            "the usage of 1 host(s) was not taken (the registry"
+        ]
+        assert said[0].exc_info is None  # logged once, no traceback
+    finally:
+        registry.close()
+        hp.stop()
+        server.destroy()

@@ -10,7 +10,9 @@ When the move ends (its record deleted), each SP opens its gate onto what there 
 deployment, the old one (the move failed and it runs on), or the fault of a lost one. A move
 whose SP died is settled by one of the others (:mod:`.move_recovery`: the guest restored on
 the target is kept, or the old one is resumed), which then ends it; until it is ended, every
-SP's gate stays closed, so that none sends a message to a guest still paused."""
+SP's gate stays closed, so that none sends a message to a guest still paused. A mover that
+was only cut off from the registry finds its move settled when it comes back
+(:mod:`.move_fence`) and hands its own gate over here until the move ends."""
 
 from __future__ import annotations
 
@@ -104,16 +106,31 @@ class MoveWatch:
             move.service,
             deployment_id,
         )
+        await self._settle_then_open(move)
+
+    async def _settle_then_open(self, move: MoveRecord) -> None:
         # Until one SP (this one, or another) has settled the move, the gate stays closed: the
         # guest may be paused. Another's outcome comes as the end of the move (announced:
         # _changed opens the gate and cancels this task); should that SP die too, its lock is
         # free again and this one takes it.
         while not await self._settled(move):
             await asyncio.sleep(MOVER_CHECK)
-        self._registry.refresh_deployment(deployment_id)
-        held = self._closed.pop(deployment_id, None)
+        self._registry.refresh_deployment(move.deployment_id)
+        held = self._closed.pop(move.deployment_id, None)
         if held is not None:
             self._open(held[0])
+
+    def hand_over(self, gate: MoveGate, move: MoveRecord) -> None:
+        """This SP's own move, which another SP is settling (this one lost the move's lock,
+        cut off from the registry): its gate stays closed until the move ends, then opens
+        onto what there is; should the settling SP die too, this one settles it."""
+        task = asyncio.create_task(self._settle_then_open(move))
+        self._closed[move.deployment_id] = (gate, task)
+
+    def open_onto_now(self, gate: MoveGate) -> None:
+        """A move that is over: its gate opens onto what the registry holds now."""
+        self._registry.refresh_deployment(gate.record.id)
+        self._open(gate)
 
     async def _settled(self, move: MoveRecord) -> bool:
         try:

@@ -13,8 +13,11 @@ that drains (``dynasoar drain``, ``hp --drain``). A VM guest moves with its stat
 A move that fails before the switch resumes the guest at its source and the gate opens onto it
 again (no message lost, none sent twice: none was sent while it was paused); if the source is
 gone too, the stateful service is *lost* (dyn:HostLost until deployed again): it never answers
-from an empty guest. A stateless code service moves by deploying it on the target and retiring
-the old deployment; a stateful code service's state lives in its process and cannot move.
+from an empty guest. The mover holds the move's lock from its beginning to its end, and makes
+sure the move is still its own before it switches or resumes (:mod:`.move_fence`): another SP
+settles the move of a mover cut off from the registry, and only one of them acts. A stateless
+code service moves by deploying it on the target and retiring the old deployment; a stateful
+code service's state lives in its process and cannot move.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from dynasoar.errors import (
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.gates import MoveGate
 from dynasoar.provider.hosts import HostDirectory
+from dynasoar.provider.move_fence import MoveFence
 from dynasoar.provider.move_watch import MoveWatch
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord
 from dynasoar.provider.registry_grid import MoveRecord
@@ -75,6 +79,7 @@ class Mover:
         self._deployer = deployer
         self._client = client
         self._spool = spool
+        self._fence = MoveFence(registry, deployer, client, watch)
         #: how long messages at a deployment may take before it is paused to move
         self.finish_within = finish_within
 
@@ -122,20 +127,24 @@ class Mover:
         gate = self._deployer.gates.close(record)
         try:
             # Every SP holds its messages for it from now on (one SP: only this one).
-            move = self._registry.begin_move(record.id, record.service, target)
+            move = self._fence.begin(record, target)
         except BaseException:
             gate.open(record)
             raise
+        ours = True
         try:
             new, shipped = await self._save_and_restore(record, service, target, gate, move)
+            if not self._fence.ours(move):  # settled by another SP: it is not switched here
+                ours = False
+                raise await self._fence.lost(record, move, gate, new)
             self._deployer.load.forget(record.id)
             self._registry.remove_deployment(record.id)
             gate.open(new)
+        except _MoveLost as exc:
+            ours = False
+            raise exc.fault from exc.__cause__
         finally:
-            try:
-                self._registry.end_move(record.id)
-            except DynasoarError as exc:  # the others end it when they see this SP gone
-                log.warning("the move of %s is not ended in the registry: %s", record.id, exc)
+            self._fence.end(move, ours)
         self._deployer.shipper.undeploy_later(record.host, record.id)
         seconds = time.monotonic() - began
         held = (gate.opened_at or time.monotonic()) - gate.closed_at
@@ -172,13 +181,15 @@ class Mover:
     ) -> tuple[DeploymentRecord, int]:
         try:
             await self._finish(record, move)
-            state = await self._client.save_state(record.host, record.id, timeout=120.0)
+            state = await self._save(record)
         except BaseException as exc:
             gate.open(record)  # nothing was saved: it runs on, untouched
             raise _not_moved(record, target, exc) from exc
         try:
             return await self._restore(record, service, state, target)
         except BaseException as exc:
+            if not self._fence.ours(move):  # settled by another SP: it is not resumed here
+                raise _MoveLost(await self._fence.lost(record, move, gate, None)) from exc
             lost = await self._stay(record, gate, exc)
             raise (lost or _not_moved(record, target, exc)) from exc
 
@@ -193,6 +204,10 @@ class Mover:
             )
         if self._watch is not None:
             await self._watch.wait_for_others(record.id, move.started, deadline)
+
+    async def _save(self, record: DeploymentRecord) -> Snapshot:
+        """Its host pauses the guest and saves its state."""
+        return await self._client.save_state(record.host, record.id, timeout=120.0)
 
     async def _restore(
         self,
@@ -291,6 +306,14 @@ class Mover:
                 log.warning("%s found no other host to move to", record.service)
         await self._deployer.retire(record, deadline)
         return 1
+
+
+class _MoveLost(Exception):
+    """Another SP settled the move before this one resumed the guest: no longer its own."""
+
+    def __init__(self, fault: DynasoarError) -> None:
+        super().__init__(fault.reason)
+        self.fault = fault
 
 
 def _not_moved(record: DeploymentRecord, target: str, why: BaseException) -> DynasoarError:

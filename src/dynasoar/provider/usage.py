@@ -13,7 +13,10 @@ CPU-second, per GiB moved).
 Only the hosts that can have figures not yet taken are asked (:meth:`Usage.owed`), never the
 whole fleet: those holding deployments, and those that held one since they were last asked (a
 deployment undeployed, moved or lost with its host, here or by another SP sharing the
-registry; the host keeps an ended deployment's final figures until then).
+registry; the host keeps an ended deployment's final figures until then). A host stays owed
+until its figures are taken: one that does not answer, or whose figures the registry could
+not take (unreachable meanwhile), is asked again at the next poll. The taking itself, safe
+among SPs that share the registry, is :mod:`.usage_take`'s.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dynasoar.consumer.host_client import DeploymentUsage, HostClient
 from dynasoar.errors import DynasoarError
 from dynasoar.provider.records import HOST_COLUMNS, host_of
 from dynasoar.provider.registry import DeploymentRecord, Registry
+from dynasoar.provider.usage_take import LEFT, take
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +42,6 @@ GIB = float(1 << 30)
 NOBODY = "(unattributed)"
 #: Deployments gone whose final figures are awaited, at most.
 ENDING_KEPT = 4096
-#: Reads of a deployment's figures before its increase is taken, when other SPs keep taking
-#: it first (each try that loses means another SP took some).
-TAKE_TRIES = 5
-
-#: What a take of a deployment's figures gives: its owner, the increase (CPU s, memory GiB-s,
-#: image bytes) and consumer -> wall seconds of their messages there since the last take.
-Taken = tuple[str, float, float, int, dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -174,26 +171,42 @@ class Usage:
         return sorted(h for h in holding | touched if states.get(h) in ("up", "draining"))
 
     async def poll(self, hosts: list[str]) -> None:
-        """Ask ``hosts`` what their deployments consumed, and share it out."""
+        """Ask ``hosts`` what their deployments consumed, and share it out. A host whose
+        figures were not all taken (it did not answer, the registry failed meanwhile, the
+        poll was cancelled) stays owed, to be asked again at the next poll: an ended
+        deployment's final figures are asked for nowhere else. A registry that fails is
+        logged here, once; the figures wait for it."""
         self._touched.difference_update(hosts)
-        if self._polling is None:
-            self._polling = asyncio.Lock()
-        async with self._polling:  # one at a time: the shares depend on the last report
-            reports = await asyncio.gather(
-                *(self._client.usage(h, self._timeout) for h in hosts), return_exceptions=True
+        taken: set[str] = set()
+        failures: tuple[type[BaseException], ...] = (DynasoarError, *self._registry.errors)
+        try:
+            if self._polling is None:
+                self._polling = asyncio.Lock()
+            async with self._polling:  # one at a time: the shares depend on the last report
+                reports = await asyncio.gather(
+                    *(self._client.usage(h, self._timeout) for h in hosts),
+                    return_exceptions=True,
+                )
+                self.flush()  # this SP's walls join the other SPs' in the registry, to share
+                for host, report in zip(hosts, reports, strict=True):
+                    if isinstance(report, BaseException):
+                        if not isinstance(report, DynasoarError):
+                            raise report
+                        log.info("no usage from %s: %s", host, report.reason)
+                        continue  # its figures are still to be taken
+                    for figures in report:
+                        self._figures(host, figures)
+                    self._still_ending(host, report)
+                    taken.add(host)  # (recorded taken; the tallies are flushed, or kept)
+                self.flush()
+        except failures as exc:  # the registry's: the figures wait for it
+            log.warning(
+                "the usage of %d host(s) was not taken (%s); asked again at the next poll",
+                len(set(hosts) - taken),
+                exc.reason if isinstance(exc, DynasoarError) else exc,
             )
-            self.flush()  # this SP's walls join the other SPs' in the registry, to be shared
-            for host, report in zip(hosts, reports, strict=True):
-                if isinstance(report, BaseException):
-                    if not isinstance(report, DynasoarError):
-                        raise report
-                    log.info("no usage from %s: %s", host, report.reason)
-                    self._touched.add(host)  # its figures are still to be taken
-                    continue
-                for figures in report:
-                    self._figures(host, figures)
-                self._still_ending(host, report)
-            self.flush()
+        finally:
+            self._touched.update(set(hosts) - taken)
 
     def _still_ending(self, host: str, report: list[DeploymentUsage]) -> None:
         """A deployment that went from the registry while its host was still stopping it
@@ -209,7 +222,15 @@ class Usage:
     def _figures(self, host: str, now: DeploymentUsage) -> None:
         """Take what the deployment consumed since its figures were last taken, by this SP or
         another sharing the registry, and share it out among who used it."""
-        taken = self._take(host, now)
+        taken = take(
+            self._registry,
+            host,
+            now,
+            lambda: self._owner(now.id, self._registry.deployment(now.id)),
+        )
+        if taken == LEFT:
+            self._touched.add(host)  # asked again next time
+            return
         if taken is None:
             return
         owner, cpu, memory, images, walls = taken
@@ -222,73 +243,6 @@ class Usage:
             tally.memory_gib_seconds += memory * wall / total
         if images:
             self._tally(Key(day, owner, now.service, now.version, host)).image_bytes += images
-
-    def _take(self, host: str, now: DeploymentUsage) -> Taken | None:
-        """The increase of a deployment's figures over those last taken, recorded as taken:
-        (its owner, CPU s, memory GiB-s, image bytes, and the wall time of each consumer's
-        messages there since, through every SP), or None if nothing is new. A compare and set
-        on the recorded figures, so that two SPs asking the host at the same moment cannot
-        both take the same increase (the one that loses reads the figures again)."""
-        fallback: str | None = None
-        for _ in range(TAKE_TRIES):
-            rows = self._registry.query(
-                "SELECT consumer, cpu_seconds, memory_gib_seconds, image_bytes "
-                "FROM deployment_usage WHERE id = ?",
-                (now.id,),
-            )
-            if rows:
-                owner = str(rows[0][0])
-                before = (float(rows[0][1]), float(rows[0][2]), int(rows[0][3]))
-            else:
-                if fallback is None:  # (asked once: it forgets whom it deployed for)
-                    fallback = self._owner(now.id, self._registry.deployment(now.id))
-                owner = fallback
-                before = (0.0, 0.0, 0)
-            after = (
-                max(now.cpu_seconds, before[0]),
-                max(now.memory_gib_seconds, before[1]),
-                max(now.image_bytes, before[2]),
-            )
-            if after == before and rows:
-                if now.state == "ended":  # nothing more will come to share out
-                    with self._registry.transaction() as db:
-                        db.execute(
-                            "DELETE FROM deployment_walls WHERE deployment_id = ?", (now.id,)
-                        )
-                return None
-            stamp = datetime.now(UTC).isoformat()
-            with self._registry.transaction() as db:
-                if rows:
-                    done = db.execute(
-                        "UPDATE deployment_usage SET cpu_seconds = ?, memory_gib_seconds = ?, "
-                        "image_bytes = ?, updated = ? WHERE id = ? AND cpu_seconds = ? "
-                        "AND memory_gib_seconds = ? AND image_bytes = ?",
-                        (*after, stamp, now.id, *before),
-                    ).rowcount
-                else:
-                    done = db.execute(
-                        "INSERT INTO deployment_usage (id, service, version, host, consumer, "
-                        "cpu_seconds, memory_gib_seconds, image_bytes, updated) "
-                        "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
-                        (now.id, now.service, now.version, host, owner, *after, stamp),
-                    ).rowcount
-                if done == 1:  # the walls written so far are this increase's to share
-                    walls = db.execute(
-                        "DELETE FROM deployment_walls WHERE deployment_id = ? "
-                        "RETURNING consumer, seconds",
-                        (now.id,),
-                    ).fetchall()
-            if done == 1:
-                increase = (after[0] - before[0], after[1] - before[1], after[2] - before[2])
-                shares = {str(consumer): float(seconds) for consumer, seconds in walls}
-                return (owner, *increase, shares) if any(increase) else None
-        self._touched.add(host)  # asked again next time
-        log.warning(
-            "the usage of %s changed under this SP %d times; left to the next poll",
-            now.id,
-            TAKE_TRIES,
-        )
-        return None
 
     def _owner(self, deployment_id: str, record: DeploymentRecord | None) -> str:
         found = self._deployed_for.pop(deployment_id, None)
