@@ -1,14 +1,19 @@
-"""The relay bench's floor forwards what it gets, as it came, and brings the reply back."""
+"""The relay bench's floors (our HTTP parts; a hand-rolled forwarder) forward what they get, as
+it came, and bring the reply back."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
+import pytest
+
 from dynasoar.http import ConnectionPool, HttpServer, Request, Response, new_event_loop
 
 
-async def _forwarded() -> tuple[list[tuple[bytes, bytes, bytes]], list[tuple[int, bytes, str]]]:
+async def _forwarded(
+    module: str,
+) -> tuple[list[tuple[bytes, bytes, bytes]], list[tuple[int, bytes, str]]]:
     seen: list[tuple[bytes, bytes, bytes]] = []
 
     async def upstream(request: Request) -> Response:
@@ -27,7 +32,7 @@ async def _forwarded() -> tuple[list[tuple[bytes, bytes, bytes]], list[tuple[int
     floor = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "dynasoar.bench.passthrough",
+        module,
         f"http://{host}:{port}/service",
         stdout=asyncio.subprocess.PIPE,
     )
@@ -56,10 +61,11 @@ async def _forwarded() -> tuple[list[tuple[bytes, bytes, bytes]], list[tuple[int
         await server.close(grace=1.0)
 
 
-def test_the_floor_forwards_bodies_and_fields_unchanged() -> None:
+@pytest.mark.parametrize("module", ["dynasoar.bench.passthrough", "dynasoar.bench.handrolled"])
+def test_the_floor_forwards_bodies_and_fields_unchanged(module: str) -> None:
     loop = new_event_loop()
     try:
-        seen, replies = loop.run_until_complete(_forwarded())
+        seen, replies = loop.run_until_complete(_forwarded(module))
     finally:
         loop.close()
     big = b"<b>" + b"x" * 100_000 + b"</b>"

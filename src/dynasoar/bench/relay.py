@@ -1,7 +1,8 @@
 """Benchmark (a): the warm relay. The same echo calls, made directly to the deployed service,
-through the SP, and through a bare forwarder built from the SP's own HTTP parts (the floor:
-``passthrough.py``), alternating in one run: throughput ratio, added p50 latency, and each
-relay's CPU per message against the service's own CPU per message."""
+through the SP, through a bare forwarder built from the SP's own HTTP parts (the floor of our
+layers: ``passthrough.py``) and through a hand-rolled one on asyncio.Protocol and httptools (the
+floor of any relay in Python here: ``handrolled.py``), alternating in one run: throughput ratio,
+added p50 latency, and each relay's CPU per message against the service's own."""
 
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ def warm_relay(work: Path, duration: float = 5.0, rounds: int = 3, concurrency: 
         flush=True,
     )
     cluster = BenchCluster.start(work)
+    floors: list[subprocess.Popen[bytes]] = []
     try:
         cluster.client.publish(samples_dir() / "echo")
         deployment = cluster.client.call("Deploy", name="Echo")
@@ -86,28 +88,33 @@ def warm_relay(work: Path, duration: float = 5.0, rounds: int = 3, concurrency: 
         body.write_text(BODY.format(to=relay_url, text="payload " * 8))
         service_pid = pid_of_deployment(deployment.id)
         sp_pid = cluster.sp.process.pid
-        floor = subprocess.Popen(
-            [sys.executable, "-m", "dynasoar.bench.passthrough", direct_url],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
-        floor_url = first_line(floor, 30.0).rpartition(" ")[2].rstrip("/") + "/"
+        for module in ("passthrough", "handrolled"):
+            floors.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", f"dynasoar.bench.{module}", direct_url],
+                    stdout=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+        urls = [first_line(f, 30.0).rpartition(" ")[2].rstrip("/") + "/" for f in floors]
         direct: list[Run] = []
         relayed: list[Run] = []
         bare: list[Run] = []
+        hand: list[Run] = []
         for _ in range(rounds):
             direct.append(_measure(direct_url, body, duration, concurrency, sp_pid, service_pid))
             relayed.append(_measure(relay_url, body, duration, concurrency, sp_pid, service_pid))
-            bare.append(_measure(floor_url, body, duration, concurrency, floor.pid, service_pid))
-        _report(direct, relayed, bare)
+            for runs, url, floor in zip((bare, hand), urls, floors, strict=True):
+                runs.append(_measure(url, body, duration, concurrency, floor.pid, service_pid))
+        _report(direct, relayed, bare, hand)
     finally:
-        if "floor" in locals():
+        for floor in floors:
             floor.kill()
             floor.wait()
         cluster.stop()
 
 
-def _report(direct: list[Run], relayed: list[Run], bare: list[Run]) -> None:
+def _report(direct: list[Run], relayed: list[Run], bare: list[Run], hand: list[Run]) -> None:
     def med(runs: list[Run], attr: str) -> float:
         return float(statistics.median(getattr(r, attr) for r in runs))
 
@@ -118,7 +125,7 @@ def _report(direct: list[Run], relayed: list[Run], bare: list[Run]) -> None:
         med(relayed, "service_cpu"),
         med(direct, "service_cpu"),
     )
-    errors = sum(r.errors for r in direct + relayed + bare)
+    errors = sum(r.errors for r in direct + relayed + bare + hand)
     print(
         f"    direct:     {d_rps:8.0f} req/s   p50 {d_p50 * 1000:6.2f} ms   "
         f"service CPU {svc_direct * 1e6:5.0f} µs/msg"
@@ -142,6 +149,12 @@ def _report(direct: list[Run], relayed: list[Run], bare: list[Run]) -> None:
         f"    bare relay: {b_rps:8.0f} req/s   (our HTTP server and pool only, none of the SP's "
         f"work)   CPU {b_cpu * 1e6:5.0f} µs/msg = {b_cpu / svc_direct:.2f} / {b_cpu / svc_bare:.2f}"
         " of the service's (direct / in its runs)"
+    )
+    h_rps, h_cpu, svc_hand = med(hand, "rps"), med(hand, "sp_cpu"), med(hand, "service_cpu")
+    print(
+        f"    hand-rolled: {h_rps:7.0f} req/s   (asyncio.Protocol + httptools, no task, timer or "
+        f"layer per message)   CPU {h_cpu * 1e6:5.0f} µs/msg = {h_cpu / svc_direct:.2f} / "
+        f"{h_cpu / svc_hand:.2f} of the service's"
     )
     print(
         f"    SP's own work per message        {(sp_cpu - b_cpu) * 1e6:6.0f} µs   (SP CPU minus "
