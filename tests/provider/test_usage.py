@@ -265,3 +265,52 @@ def test_an_ended_deployment_s_figures_are_billed_after_a_poll_the_registry_fail
         registry.close()
         hp.stop()
         server.destroy()
+
+
+def test_what_was_taken_of_a_deployment_its_host_forgot_is_forgotten(tmp_path: Path) -> None:
+    # The ledger of what was taken keeps a row per deployment while its host can report it:
+    # here the host restarts (it forgets the ended deployment's final figures), and the row
+    # goes, once old enough; a row the registry still holds a deployment for stays.
+    data = tmp_path / "hp"
+    hp = start_actor("hp", ["--port", "0", "--data", str(data)], tmp_path / "hp.log")
+    registry = Registry(tmp_path / "registry.sqlite")
+
+    def ledger() -> list[str]:
+        return sorted(str(r[0]) for r in registry.query("SELECT id FROM deployment_usage"))
+
+    async def scenario() -> None:
+        nonlocal hp
+        pool = ConnectionPool()
+        try:
+            client = HostClient(SoapClient(pool))
+            registry.put_host(host(hp.url))
+            for name in ("ended", "running"):
+                await _deploy_echo(client, hp.url, tmp_path / name, name)
+                registry.add_deployment(deployment(name, hp.url))
+            keep = Usage(registry, client, timeout=30.0)  # rows forgotten after an hour
+            prune = Usage(registry, client, timeout=30.0, prune_after=0.0)
+            await prune.poll([hp.url])
+            assert ledger() == ["ended", "running"]
+
+            await client.undeploy(hp.url, "ended", timeout=30.0)
+            registry.remove_deployment("ended")
+            await prune.poll([hp.url])
+            assert ledger() == ["ended", "running"]  # its host still reports it (ended)
+
+            port = hp.url.rpartition(":")[2]
+            hp.stop()  # the running deployment goes with its host; the registry keeps it
+            hp = start_actor("hp", ["--port", port, "--data", str(data)], tmp_path / "hp.log")
+            reported = {u.id for u in await client.usage(hp.url, timeout=30.0)}
+            assert "ended" not in reported and "running" not in reported
+            await keep.poll([hp.url])
+            assert ledger() == ["ended", "running"]  # taken less than an hour ago
+            await prune.poll([hp.url])
+            assert ledger() == ["running"]  # the registry holds it still: it may come back
+        finally:
+            await pool.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        registry.close()
+        hp.stop()

@@ -88,7 +88,7 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def measure(
-    work: Path, hosts: int, *, window: float = 20.0, cold_calls: int = 12, rate: float = 400.0
+    work: Path, hosts: int, *, window: float = 20.0, cold_calls: int = 30, rate: float = 400.0
 ) -> FleetFigures:
     work.mkdir(parents=True, exist_ok=True)
     keys = work / "keys"

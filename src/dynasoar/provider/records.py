@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS deployment_usage (
     consumer TEXT NOT NULL, cpu_seconds REAL NOT NULL, memory_gib_seconds REAL NOT NULL,
     image_bytes INTEGER NOT NULL, updated TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS deployment_usage_host ON deployment_usage (host, updated);
 CREATE TABLE IF NOT EXISTS service_hosts (
     service TEXT NOT NULL, host TEXT NOT NULL, last_deployed TEXT NOT NULL,
     PRIMARY KEY (service, host)

@@ -16,7 +16,8 @@ deployment undeployed, moved or lost with its host, here or by another SP sharin
 registry; the host keeps an ended deployment's final figures until then). A host stays owed
 until its figures are taken: one that does not answer, or whose figures the registry could
 not take (unreachable meanwhile), is asked again at the next poll. The taking itself, safe
-among SPs that share the registry, is :mod:`.usage_take`'s.
+among SPs that share the registry, is :mod:`.usage_take`'s, and so is the ledger of what was
+taken, which forgets a deployment once its host and the registry have both forgotten it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dynasoar.consumer.host_client import DeploymentUsage, HostClient
 from dynasoar.errors import DynasoarError
 from dynasoar.provider.records import HOST_COLUMNS, host_of
 from dynasoar.provider.registry import DeploymentRecord, Registry
-from dynasoar.provider.usage_take import LEFT, take
+from dynasoar.provider.usage_take import LEFT, PRUNE_AFTER, forget_unreported, take
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,16 @@ def today() -> str:
 
 
 class Usage:
-    def __init__(self, registry: Registry, client: HostClient, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        client: HostClient,
+        timeout: float = 10.0,
+        prune_after: float = PRUNE_AFTER,
+    ) -> None:
         self._registry = registry
+        #: Seconds before what was taken of a deployment its host forgot is forgotten too.
+        self._prune_after = prune_after
         self._client = client
         self._timeout = timeout
         self._pending: dict[Key, Tally] = {}
@@ -188,6 +197,7 @@ class Usage:
                     return_exceptions=True,
                 )
                 self.flush()  # this SP's walls join the other SPs' in the registry, to share
+                live = {r.id for r in self._registry.deployments()}
                 for host, report in zip(hosts, reports, strict=True):
                     if isinstance(report, BaseException):
                         if not isinstance(report, DynasoarError):
@@ -197,6 +207,8 @@ class Usage:
                     for figures in report:
                         self._figures(host, figures)
                     self._still_ending(host, report)
+                    reported = {figures.id for figures in report}
+                    forget_unreported(self._registry, host, reported, live, self._prune_after)
                     taken.add(host)  # (recorded taken; the tallies are flushed, or kept)
                 self.flush()
         except failures as exc:  # the registry's: the figures wait for it

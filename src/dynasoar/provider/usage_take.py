@@ -1,13 +1,21 @@
 """Taking a deployment's figures for the bill (:mod:`.usage`): the increase of what its host
 reports over what was last taken, by this SP or another sharing the registry, recorded as
 taken in one compare and set, so that two SPs asking the host at the same moment cannot both
-take the same increase (the one that loses reads the figures again)."""
+take the same increase (the one that loses reads the figures again).
+
+What was taken of each deployment is kept (``deployment_usage``) for as long as its host can
+report it: a host keeps an ended deployment's final figures for a while (the last 1,024
+ended), and a row forgotten sooner would bill them again in full. A row goes once its host's
+report no longer names the deployment (the host forgot it: it can never report it again), the
+registry holds no deployment of that id, and it was last taken over ``PRUNE_AFTER`` ago (a
+row another SP wrote after the report was made is younger). So the table holds what runs and
+what ended lately, not every deployment ever made."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from dynasoar.consumer.host_client import DeploymentUsage
@@ -22,6 +30,10 @@ TAKE_TRIES = 5
 #: What a take of a deployment's figures gives: its owner, the increase (CPU s, memory GiB-s,
 #: image bytes) and consumer -> wall seconds of their messages there since the last take.
 Taken = tuple[str, float, float, int, dict[str, float]]
+
+#: Seconds since its figures were last taken before the row of a deployment its host no longer
+#: reports (and the registry no longer holds) is forgotten.
+PRUNE_AFTER = 3600.0
 
 #: What :func:`take` gives when other SPs took the figures first every time: its host is to
 #: be asked again at the next poll.
@@ -93,3 +105,25 @@ def take(
         TAKE_TRIES,
     )
     return LEFT
+
+
+def forget_unreported(
+    registry: Registry,
+    host: str,
+    reported: Collection[str],
+    live: Collection[str],
+    older_than: float = PRUNE_AFTER,
+) -> int:
+    """Forget what was taken of ``host``'s deployments that its report (``reported``: the ids
+    it names) and the registry (``live``) no longer hold, last taken over ``older_than`` s
+    ago; how many rows went."""
+    cutoff = (datetime.now(UTC) - timedelta(seconds=older_than)).isoformat()
+    rows = registry.query(
+        "SELECT id FROM deployment_usage WHERE host = ? AND updated < ?", (host, cutoff)
+    )
+    gone = [(str(r[0]),) for r in rows if str(r[0]) not in reported and str(r[0]) not in live]
+    if gone:
+        with registry.transaction() as db:
+            db.executemany("DELETE FROM deployment_usage WHERE id = ?", gone)
+        log.info("%d deployment(s) %s no longer reports left the usage ledger", len(gone), host)
+    return len(gone)
