@@ -12,14 +12,13 @@ status, Content-Type and body."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import urllib.parse
 from collections import deque
 from collections.abc import Callable
 
 import httptools
 
-from dynasoar.http import new_event_loop
+from dynasoar.bench.passthrough import listening, run_floor
 
 #: Request fields sent on unchanged (as the other floor, passthrough.py, does).
 FORWARDED = (b"content-type", b"soapaction")
@@ -172,21 +171,12 @@ async def _serve(upstream: str) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Downstream(pool), "127.0.0.1", 0)
     host, port = server.sockets[0].getsockname()[:2]
-    sys.stdout.write(f"listening on http://{host}:{port}/\n")
-    sys.stdout.flush()
+    listening(host, port)
     await asyncio.Event().wait()
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m dynasoar.bench.handrolled UPSTREAM_URL")
-    loop = new_event_loop()
-    try:
-        loop.run_until_complete(_serve(sys.argv[1]))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        loop.close()
+    run_floor("dynasoar.bench.handrolled", _serve)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 
 from dynasoar.http import (
     ConnectionPool,
@@ -37,21 +38,31 @@ async def _serve(upstream: str) -> None:
 
     server = HttpServer(handle)
     host, port = await server.start("127.0.0.1", 0)
-    sys.stdout.write(f"listening on http://{host}:{port}/\n")
-    sys.stdout.flush()
+    listening(host, port)
     await asyncio.Event().wait()
 
 
-def main() -> None:
+def run_floor(module: str, serve: Callable[[str], Awaitable[None]]) -> None:
+    """A floor's main: ``python -m MODULE UPSTREAM_URL`` serves until killed."""
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m dynasoar.bench.passthrough UPSTREAM_URL")
+        sys.exit(f"usage: python -m {module} UPSTREAM_URL")
     loop = new_event_loop()
     try:
-        loop.run_until_complete(_serve(sys.argv[1]))
+        loop.run_until_complete(serve(sys.argv[1]))
     except KeyboardInterrupt:
         pass
     finally:
         loop.close()
+
+
+def listening(host: str, port: int) -> None:
+    """Says where the floor listens (the bench reads this line), then serves on."""
+    sys.stdout.write(f"listening on http://{host}:{port}/\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    run_floor("dynasoar.bench.passthrough", _serve)
 
 
 if __name__ == "__main__":

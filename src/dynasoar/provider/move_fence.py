@@ -28,7 +28,7 @@ from dynasoar.consumer.host_client import HostClient
 from dynasoar.errors import Busy, DeploymentFailed, DynasoarError
 from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.gates import MoveGate
-from dynasoar.provider.move_recovery import RESUME_TIMEOUT, move_lock
+from dynasoar.provider.move_recovery import RESUME_TIMEOUT, move_lock, resume_or_lose
 from dynasoar.provider.move_watch import MOVER_CHECK, MoveWatch
 from dynasoar.provider.registry import DeploymentRecord, Registry
 from dynasoar.provider.registry_grid import MoveRecord
@@ -162,13 +162,6 @@ class MoveFence:
         a later move of it is under way)."""
         if restored is not None and self._registry.remove_deployment(restored.id) is not None:
             self._deployer.shipper.undeploy_later(restored.host, restored.id)
-        if not resume:
-            return
-        try:
-            await self._client.resume(old.host, old.id, timeout=RESUME_TIMEOUT)
-        except DynasoarError as exc:
-            self._deployer.lose(
-                old,
-                f"its move was settled by another SP and its host did not resume it: "
-                f"{exc.reason}",
-            )
+        if resume:
+            why = "its move was settled by another SP"
+            await resume_or_lose(self._client, self._deployer, old, why)

@@ -31,6 +31,20 @@ log = logging.getLogger(__name__)
 RESUME_TIMEOUT = 30.0
 
 
+async def resume_or_lose(
+    client: HostClient, deployer: Deployer, old: DeploymentRecord, why: str
+) -> bool:
+    """Resume a paused guest at its source (a Resume of a running guest does nothing); a
+    source that does not resume it makes the stateful service lost (False), ``why`` saying
+    how it came to be paused."""
+    try:
+        await client.resume(old.host, old.id, timeout=RESUME_TIMEOUT)
+    except DynasoarError as exc:
+        deployer.lose(old, f"{why} and its host did not resume it: {exc.reason}")
+        return False
+    return True
+
+
 def move_lock(deployment_id: str) -> str:
     """The lock held by whoever settles a move whose SP died."""
     return f"dynasoar:move:{deployment_id}"
@@ -116,14 +130,8 @@ class MoveRecovery:
     async def _resume(self, move: MoveRecord, old: DeploymentRecord) -> None:
         """The move did not happen: the guest runs on at its source (a Resume of a guest that
         was never paused does nothing), or the stateful service is lost."""
-        try:
-            await self._client.resume(old.host, old.id, timeout=RESUME_TIMEOUT)
-        except DynasoarError as exc:
-            self._deployer.lose(
-                old,
-                f"the SP moving it to {move.target} stopped mid-move and its host did not "
-                f"resume it: {exc.reason}",
-            )
+        why = f"the SP moving it to {move.target} stopped mid-move"
+        if not await resume_or_lose(self._client, self._deployer, old, why):
             return
         log.warning(
             "the SP moving %s to %s died before the switch: resumed at %s",
