@@ -1,20 +1,25 @@
 """Moves another SP makes, through a real shared PostgreSQL registry: this SP holds its messages
 for the moving deployment, says when its own are answered, and lets them go where the
-deployment went (or back to it, when it stayed) once the move ends; a move whose SP died is
-settled by exactly one of the others before any gate opens."""
+deployment went (or back to it, when it stayed) once the move ends; the mover waits for the
+messages of an SP whose registry session is momentarily gone, and passes over one gone for
+good only after the grace a mover has; a move whose SP died is settled by exactly one of the
+others before any gate opens."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 from moving_sps import NOWHERE, closed_gate, counter, published, record, sp
 
 from dynasoar.errors import Busy, HostLost
+from dynasoar.provider.move_watch import MOVER_GONE_CHECKS
 from dynasoar.provider.registry import Registry
 
 
@@ -220,3 +225,94 @@ def test_a_move_left_by_a_crash_is_settled_at_start_before_any_guest_is_resumed(
         assert "the move is complete" in caplog.text
     finally:
         restarted.close()
+
+
+
+class Looking(Registry):
+    """A registry that keeps which SPs each look at the others found alive (the mover's, for
+    the test to act between them)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.looks: list[set[str]] = []
+
+    def alive(self, instances: Sequence[str]) -> set[str]:
+        found = super().alive(instances)
+        self.looks.append(found)
+        return found
+
+
+def undrained_and_cut_off(pg_url: str) -> tuple[Looking, Registry, float]:
+    """A move begun while the other SP has a message at the deployment and its registry
+    session holding its instance lock has just ended (the registry restarted: it takes the
+    lock back at its next look). Returns the mover's registry, the other's and the move's
+    start."""
+    mover, other = Looking(pg_url), Registry(pg_url)
+    for registry in (mover, other):
+        registry.hold_instance()
+    mover.add_deployment(record("old", "http://hp1:1"))
+    move = mover.begin_move("old", "VmCounter", "http://hp2:1")
+    other.share_load([("old", 1, time.time())], time.time())  # not answered yet
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (f"dynasoar-sp {other.instance} locks",),
+        ).fetchall()
+    assert ended == [(True,)]
+    time.sleep(0.2)  # (the server frees the session's locks)
+    return mover, other, move.started
+
+
+async def looked(registry: Looking, times: int, task: asyncio.Task[None]) -> None:
+    """Until ``registry`` has looked ``times`` times at who is alive, or ``task`` is done."""
+    async with asyncio.timeout(30.0):
+        while len(registry.looks) < times and not task.done():
+            await asyncio.sleep(0.01)
+
+
+def test_a_mover_waits_for_an_sp_whose_lock_is_momentarily_gone_to_say_it_drained(
+    pg_url: str, tmp_path: Path
+) -> None:
+    mover, other, started = undrained_and_cut_off(pg_url)
+
+    async def scenario() -> None:
+        async with sp(mover, tmp_path) as mine:
+            waiting = asyncio.create_task(
+                mine.watch.wait_for_others("old", started, time.monotonic() + 60.0)
+            )
+            await looked(mover, MOVER_GONE_CHECKS - 1, waiting)
+            assert all(other.instance not in found for found in mover.looks)
+            assert not waiting.done()  # within its grace: its message may be at the guest
+            other.hold_instance()  # its next look: its lock taken back
+            assert not waiting.done()
+            other.share_load([("old", 0, time.time())], time.time())  # answered
+            await asyncio.wait_for(waiting, 10.0)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        mover.close()
+        other.close()
+
+
+def test_an_sp_gone_for_good_is_passed_over_after_the_grace_within_the_deadline(
+    pg_url: str, tmp_path: Path
+) -> None:
+    mover, other, started = undrained_and_cut_off(pg_url)
+
+    async def scenario() -> None:
+        async with sp(mover, tmp_path) as mine:
+            with pytest.raises(Busy):  # the move's deadline comes before the grace is over
+                await mine.watch.wait_for_others("old", started, time.monotonic() + 0.3)
+            mover.looks.clear()
+            await asyncio.wait_for(
+                mine.watch.wait_for_others("old", started, time.monotonic() + 60.0), 30.0
+            )
+            assert len(mover.looks) == MOVER_GONE_CHECKS
+            assert all(other.instance not in found for found in mover.looks)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        mover.close()
+        other.close()

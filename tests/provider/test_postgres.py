@@ -153,20 +153,28 @@ def test_a_server_away_fails_at_once_and_is_used_again_when_back() -> None:
 
 def test_each_sessions_name_says_which_sp_instance_it_is_and_its_job(pg_url: str) -> None:
     one, two = Registry(pg_url), Registry(pg_url)
-    try:
-        one.hold_instance()
-        two.hold_instance()
+    wanted = {
+        f"dynasoar-sp {registry.instance} {job}"
+        for registry in (one, two)
+        for job in ("queries", "locks", "listen")
+    }
+
+    def names() -> set[str]:
         with psycopg.connect(pg_url, autocommit=True) as admin:
-            names = {
-                str(r[0])
-                for r in admin.execute(
-                    "SELECT application_name FROM pg_stat_activity WHERE application_name "
-                    "LIKE 'dynasoar-sp %'"
-                ).fetchall()
-            }
+            rows = admin.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE application_name "
+                "LIKE 'dynasoar-sp %'"
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    try:
         for registry in (one, two):
-            for job in ("queries", "locks"):
-                assert f"dynasoar-sp {registry.instance} {job}" in names
+            registry.hold_instance()
+            registry.db.listen(lambda change: None)
+        deadline = time.monotonic() + 10.0
+        while not wanted <= names() and time.monotonic() < deadline:
+            time.sleep(0.05)  # (the listening thread connects by itself)
+        assert wanted <= names()
     finally:
         one.close()
         two.close()
