@@ -52,16 +52,16 @@ def test_a_dead_holders_locks_are_free_and_its_instance_is_not_alive(pg_url: str
             living.instance,
         }
         # Its session ends (as when its process is killed): the server frees what it held.
+        # (Its session is told apart from the other SP's by its name.)
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'dynasoar-sp locks' AND pid IN (SELECT pid FROM "
-                "pg_locks WHERE locktype = 'advisory')  AND pid <> pg_backend_pid()"
+                "WHERE application_name = %s",
+                (f"dynasoar-sp {dying.instance} locks",),
             )
         time.sleep(0.2)
-        # (the living one's locks went too: both sessions were terminated; it notices)
         assert not dying.db.holds("dynasoar:leader")
-        assert living.alive([dying.instance]) == set()
+        assert living.alive([dying.instance, living.instance]) == {living.instance}
         assert living.db.try_lock("dynasoar:leader")
     finally:
         dying.close()
@@ -149,3 +149,32 @@ def test_a_server_away_fails_at_once_and_is_used_again_when_back() -> None:
         registry.close()
     finally:
         server.destroy()
+
+
+def test_each_sessions_name_says_which_sp_instance_it_is_and_its_job(pg_url: str) -> None:
+    one, two = Registry(pg_url), Registry(pg_url)
+    wanted = {
+        f"dynasoar-sp {registry.instance} {job}"
+        for registry in (one, two)
+        for job in ("queries", "locks", "listen")
+    }
+
+    def names() -> set[str]:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            rows = admin.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE application_name "
+                "LIKE 'dynasoar-sp %'"
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    try:
+        for registry in (one, two):
+            registry.hold_instance()
+            registry.db.listen(lambda change: None)
+        deadline = time.monotonic() + 10.0
+        while not wanted <= names() and time.monotonic() < deadline:
+            time.sleep(0.05)  # (the listening thread connects by itself)
+        assert wanted <= names()
+    finally:
+        one.close()
+        two.close()

@@ -178,15 +178,16 @@ class SqliteDatabase(Database):
         return {n for n in names if n in self._locks}
 
 
-def open_database(where: str | Path) -> Database:
+def open_database(where: str | Path, instance: str = "") -> Database:
     """``postgresql://...`` (or ``postgres://``): a shared PostgreSQL database;
     ``sqlite:///PATH`` (read as a file: URL is, so ``sqlite:///var/x.sqlite`` names
-    ``/var/x.sqlite``) or a plain path: an SQLite file."""
+    ``/var/x.sqlite``) or a plain path: an SQLite file. ``instance``: the SP instance that
+    opens it (named in a shared database's sessions)."""
     text = str(where)
     if text.startswith(("postgresql://", "postgres://")):
         from dynasoar.provider.postgres import PostgresDatabase  # psycopg only when asked
 
-        return PostgresDatabase(text)
+        return PostgresDatabase(text, instance)
     if text.startswith("sqlite:///"):
         text = "/" + text[len("sqlite:///") :].lstrip("/")
     return SqliteDatabase(Path(text))

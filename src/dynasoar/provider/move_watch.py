@@ -5,7 +5,8 @@ The SP moving a deployment records the move (``moves``, announced to the others)
 closes its own gate. Each other SP then closes a gate of its own for the deployment, waits for
 the messages it already sent there to be answered, and says so in the registry (its row of
 ``deployment_load``, written at or after the move began); the moving SP pauses the guest only
-when every other live SP that relayed to it has said so (:meth:`MoveWatch.wait_for_others`).
+when every other SP that relayed to it has said so, or is gone (not alive for as long as a
+mover is given: :meth:`MoveWatch.wait_for_others`).
 When the move ends (its record deleted), each SP opens its gate onto what there is: the new
 deployment, the old one (the move failed and it runs on), or the fault of a lost one. A move
 whose SP died is settled by one of the others (:mod:`.move_recovery`: the guest restored on
@@ -164,14 +165,23 @@ class MoveWatch:
             )
 
     async def wait_for_others(self, deployment_id: str, since: float, deadline: float) -> None:
-        """Until every other live SP that relayed to the deployment has said that none of its
-        messages is at it (since ``since``, epoch s), or ``deadline`` (monotonic): dyn:Busy."""
+        """Until every other SP that relayed to the deployment has said that none of its
+        messages is at it (since ``since``, epoch s), or ``deadline`` (monotonic): dyn:Busy.
+        An SP that has not said so is passed over only once it is gone: seen not alive
+        MOVER_GONE_CHECKS looks in a row, MOVER_CHECK apart (the grace a mover has). A running
+        SP whose registry session was lost (the registry restarted) has no instance lock until
+        its next look takes it back; its messages may still be at the guest."""
         if not self._registry.shared:
             return
+        missing: dict[str, int] = {}  # the SPs not alive at the last looks: how many in a row
+        next_look = time.monotonic()
         while True:
-            waiting = self._registry.undrained(deployment_id, since)
-            if waiting:
-                waiting = sorted(self._registry.alive(waiting))
+            waiting = set(self._registry.undrained(deployment_id, since))
+            if waiting and time.monotonic() >= next_look:
+                alive = self._registry.alive(sorted(waiting))
+                missing = {i: 0 if i in alive else missing.get(i, 0) + 1 for i in waiting}
+                next_look = time.monotonic() + MOVER_CHECK
+            waiting = {i for i in waiting if missing.get(i, 0) < MOVER_GONE_CHECKS}
             if not waiting:
                 return
             if time.monotonic() >= deadline:

@@ -43,12 +43,15 @@ OPTIONS = (
 KEEPALIVES = dict(keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=2)
 
 
-def conninfo(url: str, name: str, **more: str | int) -> str:
-    """The connection string: the operator's URL with our bounds and name added."""
+def conninfo(url: str, name: str, instance: str = "", **more: str | int) -> str:
+    """The connection string: the operator's URL with our bounds and name added. The name
+    (``application_name``, in ``pg_stat_activity``) says which SP instance a session is
+    and which of its jobs, so that an operator can tell the SPs' sessions apart."""
+    who = f"{instance} {name}" if instance else name
     return make_conninfo(
         url,
         connect_timeout=CONNECT_TIMEOUT,
-        application_name=f"dynasoar-sp {name}",
+        application_name=f"dynasoar-sp {who}",
         **KEEPALIVES,
         **more,
     )
@@ -98,9 +101,10 @@ class _Session:
     """One connection, made on first use and again after it fails; not while the server
     is known to be unreachable (then at most every RETRY_SECONDS)."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, instance: str) -> None:
         self._url = url
         self._name = name
+        self._instance = instance
         self.conn: psycopg.Connection[Any] | None = None
         self._failed_at = 0.0
         self.lock = threading.RLock()
@@ -114,7 +118,7 @@ class _Session:
             raise unavailable(f"{self._name}: no connection", ConnectionError("retrying shortly"))
         try:
             self.conn = psycopg.connect(
-                conninfo(self._url, self._name, options=OPTIONS), autocommit=True
+                conninfo(self._url, self._name, self._instance, options=OPTIONS), autocommit=True
             )
         except LOST as exc:
             self._failed_at = time.monotonic()
@@ -152,10 +156,12 @@ class PostgresDatabase(Database):
     shared = True
     errors = (psycopg.Error,)
 
-    def __init__(self, url: str) -> None:
-        self._queries = _Session(url, "queries")
-        self._locks = _Session(url, "locks")
+    def __init__(self, url: str, instance: str = "") -> None:
+        """``instance``: the SP instance using it, in its sessions' names."""
+        self._queries = _Session(url, "queries", instance)
+        self._locks = _Session(url, "locks", instance)
         self._url = url
+        self._instance = instance
         #: Locks this process holds, and the locks connection's generation they were taken on.
         self._held: dict[str, int] = {}
         self._listening: threading.Thread | None = None
@@ -328,9 +334,10 @@ class PostgresDatabase(Database):
 
     def _listen(self, on_change: Callable[[Change | None], None]) -> None:
         first = True
+        info = conninfo(self._url, "listen", self._instance)
         while not self._closing.is_set():
             try:
-                with psycopg.connect(conninfo(self._url, "listen"), autocommit=True) as conn:
+                with psycopg.connect(info, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     if not first:
                         on_change(None)  # what was said while we were not listening

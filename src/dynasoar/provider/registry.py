@@ -60,11 +60,11 @@ log = logging.getLogger(__name__)
 
 class Registry(GridTables):
     def __init__(self, where: Path | str | Database) -> None:
-        self.db = where if isinstance(where, Database) else open_database(where)
-        #: Several SPs share this registry (their memory follows each other's changes).
-        self.shared = self.db.shared
         #: This SP process (a new one each start): who is making a "deploying" deployment.
         self.instance = f"sp-{uuid.uuid4().hex[:16]}"
+        self.db = where if isinstance(where, Database) else open_database(where, self.instance)
+        #: Several SPs share this registry (their memory follows each other's changes).
+        self.shared = self.db.shared
         self.db.script(SCHEMA)
         self._migrate()
         self.db.script(INDEXES)
