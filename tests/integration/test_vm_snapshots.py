@@ -114,6 +114,26 @@ def test_a_cold_deploy_after_the_first_restores_the_snapshot(make_cluster: MakeC
     }
 
 
+def test_an_sp_on_a_shared_registry_keeps_the_snapshot(
+    make_cluster: MakeCluster, request: pytest.FixtureRequest
+) -> None:
+    # The snapshot's record goes to the registry the SPs share (PostgreSQL): its SQL must be
+    # both databases'.
+    pg_url = request.getfixturevalue("pg_url")
+    cluster = make_cluster(sp_args=["--registry", pg_url], hps=[LIBVIRT])
+    hp = cluster.hps[0].url
+    cluster.client.publish(FULL)
+    first = call(cluster.service_url("VmEcho") + "?wsdl", "Echo", ["text=booted"])
+    assert first.headers["x-dynasoar-cold"] == "1"
+    snapshot = wait_for_snapshot(hp)
+    wait_for(
+        lambda: cluster.client.call("ListServices")[0].snapshot == snapshot.sha256,
+        timeout=60,
+        what="the SP to fetch the snapshot and record it in the shared registry",
+    )
+    assert "Task exception was never retrieved" not in cluster.sp.log()
+
+
 def test_a_stateful_guest_restores_as_it_was_before_any_message(
     make_cluster: MakeCluster,
 ) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from dynasoar.consumer.host_client import HostClient
 from dynasoar.errors import DynasoarError
 from dynasoar.images import ImageCache
+from dynasoar.provider.records import upsert
 from dynasoar.provider.registry import Registry, ServiceRecord
 from dynasoar.snapshots import Snapshot, package_key
 
@@ -128,8 +129,7 @@ class SnapshotLibrary:
                 return
             with self._registry.transaction() as db:
                 db.execute(
-                    "INSERT OR REPLACE INTO snapshots (key, digest, service, version, "
-                    "descriptor, source) VALUES (?,?,?,?,?,?)",
+                    upsert("snapshots", "key, digest, service, version, descriptor, source", "key"),
                     (key_of(service), got.digest, got.service, got.version, got.canonical(), host),
                 )
             log.info(
