@@ -47,10 +47,13 @@ class CutOffMover(Mover):
         return cast(Snapshot, None)  # (read by _restore only, which this test's does not)
 
     async def _restore(
-        self, record: DeploymentRecord, service: ServiceRecord, state: Snapshot, target: str
+        self,
+        record: DeploymentRecord,
+        service: ServiceRecord,
+        state: Snapshot,
+        target: str,
+        move: MoveRecord,
     ) -> tuple[DeploymentRecord, int]:
-        move = self._registry.move_of(record.id)
-        assert move is not None
         await self.meanwhile(move)
         if self.restore_fails:
             raise DeploymentFailed("the target could not restore the guest")

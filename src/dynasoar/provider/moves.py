@@ -186,7 +186,7 @@ class Mover:
             gate.open(record)  # nothing was saved: it runs on, untouched
             raise _not_moved(record, target, exc) from exc
         try:
-            return await self._restore(record, service, state, target)
+            return await self._restore(record, service, state, target, move)
         except BaseException as exc:
             if not self._fence.ours(move):  # settled by another SP: it is not resumed here
                 raise _MoveLost(await self._fence.lost(record, move, gate, None)) from exc
@@ -215,8 +215,11 @@ class Mover:
         service: ServiceRecord,
         state: Snapshot,
         target: str,
+        move: MoveRecord,
     ) -> tuple[DeploymentRecord, int]:
-        """The saved state's parts the target lacks, fetched from the source and shipped."""
+        """The saved state's parts the target lacks, fetched from the source and shipped; the
+        copy restored there is recorded ready only if the move is still this SP's (one that
+        another SP settled meanwhile may have resumed the guest at its source)."""
         held, _ = await self._client.query_cache(
             target, [p.sha256 for p in state.parts], timeout=30.0
         )
@@ -227,7 +230,10 @@ class Mover:
             )
             shipped = sum(path.stat().st_size for path in paths.values())
             new = await self._deployer.shipper.ship(
-                target, service, state=ShippedSnapshot(state, paths, required=True)
+                target,
+                service,
+                state=ShippedSnapshot(state, paths, required=True),
+                admit=lambda: self._fence.ours(move),
             )
         finally:
             shutil.rmtree(spool, ignore_errors=True)

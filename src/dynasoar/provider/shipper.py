@@ -88,8 +88,12 @@ class Shipper:
         service: ServiceRecord,
         consumer: str | None = None,
         state: ShippedSnapshot | None = None,
+        admit: Callable[[], bool] | None = None,
     ) -> DeploymentRecord:
-        """``state``: a moving guest's saved state, restored there (or the ship fails)."""
+        """``state``: a moving guest's saved state, restored there (or the ship fails).
+        ``admit``, asked once the deployment answers and before it is recorded ready (when
+        every SP may send it messages): False undeploys it and fails the ship (a move that
+        is no longer its mover's must not have its copy serve beside the guest kept)."""
         started = time.monotonic()
         record = DeploymentRecord(
             id=uuid.uuid4().hex,
@@ -122,6 +126,13 @@ class Shipper:
             raise
         finally:
             self.in_progress.discard(record.id)
+        if admit is not None and not admit():
+            self._registry.remove_deployment(record.id)
+            self.undeploy_later(host, record.id)
+            raise DeploymentFailed(
+                f"{service.name} was deployed on {host} and undeployed again: what it was "
+                "deployed for no longer holds"
+            )
         ready = replace(record, endpoint=endpoint, state="ready", changed=now())
         self._registry.add_deployment(ready)
         self.on_count(host, 1)
