@@ -19,6 +19,7 @@ from typing import Any
 
 from dynasoar.bench.cluster import BenchCluster
 from dynasoar.bench.vm import BUILD, start_libvirt, vm_available
+from dynasoar.consumer import direct
 from dynasoar.consumer.call import call
 
 LIBVIRT = ["--backend", "libvirt"]
@@ -99,7 +100,8 @@ def shipped_snapshot(work: Path) -> None:
         _wait_for_snapshot(cluster, learnt=True)
         booted = _timed(lambda: _deploy(cluster, "VmEchoBoot", fresh_boot))
         restored = _timed(lambda: _deploy(cluster, "VmEcho", fresh_restore))
-        sent = {h.address: h.cache.received for h in cluster.client.call("ListHosts")}
+        # Asked of the hosts: the SP's list says it only once each is heard from again.
+        sent = {hp: _received(hp) for hp in (fresh_boot, fresh_restore)}
     finally:
         cluster.stop()
     print(
@@ -110,6 +112,12 @@ def shipped_snapshot(work: Path) -> None:
         f"    snapshot + images shipped, restored   {restored:6.2f} s   "
         f"({sent[fresh_restore] / (1 << 20):.0f} MiB shipped)   {restored / booted:.2f}x"
     )
+
+
+def _received(host: str) -> int:
+    """Image and snapshot bytes ``host`` has taken in since it started, as it says."""
+    cache = direct.status(host).cache
+    return cache.received if cache is not None else 0
 
 
 def _caller(cluster: BenchCluster, name: str) -> Callable[[], object]:
@@ -124,17 +132,21 @@ def _deploy(cluster: BenchCluster, name: str, host: str) -> None:
 
 
 def _wait_for_snapshot(cluster: BenchCluster, learnt: bool = False, timeout: float = 120) -> None:
-    """Until the host keeps its snapshot (``learnt``: until the SP has fetched it too)."""
+    """Until the host keeps its snapshot, asked of the host (``learnt``: until the SP has
+    fetched it too). The SP's list of hosts says it only once the host is heard from again,
+    and the bench's hosts, registered by hand, do not beat."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if learnt:
             services = cluster.client.call("ListServices") or []
             if any(s.name == "VmEcho" and s.snapshot for s in services):
                 return
-        else:
-            hosts = cluster.client.call("ListHosts") or []
-            if any(h.snapshots is not None and h.snapshots.held for h in hosts):
-                return
+        elif any(
+            s.service == "VmEcho" and s.kind == "image"
+            for hp in cluster.hps
+            for s in direct.snapshots(hp.url)
+        ):
+            return
         time.sleep(0.2)
     raise TimeoutError("no snapshot of vm-echo was kept")
 

@@ -1,5 +1,6 @@
 """The consumer as its own Service Provider: ship a package from disk straight to a Host
-Provider and get the endpoint back (``dynasoar deploy PACKAGE --hp URL``), or undeploy it."""
+Provider and get the endpoint back (``dynasoar deploy PACKAGE --hp URL``), undeploy it, or ask
+the host how it is and which VM snapshots it keeps."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from dynasoar.consumer.host_client import HostClient, PackageShipment, ShippedImage, normalize
+from dynasoar.consumer.host_client import (
+    HostClient,
+    HostStatus,
+    PackageShipment,
+    ShippedImage,
+    normalize,
+)
 from dynasoar.consumer.publish import prepare
 from dynasoar.http import ConnectionPool
 from dynasoar.images import sha256_file
+from dynasoar.snapshots import Snapshot
 from dynasoar.soap.client import SoapClient
 from dynasoar.tls import client_context
 
@@ -67,6 +75,25 @@ def undeploy(deployment_id: str, host: str, timeout: float = 60.0) -> bool:
         return await client.undeploy(normalize(host), deployment_id, timeout)
 
     return asyncio.run(_with_client(stop))
+
+
+def status(host: str, timeout: float = 30.0) -> HostStatus:
+    """What ``host`` says of itself now (Status: capacity, load, cache, snapshots)."""
+
+    async def ask(client: HostClient) -> HostStatus:
+        return await client.status(normalize(host), timeout)
+
+    return asyncio.run(_with_client(ask))
+
+
+def snapshots(host: str, timeout: float = 30.0) -> list[Snapshot]:
+    """The VM snapshots ``host`` keeps (asked of the host itself: QueryImages)."""
+
+    async def ask(client: HostClient) -> list[Snapshot]:
+        _, kept = await client.query_cache(normalize(host), [], timeout)
+        return kept
+
+    return asyncio.run(_with_client(ask))
 
 
 async def _with_client(work: Callable[[HostClient], Awaitable[T]]) -> T:
