@@ -22,14 +22,8 @@ from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from dynasoar import ns
 from dynasoar.errors import MalformedMessage, PayloadTooLarge
-from dynasoar.soap.mtom import (
-    Attachment,
-    MtomLimits,
-    MtomMessage,
-    MtomReader,
-    read_mtom,
-    read_mtom_sync,
-)
+from dynasoar.soap.mtom import Attachment, MtomLimits, MtomMessage, MtomReader
+from dynasoar.soap.mtom_feed import read_mtom, read_mtom_sync
 from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
 from dynasoar.soap.xop import find_xop_includes, verify_digest, xop_include
 
@@ -695,7 +689,7 @@ def test_other_stacks(
 _BIG_ROUND_TRIP = r"""
 import asyncio, json, sys
 from pathlib import Path
-from dynasoar.soap.mtom import read_mtom, read_mtom_sync
+from dynasoar.soap.mtom_feed import read_mtom, read_mtom_sync
 from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
 
 def peak_kib():

@@ -45,7 +45,7 @@ from dynasoar.errors import (
 from dynasoar.soap import addressing
 from dynasoar.soap.envelope import SoapVersion, parse_envelope, serialize
 from dynasoar.soap.faults import fault_reply, read_fault
-from dynasoar.soap.mtom import read_mtom_sync
+from dynasoar.soap.mtom_feed import read_mtom_sync
 from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
 from dynasoar.soap.security import Credentials, ReplayCache, TrustStore, sign
 from dynasoar.soap.wsse import DS, ID, WSU, X509V3, xsd_time

@@ -29,7 +29,7 @@ from dynasoar.paths import HOST_PORT, PROVIDER_PORT
 from dynasoar.soap import addressing
 from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion, build_envelope, parse_envelope, serialize
-from dynasoar.soap.mtom import read_mtom
+from dynasoar.soap.mtom_feed import read_mtom
 from dynasoar.soap.security import Credentials, Policy, TrustStore, sign
 
 _H = f"{{{ns.DYN_HP}}}"

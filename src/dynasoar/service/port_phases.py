@@ -21,7 +21,8 @@ from dynasoar.soap import addressing, replies
 from dynasoar.soap.addressing_rules import EndpointRules, check_request, soap_action_of
 from dynasoar.soap.envelope import Envelope, SoapVersion, not_understood, parse_envelope, serialize
 from dynasoar.soap.mime import parse_content_type
-from dynasoar.soap.mtom import Attachment, MtomLimits, MtomMessage, read_mtom
+from dynasoar.soap.mtom import Attachment, MtomLimits, MtomMessage
+from dynasoar.soap.mtom_feed import read_mtom
 from dynasoar.soap.security import Policy
 from dynasoar.wsdl import Operation, ServiceContract
 

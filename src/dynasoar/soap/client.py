@@ -17,7 +17,8 @@ from dynasoar.http import ConnectionPool
 from dynasoar.soap import addressing
 from dynasoar.soap.envelope import SoapVersion, build_envelope, parse_envelope, serialize
 from dynasoar.soap.faults import read_fault
-from dynasoar.soap.mtom import Attachment, MtomLimits, read_mtom
+from dynasoar.soap.mtom import Attachment, MtomLimits
+from dynasoar.soap.mtom_feed import read_mtom
 from dynasoar.soap.mtom_writer import MtomWriter, OutgoingAttachment
 from dynasoar.soap.security import Policy, sign
 

@@ -4,26 +4,24 @@ W3C SOAP MTOM + XOP 1.0 over multipart/related (RFC 2387, RFC 2046). The reader 
 part (the envelope) in memory and spools every other part to its own file, hashing it on the
 way; the writer (:mod:`dynasoar.soap.mtom_writer`) streams files piecewise with a Content-Length
 known up front. Neither holds a payload in memory, so VM images of several GiB cost a few MiB
-of RSS. The xop:Include helpers are in :mod:`dynasoar.soap.xop`.
+of RSS. Feeding a reader from a stream (async, on a worker thread) is
+:mod:`dynasoar.soap.mtom_feed`'s; the xop:Include helpers are in :mod:`dynasoar.soap.xop`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from dynasoar.errors import MalformedMessage, PayloadTooLarge
-from dynasoar.soap.futures import abandon
 from dynasoar.soap.mime import (
     header_value,
     parse_content_type,
@@ -411,94 +409,3 @@ class MtomReader:
             self._root.data = bytearray()
         self._root = None
         self._buf = b""
-
-
-class _ThreadFeeder:
-    """Feeds an MtomReader from async code: big bodies in ~1 MiB batches on a worker thread.
-
-    One batch is parsed (hashed, written) in a thread while the event loop collects the next,
-    so disk writes never block the loop and memory stays at two batches. Chunks are handed
-    over as they came, not joined: a join would copy every byte on the loop thread. A body
-    smaller than one batch is parsed inline: a thread hop would cost more than the parse.
-    """
-
-    def __init__(self, reader: MtomReader, batch_bytes: int) -> None:
-        self._reader = reader
-        self._batch_bytes = batch_bytes
-        self._batch: list[bytes] = []
-        self._size = 0
-        self._pending: asyncio.Future[None] | None = None
-
-    async def add(self, chunk: bytes) -> None:
-        self._batch.append(chunk)
-        self._size += len(chunk)
-        if self._size >= self._batch_bytes:
-            await self._wait_pending()
-            self._pending = asyncio.ensure_future(asyncio.to_thread(self._feed, self._take()))
-
-    async def flush(self) -> None:
-        threaded = self._pending is not None
-        await self._wait_pending()
-        if self._size:
-            if threaded:
-                await asyncio.to_thread(self._feed, self._take())
-            else:
-                self._feed(self._take())
-
-    def cancel(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            abandon(pending)
-
-    async def _wait_pending(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await pending
-
-    def _take(self) -> list[bytes]:
-        batch = self._batch
-        self._batch, self._size = [], 0
-        return batch
-
-    def _feed(self, batch: list[bytes]) -> None:
-        for chunk in batch:
-            self._reader.feed(chunk)
-
-
-async def read_mtom(
-    chunks: AsyncIterable[bytes],
-    content_type: str,
-    spool_dir: Path,
-    limits: MtomLimits | None = None,
-    *,
-    batch_bytes: int = 1 * MiB,
-) -> MtomMessage:
-    """Read a whole MTOM body from an async byte stream (an HTTP request body)."""
-    reader = MtomReader(content_type, spool_dir, limits)
-    feeder = _ThreadFeeder(reader, batch_bytes)
-    try:
-        async for chunk in chunks:
-            await feeder.add(chunk)
-        await feeder.flush()
-        return reader.finish()
-    except BaseException:
-        feeder.cancel()
-        reader.abort()  # waits for a feed still running in the worker thread
-        raise
-
-
-def read_mtom_sync(
-    chunks: Iterable[bytes],
-    content_type: str,
-    spool_dir: Path,
-    limits: MtomLimits | None = None,
-) -> MtomMessage:
-    """Read a whole MTOM body from a blocking byte stream."""
-    reader = MtomReader(content_type, spool_dir, limits)
-    try:
-        for chunk in chunks:
-            reader.feed(chunk)
-        return reader.finish()
-    except BaseException:
-        reader.abort()
-        raise
