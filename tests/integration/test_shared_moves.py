@@ -79,9 +79,14 @@ PAUSED = "to move it: paused"
 SETTLED = ("died before the switch: resumed at", "the move is complete")
 
 
-def test_a_move_whose_sp_dies_once_the_guest_is_paused_leaves_it_answering(grid: Grid) -> None:
+def moving_under_load(
+    grid: Grid, output: int
+) -> tuple[Actor, Actor, Load, subprocess.Popen[str]]:
+    """Two SPs (A, B) on the grid's registry and two libvirt hosts; vm-counter at 3, called by
+    8 clients through B, and moved through A (``dynasoar move``, its output to ``output``)
+    until the source host has paused the guest: (A, B, the clients, the move's process)."""
     # No reconciliation during the test (it too resumes a guest left paused, tens of seconds
-    # later): what answers the calls after the kill is the settling of the dead SP's move.
+    # later): what answers the calls after the fault is the settling of A's move.
     quiet = ["--reconcile-interval", "3600", "--call-timeout", "30"]
     a = grid.start_sp(*quiet)
     b = grid.start_sp(*quiet)
@@ -101,11 +106,23 @@ def test_a_move_whose_sp_dies_once_the_guest_is_paused_leaves_it_answering(grid:
     wait_for(lambda: load.count() >= 16, timeout=60, what="the clients of the other SP")
     move = subprocess.Popen(
         [sys.executable, "-m", "dynasoar", "move", "VmCounter", "--to", target, "--sp", a.url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        text=True,
     )
     try:
         wait_for(lambda: PAUSED in source_hp.log(), timeout=120, what="the guest paused")
+    except BaseException:
+        move.kill()
+        move.communicate()
+        load.stop()
+        raise
+    return a, b, load, move
+
+
+def test_a_move_whose_sp_dies_once_the_guest_is_paused_leaves_it_answering(grid: Grid) -> None:
+    a, b, load, move = moving_under_load(grid, subprocess.DEVNULL)
+    try:
         a.kill()  # SIGKILL: the move stops wherever it was once the guest was paused
     finally:
         try:
@@ -162,31 +179,8 @@ def running_domains(grid: Grid) -> set[str]:
 def test_a_mover_stalled_once_the_guest_is_paused_keeps_what_the_other_sp_settled(
     grid: Grid,
 ) -> None:
-    quiet = ["--reconcile-interval", "3600", "--call-timeout", "30"]
-    a = grid.start_sp(*quiet)
-    b = grid.start_sp(*quiet)
-    grid.add_hp(a, LIBVIRT)
-    grid.add_hp(a, LIBVIRT)
-    wait_for(lambda: len(hosts_up(b)) == 2, what="both hosts, seen by both SPs")
-    ProviderClient(a.url).publish(COUNTER)
-    wait_advertised(b.url, "VmCounter")
-    for n in (1, 2, 3):
-        reply = call(f"{a.url}/services/VmCounter?wsdl", "Increment", [])
-        assert reply.value == n
-    source = reply.headers["x-dynasoar-host"]
-    (source_hp,) = [hp for hp in grid.hps if hp.url == source]
-    (target,) = [hp.url for hp in grid.hps if hp.url != source]
-
-    load = Load(b.url, echo=0, counter=8, counter_name="VmCounter").start()
-    wait_for(lambda: load.count() >= 16, timeout=60, what="the clients of the other SP")
-    move = subprocess.Popen(
-        [sys.executable, "-m", "dynasoar", "move", "VmCounter", "--to", target, "--sp", a.url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    a, b, load, move = moving_under_load(grid, subprocess.PIPE)
     try:
-        wait_for(lambda: PAUSED in source_hp.log(), timeout=120, what="the guest paused")
         stall(a, grid.registry)
         try:
             wait_for(
