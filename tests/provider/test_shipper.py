@@ -5,19 +5,17 @@ is undeployed again and never recorded ready, so that no SP sends it a message."
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from echo_package import echo_upload
 
 from dynasoar.consumer.host_client import HostClient
-from dynasoar.consumer.publish import prepare
 from dynasoar.errors import DeploymentFailed
 from dynasoar.http import ConnectionPool
 from dynasoar.images import ImageCache, sha256_file
-from dynasoar.paths import samples_dir
 from dynasoar.procs import start_actor
 from dynasoar.provider.registry import Registry, ServiceRecord
 from dynasoar.provider.shipper import Shipper
@@ -25,9 +23,7 @@ from dynasoar.soap.client import SoapClient
 
 
 def _echo(scratch: Path) -> ServiceRecord:
-    package = scratch / "echo"
-    shutil.copytree(samples_dir() / "echo", package, ignore=shutil.ignore_patterns("__pycache__"))
-    upload = prepare(package, scratch / "upload")
+    upload = echo_upload(scratch)
     assert upload.manifest is not None
     return ServiceRecord(
         upload.manifest.name,

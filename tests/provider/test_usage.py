@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from echo_package import echo_upload
 
 from dynasoar.consumer.host_client import DeploymentUsage, HostClient, PackageShipment
-from dynasoar.consumer.publish import prepare
 from dynasoar.http import ConnectionPool
 from dynasoar.images import sha256_file
-from dynasoar.paths import samples_dir
 from dynasoar.pgserver import PostgresServer
 from dynasoar.procs import start_actor
 from dynasoar.provider.postgres import RETRY_SECONDS
@@ -191,9 +189,7 @@ def test_the_cpu_is_shared_by_the_messages_every_sp_relayed(pg_url: str) -> None
 
 async def _deploy_echo(client: HostClient, hp: str, scratch: Path, deployment_id: str) -> None:
     """The sample Echo deployed on ``hp`` directly, under ``deployment_id``."""
-    package = scratch / "echo"
-    shutil.copytree(samples_dir() / "echo", package, ignore=shutil.ignore_patterns("__pycache__"))
-    upload = prepare(package, scratch / "upload")
+    upload = echo_upload(scratch)
     assert upload.manifest is not None
     shipment = PackageShipment(
         service=upload.manifest.name,
