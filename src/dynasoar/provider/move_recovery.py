@@ -33,16 +33,16 @@ RESUME_TIMEOUT = 30.0
 
 async def resume_or_lose(
     client: HostClient, deployer: Deployer, old: DeploymentRecord, why: str
-) -> bool:
+) -> str | None:
     """Resume a paused guest at its source (a Resume of a running guest does nothing); a
-    source that does not resume it makes the stateful service lost (False), ``why`` saying
-    how it came to be paused."""
+    source that does not resume it makes the stateful service lost, ``why`` saying how it
+    came to be paused, and what the host said is returned (None: resumed)."""
     try:
         await client.resume(old.host, old.id, timeout=RESUME_TIMEOUT)
     except DynasoarError as exc:
         deployer.lose(old, f"{why} and its host did not resume it: {exc.reason}")
-        return False
-    return True
+        return exc.reason
+    return None
 
 
 def move_lock(deployment_id: str) -> str:
@@ -131,7 +131,7 @@ class MoveRecovery:
         """The move did not happen: the guest runs on at its source (a Resume of a guest that
         was never paused does nothing), or the stateful service is lost."""
         why = f"the SP moving it to {move.target} stopped mid-move"
-        if not await resume_or_lose(self._client, self._deployer, old, why):
+        if await resume_or_lose(self._client, self._deployer, old, why) is not None:
             return
         log.warning(
             "the SP moving %s to %s died before the switch: resumed at %s",

@@ -43,6 +43,7 @@ from dynasoar.provider.deployer import Deployer
 from dynasoar.provider.gates import MoveGate
 from dynasoar.provider.hosts import HostDirectory
 from dynasoar.provider.move_fence import MoveFence
+from dynasoar.provider.move_recovery import resume_or_lose
 from dynasoar.provider.move_watch import MoveWatch
 from dynasoar.provider.registry import DeploymentRecord, Registry, ServiceRecord
 from dynasoar.provider.registry_grid import MoveRecord
@@ -245,15 +246,13 @@ class Mover:
         """The move failed after the guest was saved: it runs on at its source, or (its
         source gone too) it is lost, and that is returned; the gate opens onto what there is."""
         reason = why.reason if isinstance(why, DynasoarError) else repr(why)
-        try:
-            await self._client.resume(record.host, record.id, timeout=30.0)
-        except DynasoarError as exc:
-            self._deployer.lose(
-                record, f"its move failed ({reason}) and its host did not resume it: {exc.reason}"
-            )
+        refused = await resume_or_lose(
+            self._client, self._deployer, record, f"its move failed ({reason})"
+        )
+        if refused is not None:
             lost = HostLost(
                 f"{record.service} was lost while it moved: the move failed ({reason}) and its "
-                f"host {record.host} did not resume it ({exc.reason}). Deploy it again "
+                f"host {record.host} did not resume it ({refused}). Deploy it again "
                 f"explicitly (dynasoar deploy {record.service}) to start afresh"
             )
             gate.open(error=lost)
