@@ -40,11 +40,6 @@ RSS_SETTLE = 0.05
 BASELINE_SAMPLES = 4
 #: How long a case's after-effects (a spool file, a cut connection) may take to clear.
 SETTLE_SECONDS = 5.0
-#: glibc's malloc raises its mmap threshold to the largest block freed so far, after which
-#: big transient buffers (a 5 MiB MTOM root, a 12 MiB body) come from the heap and its high
-#: water stays in RSS for good. A fixed threshold (which turns that off) and two arenas make
-#: RSS follow live memory, so that what grows is a leak, not the allocator's policy.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024), "MALLOC_ARENA_MAX": "2"}
 #: The slow-loris runs in the background from start-up; the SP's head timeout is 10 s.
 SLOWLORIS_DEADLINE = 30.0
 
@@ -295,9 +290,6 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
     """SP + HP signed as ``make demo`` runs them, echo published and deployed once."""
     work = tmp_path_factory.mktemp("hostile")
     signing = _keys(work)  # sp, hp1, hp2 key pairs; trusted-by-sp / trusted-by-hosts
-    monkeypatch = pytest.MonkeyPatch()
-    for name, value in MALLOC_ENV.items():
-        monkeypatch.setenv(name, value)  # inherited by the actors started below
     sp = start_actor(
         "sp", ["--port", "0", "--data", str(work / "sp"), *signing["sp"]], work / "sp.log"
     )
@@ -305,7 +297,6 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
     hostile = None
     try:
         cluster.add_hp(capacity=4, args=signing["hp1"])
-        monkeypatch.undo()
         cluster.client.publish(samples_dir() / "echo")
         reply = post(cluster.service_url("Echo"), envelope(echo_body()), soap_action=ECHO_ACTION)
         assert reply.status == 200 and reply.headers["x-dynasoar-cold"] == "1", reply.body[:500]
@@ -329,7 +320,6 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         hostile.alive()
         yield hostile
     finally:
-        monkeypatch.undo()
         if hostile is not None:
             for loris in hostile.slowloris.values():
                 loris.stop()

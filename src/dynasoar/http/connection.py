@@ -10,6 +10,7 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from dynasoar.errors import MalformedMessage, PayloadTooLarge, TransportError
+from dynasoar.http.memory import give_back_after
 from dynasoar.http.request_parser import Exchange, RequestParser
 from dynasoar.http.server import Request, Response
 from dynasoar.http.timer import DRAIN, HEAD, IDLE, LINGER, OFF, LazyTimer
@@ -175,6 +176,7 @@ class ServerConnection(asyncio.Protocol):
                 keep = await self._serve(exchange)
                 if queue and queue[0] is exchange:  # closing empties the queue
                     queue.popleft()
+                give_back_after(self._loop, exchange.request, self._limits)
                 if not keep or self._closed:
                     request = exchange.request
                     self._close(linger=request is None or not request.body.complete)

@@ -43,6 +43,9 @@ class ServerLimits:
     #: which it is read again.
     high_water: int = HIGH_WATER
     low_water: int = LOW_WATER
+    #: After a request whose body was at least this big, free heap pages go back to the
+    #: system (see :mod:`dynasoar.http.memory`); None: never.
+    give_back_after: int | None = 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 0 <= self.low_water <= self.high_water:
