@@ -14,6 +14,7 @@ import asyncio
 import functools
 import heapq
 import random
+import shutil
 import tempfile
 import time
 import uuid
@@ -85,7 +86,8 @@ class Fleet:
         self._pool = ConnectionPool(max_idle_per_origin=concurrency)
         self._client = SoapClient(self._pool, security=Policy(credentials=credentials))
         self._slots = asyncio.Semaphore(concurrency)
-        self._spool = Path(tempfile.mkdtemp(prefix="dynasoar-fleet-"))
+        #: Where Deploy's attachments are spooled while read (removed by close).
+        self.spool = Path(tempfile.mkdtemp(prefix="dynasoar-fleet-"))
         self._due: list[tuple[float, int]] = []
         self.base = ""
         self._beating: asyncio.Task[None] | None = None
@@ -101,6 +103,7 @@ class Fleet:
             await asyncio.gather(self._beating, return_exceptions=True)
         await self._server.close(grace=1.0)
         await self._pool.close()
+        shutil.rmtree(self.spool, ignore_errors=True)
 
     # -- heartbeats ------------------------------------------------------------------------
 
@@ -192,7 +195,7 @@ class Fleet:
     async def _port(self, host: SimHost, request: Request) -> Response:
         content_type = request.headers.get("content-type") or ""
         if content_type.startswith("multipart/related"):
-            with await read_mtom(request.body, content_type, self._spool) as message:
+            with await read_mtom(request.body, content_type, self.spool) as message:
                 data = message.root  # the package and images are read, and dropped
         else:
             data = await request.body.read_all(MAX_MESSAGE)
