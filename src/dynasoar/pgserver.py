@@ -67,7 +67,7 @@ class PostgresServer:
 
     @classmethod
     def create(cls, parent: Path | None = None) -> PostgresServer:
-        """A new cluster (initdb), not yet started."""
+        """A new cluster (initdb), started, with its database made."""
         programs = bindir()
         directory = Path(tempfile.mkdtemp(prefix="dynasoar-pg-", dir=parent))
         user = SERVER_USER if os.geteuid() == 0 else None
@@ -76,34 +76,46 @@ class PostgresServer:
             os.chown(directory, entry.pw_uid, entry.pw_gid)
             directory.chmod(0o700)
         server = cls(directory, _free_port(), user)
-        server._run(
-            [
-                str(programs / "initdb"),
-                "-D",
-                str(server.data),
-                "-U",
-                "dynasoar",
-                "--auth=trust",  # loopback only, in a directory nobody else can read
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ]
-        )
-        conf = server.data / "postgresql.conf"
-        with conf.open("a") as f:
-            f.write(
-                "\nlisten_addresses = '127.0.0.1'\n"
-                f"port = {server.port}\n"
-                f"unix_socket_directories = '{directory}'\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                "max_connections = 200\n"
+        try:
+            server._run(
+                [
+                    str(programs / "initdb"),
+                    "-D",
+                    str(server.data),
+                    "-U",
+                    "dynasoar",
+                    "--auth=trust",  # loopback only, in a directory nobody else can read
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ]
             )
-        server.start()
-        server._run(
-            [str(programs / "createdb"), "-h", "127.0.0.1", "-p",
-             str(server.port), "-U", "dynasoar", server.database]
-        )
+            conf = server.data / "postgresql.conf"
+            with conf.open("a") as f:
+                f.write(
+                    "\nlisten_addresses = '127.0.0.1'\n"
+                    f"port = {server.port}\n"
+                    f"unix_socket_directories = '{directory}'\n"
+                    "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                    "max_connections = 200\n"
+                )
+            server.start()
+            server._run(
+                [
+                    str(programs / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(server.port),
+                    "-U",
+                    "dynasoar",
+                    server.database,
+                ]
+            )
+        except BaseException:
+            server.destroy()  # a half-made cluster leaves no server and no directory behind
+            raise
         return server
 
     def _run(self, argv: list[str], timeout: float = 60.0) -> None:
