@@ -104,7 +104,7 @@ def test_a_vm_service_published_on_one_sp_is_deployed_by_another(
     # registry's secret (its time right) is refused, as is one with none.
     kernel = digests["vmlinux"]
     stranger = Registry(tmp_path / "elsewhere.sqlite")
-    assert image_get(a.url, kernel, ImageHolders(stranger).sign(kernel)) == 403
+    assert image_get(a.url, kernel, ImageHolders(stranger).sign(kernel, a.url)) == 403
     stranger.close()
     assert image_get(a.url, kernel, None) == 403
     assert image_get(b.url, kernel, "nonsense") == 403

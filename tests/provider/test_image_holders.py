@@ -32,25 +32,42 @@ def test_both_sps_read_one_secret_and_accept_each_others_requests(
     two: tuple[Registry, Registry],
 ) -> None:
     sp1, sp2 = ImageHolders(two[0]), ImageHolders(two[1])
-    value = sp1.sign(A)
-    assert sp2.verify(A, value) is None
-    assert sp1.verify(A, sp2.sign(A)) is None
+    sp1.url, sp2.url = "http://127.0.0.1:1001", "http://127.0.0.1:1002"
+    assert sp2.verify(A, sp1.sign(A, sp2.url)) is None
+    assert sp1.verify(A, sp2.sign(A, sp1.url)) is None
 
 
 def test_a_request_is_refused_unless_it_proves_this_registrys_secret(
     two: tuple[Registry, Registry], tmp_path: Path
 ) -> None:
     holders = ImageHolders(two[0])
+    holders.url = me = "http://127.0.0.1:1001"
     stranger = ImageHolders(Registry(tmp_path / "other.sqlite"))  # another registry's secret
-    assert "does not match" in (holders.verify(A, stranger.sign(A)) or "")
-    assert "does not match" in (holders.verify(B, holders.sign(A)) or "")  # another image
+    assert "does not match" in (holders.verify(A, stranger.sign(A, me)) or "")
+    assert "does not match" in (holders.verify(B, holders.sign(A, me)) or "")  # another image
+    assert "does not match" in (holders.verify(A, holders.sign(A, "http://127.0.0.1:1002")) or "")
     assert "no X-Dynasoar-Image-Auth" in (holders.verify(A, None) or "")
-    assert "not 'TIME HMAC'" in (holders.verify(A, "yesterday abc") or "")
-    late = holders.sign(A, at=time.time() - holders.max_skew - 5)
+    assert "not 'TIME NONCE HMAC'" in (holders.verify(A, "yesterday abc") or "")
+    stamp, _, mac = holders.sign(A, me).split()
+    assert "not 'TIME NONCE HMAC'" in (holders.verify(A, f"{stamp} {mac}") or "")  # no nonce
+    late = holders.sign(A, me, at=time.time() - holders.max_skew - 5)
     assert "from this SP's clock" in (holders.verify(A, late) or "")
-    early = holders.sign(A, at=time.time() + holders.max_skew + 5)
+    early = holders.sign(A, me, at=time.time() + holders.max_skew + 5)
     assert "from this SP's clock" in (holders.verify(A, early) or "")
-    assert holders.verify(A, holders.sign(A, at=time.time() - holders.max_skew + 5)) is None
+    assert holders.verify(A, holders.sign(A, me, at=time.time() - holders.max_skew + 5)) is None
+
+
+def test_a_header_is_accepted_once(two: tuple[Registry, Registry]) -> None:
+    holders = ImageHolders(two[0])
+    holders.url = "http://127.0.0.1:1001"
+    value = holders.sign(A, holders.url)
+    assert holders.verify(A, value) is None
+    assert "used before" in (holders.verify(A, value) or "")
+    assert holders.verify(A, holders.sign(A, holders.url)) is None  # a new one is another nonce
+    # Refused ones are not remembered: a forged header does not spend a real one's nonce.
+    stamp, nonce, _ = (fresh := holders.sign(A, holders.url)).split()
+    assert "does not match" in (holders.verify(A, f"{stamp} {nonce} {'0' * 64}") or "")
+    assert holders.verify(A, fresh) is None
 
 
 def test_an_sp_records_what_it_holds_and_its_peers_see_only_running_holders(
@@ -93,12 +110,13 @@ def test_the_table_is_made_in_sqlite_too_and_kept_across_restarts(tmp_path: Path
     registry = Registry(tmp_path / "registry.sqlite")
     holders = ImageHolders(registry)
     holders.start("http://127.0.0.1:1001", {A: 10})
-    secret = holders.sign(A, at=1000.0)
+    signed = holders.sign(A, "http://127.0.0.1:1001")
     registry.close()
     registry = Registry(tmp_path / "registry.sqlite")
     try:
         again = ImageHolders(registry)
-        assert again.sign(A, at=1000.0) == secret  # the secret is kept, not made anew
+        again.url = "http://127.0.0.1:1001"
+        assert again.verify(A, signed) is None  # the secret is kept, not made anew
         assert [h.size for h in again.recorded(A)] == [10]
     finally:
         registry.close()

@@ -143,16 +143,49 @@ def test_only_sps_that_share_the_registry_read_its_images(sps: Sps, tmp_path: Pa
             response = await holder.pool.request(target, method, headers=headers, timeout=10)
             return response.status, await response.read_all(8 << 20)
 
-        status, body = await get(url, stranger.sign(DIGEST))
+        status, body = await get(url, stranger.sign(DIGEST, holder.holders.url))
         assert status == 403 and b"does not match" in body
         assert (await get(url, None))[0] == 403
-        assert (await get(url, holder.holders.sign(DIGEST, at=0.0)))[0] == 403  # too old
-        assert (await get(url, holder.holders.sign("0" * 64)))[0] == 403  # another image's
+        assert (await get(url, holder.holders.sign(DIGEST, holder.holders.url, at=0.0)))[
+            0
+        ] == 403  # too old
+        assert (await get(url, holder.holders.sign("0" * 64, holder.holders.url)))[
+            0
+        ] == 403  # another image's
         other = f"{holder.url}{IMAGES_PATH}sha256:{'0' * 64}"
-        assert (await get(other, holder.holders.sign("0" * 64)))[0] == 404
+        assert (await get(other, holder.holders.sign("0" * 64, holder.holders.url)))[0] == 404
         assert (await get(f"{holder.url}{IMAGES_PATH}{DIGEST}", None))[0] == 404
-        assert (await get(url, holder.holders.sign(DIGEST), "POST"))[0] == 405
-        assert await get(url, holder.holders.sign(DIGEST)) == (200, CONTENT)
+        assert (await get(url, holder.holders.sign(DIGEST, holder.holders.url), "POST"))[0] == 405
+        assert await get(url, holder.holders.sign(DIGEST, holder.holders.url)) == (200, CONTENT)
+
+    run(sps, main)
+
+
+def test_a_request_s_header_reads_once_and_from_the_sp_it_was_made_for(sps: Sps) -> None:
+    """A header seen on the way (a log, a proxy) fetches nothing again: not from the SP it
+    was made for, not from another holder sharing the registry."""
+
+    async def main() -> None:
+        holder = await sps.start(held=CONTENT)
+        other = await sps.start(held=CONTENT)
+        path = f"{IMAGES_PATH}sha256:{DIGEST}"
+
+        async def get(base: str, auth: str) -> tuple[int, bytes]:
+            response = await holder.pool.request(
+                base + path, "GET", headers=[(AUTH_HEADER, auth)], timeout=10
+            )
+            return response.status, await response.read_all(8 << 20)
+
+        auth = holder.holders.sign(DIGEST, holder.holders.url)
+        assert await get(holder.url, auth) == (200, CONTENT)
+        status, body = await get(holder.url, auth)
+        assert status == 403 and b"used before" in body
+        status, body = await get(other.url, holder.holders.sign(DIGEST, holder.holders.url))
+        assert status == 403 and b"does not match" in body
+        assert await get(other.url, holder.holders.sign(DIGEST, other.holders.url)) == (
+            200,
+            CONTENT,
+        )
 
     run(sps, main)
 
@@ -160,9 +193,11 @@ def test_only_sps_that_share_the_registry_read_its_images(sps: Sps, tmp_path: Pa
 def test_a_response_streams_from_disk(sps: Sps) -> None:
     async def main() -> None:
         holder = await sps.start(held=CONTENT)
-        request_headers = [(AUTH_HEADER, holder.holders.sign(DIGEST))]
+        request_headers = [(AUTH_HEADER, holder.holders.sign(DIGEST, holder.holders.url))]
         response = await holder.pool.request(
-            f"{holder.url}{IMAGES_PATH}sha256:{DIGEST}", "GET", headers=request_headers,
+            f"{holder.url}{IMAGES_PATH}sha256:{DIGEST}",
+            "GET",
+            headers=request_headers,
             timeout=10,
         )
         assert response.headers.get("content-length") == str(len(CONTENT))
@@ -189,9 +224,7 @@ async def lying(body: bytes) -> Callable[[Sp, Request], Awaitable[Response]]:
     ],
     ids=["other-bytes", "short", "too-long"],
 )
-def test_what_is_not_the_image_is_discarded_never_stored(
-    sps: Sps, sent: bytes, why: str
-) -> None:
+def test_what_is_not_the_image_is_discarded_never_stored(sps: Sps, sent: bytes, why: str) -> None:
     async def main() -> None:
         await sps.start(held=CONTENT, handler=await lying(sent))
         lacking = await sps.start()

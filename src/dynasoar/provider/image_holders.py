@@ -10,9 +10,12 @@ are running (each SP instance holds a lock of its own while it runs: ``Registry.
 fetches it from one of them (:mod:`.image_peers`).
 
 Reading an image from a peer is authenticated by a random secret kept in the registry (made by
-the first SP that asks, like the registry's identity): the request carries the time and an
-HMAC-SHA256 over the digest and that time, accepted within a clock-skew limit. Whoever can
-read the registry can read its images; no one else can."""
+the first SP that asks, like the registry's identity): the request carries the time, a random
+nonce and an HMAC-SHA256 over the digest, the URL of the SP asked, the time and the nonce. The
+SP asked accepts it within a clock-skew limit, once: it remembers the nonces it accepted until
+their time is out of that limit, so a header seen on the way (a log, a proxy) fetches nothing
+again, from it or from another SP. Whoever can read the registry can read its images; no one
+else can."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 from dynasoar.provider.records import now, upsert
 from dynasoar.provider.registry import Registry
+from dynasoar.soap.trust import ReplayCache
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ CREATE INDEX IF NOT EXISTS image_holders_holder ON image_holders (holder);
 """
 COLUMNS = "sha256, holder, instance, size, since"
 SECRET_KEY = "image-secret"
-#: The header an SP reading a peer's image sends: "TIME HMAC" (epoch seconds, hex).
+#: The header an SP reading a peer's image sends: "TIME NONCE HMAC" (epoch seconds, hex, hex).
 AUTH_HEADER = "X-Dynasoar-Image-Auth"
 #: How far a request's time may be from the reader's clock (as for signed messages).
 MAX_SKEW = 300.0
@@ -63,6 +67,8 @@ class ImageHolders:
         self.max_skew = max_skew
         registry.adopt(SCHEMA)
         self._secret = self._shared_secret()
+        #: The nonces of the requests accepted lately (a fetch is a few a minute at most).
+        self._seen = ReplayCache(max_entries=10_000)
         #: The URL the other SPs reach this one at ("" until it listens: nothing is recorded).
         self.url = ""
 
@@ -78,28 +84,33 @@ class ImageHolders:
 
     # -- reading a peer's image: who may ---------------------------------------------------
 
-    def sign(self, digest: str, at: float | None = None) -> str:
-        """The header value that lets this SP read ``digest`` from a peer, now (or ``at``)."""
+    def sign(self, digest: str, holder: str, at: float | None = None) -> str:
+        """The header value that lets this SP read ``digest`` from the SP at ``holder`` (its
+        URL as recorded), once, now (or ``at``)."""
         stamp = int(time.time() if at is None else at)
-        return f"{stamp} {self._mac(digest, stamp)}"
+        nonce = secrets.token_hex(16)
+        return f"{stamp} {nonce} {self._mac(digest, holder, stamp, nonce)}"
 
     def verify(self, digest: str, value: str | None) -> str | None:
-        """Why a request for ``digest`` with this header value is refused; None: it is not."""
+        """Why a request to this SP for ``digest`` with this header value is refused; None: it
+        is not (and the same value is refused from now on)."""
         if not value:
             return f"no {AUTH_HEADER} header"
-        stamp_text, _, mac = value.strip().partition(" ")
-        try:
-            stamp = int(stamp_text)
-        except ValueError:
-            return f"{AUTH_HEADER} is not 'TIME HMAC'"
-        if abs(time.time() - stamp) > self.max_skew:
+        parts = value.split()
+        if len(parts) != 3 or not parts[0].isdigit() or len(parts[1]) != 32:
+            return f"{AUTH_HEADER} is not 'TIME NONCE HMAC'"
+        stamp, nonce, mac = int(parts[0]), parts[1], parts[2].lower()
+        clock = time.time()
+        if abs(clock - stamp) > self.max_skew:
             return f"{AUTH_HEADER}'s time is more than {self.max_skew:.0f} s from this SP's clock"
-        if not hmac.compare_digest(mac.strip().lower(), self._mac(digest, stamp)):
-            return f"{AUTH_HEADER} does not match this registry's secret"
+        if not hmac.compare_digest(mac, self._mac(digest, self.url, stamp, nonce)):
+            return f"{AUTH_HEADER} does not match this registry's secret and this SP's URL"
+        if not self._seen.add(nonce, stamp + self.max_skew, clock):
+            return f"{AUTH_HEADER} was used before: each request signs anew"
         return None
 
-    def _mac(self, digest: str, stamp: int) -> str:
-        message = f"sha256:{digest}\n{stamp}".encode()
+    def _mac(self, digest: str, holder: str, stamp: int, nonce: str) -> str:
+        message = f"sha256:{digest}\n{holder}\n{stamp}\n{nonce}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     # -- what this SP holds ----------------------------------------------------------------

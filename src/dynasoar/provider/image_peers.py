@@ -123,7 +123,7 @@ class PeerImages:
         time); returns its size. A holder that does not start answering within the head
         timeout is passed over, leaving the time to the next."""
         url = f"{holder.url}{IMAGES_PATH}sha256:{digest}"
-        headers = [(AUTH_HEADER, self._holders.sign(digest))]
+        headers = [(AUTH_HEADER, self._holders.sign(digest, holder.url))]
         spool = self._images.root / f"{digest}.{uuid.uuid4().hex[:8]}.partial"
         started = asyncio.get_running_loop().time()
         left = max(0.0, deadline - started)
