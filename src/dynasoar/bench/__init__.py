@@ -24,7 +24,7 @@ def run_bench(
     if which == "fleet":
         from dynasoar.bench.fleet import run_fleet
 
-        return run_fleet(hosts, out)
+        return run_fleet(hosts, out, quick)
     if which == "experiment":
         from dynasoar.experiment import run_experiment
 

@@ -221,7 +221,11 @@ def add_client_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--hosts", type=positive_int, default=1000, metavar="N", help="fleet: simulated hosts"
     )
-    p.add_argument("--quick", action="store_true", help="shorter runs (a reduced grid)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="shorter runs (a reduced grid; fleet: 5 s, 5 cold calls)",
+    )
     p.add_argument("--out", type=Path, metavar="DIR", help="the experiment's CSVs and plots")
     p.set_defaults(func=_bench)
 
