@@ -242,6 +242,12 @@ async def serve(
         "restarting in place" if how == "restart" else "stopping",
         grace,
     )
+    if how != "restart" and kept is not None:
+        # Stopping for good: the socket kept for a restart would hold new connections in its
+        # backlog until the process ends, then reset them, after a balancer had sent them a
+        # message it may not send again. Closed, it refuses them: tried elsewhere at once.
+        kept.close()
+        kept = None
     await app.quiesce()
     server.stop_accepting()
     if not await server.drain(grace, quiet=QUIET_SECONDS):
@@ -251,8 +257,6 @@ async def serve(
     await app.stop()
     if how == "restart" and kept is not None:
         return Outcome(restart=kept)
-    if kept is not None:
-        kept.close()
     return Outcome()
 
 

@@ -5,6 +5,7 @@ cleanly. A plain SIGTERM + start keeps every deployment and its state."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -134,3 +135,26 @@ def test_a_stopping_host_is_left_by_its_stateless_deployments(
     assert deployment.host == staying.url
     moved = "1 deployment(s) moved elsewhere" if drain else "0 deployment(s) moved elsewhere"
     wait_for(lambda: moved in leaving.log(), what="the host's log to say so")
+
+
+def test_a_stopping_sp_refuses_new_connections_while_it_finishes_what_it_holds(
+    make_cluster: MakeCluster,
+) -> None:
+    """A balancer in front tries a refused connection on another SP at once; one accepted
+    into a backlog nobody will serve would be reset at exit, after the balancer had sent it
+    a message it may not send again (tests/integration/test_haproxy_drain.py)."""
+    sp = make_cluster(hps=[()])
+    sp.client.publish(samples_dir() / "echo")
+    call(sp.service_url("Echo") + "?wsdl", "Echo", ["text=warm"])
+    parts = urlsplit(sp.sp.url)
+    slow, answer = in_background(lambda: compute(sp, 4_000))
+    time.sleep(1.0)
+    sp.sp.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: "stopping: finishing in-flight" in sp.sp.log(), what="the stop to begin")
+    assert slow.is_alive()  # still held: the SP is draining
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    slow.join(timeout=60)
+    (reply,) = answer
+    assert reply.status == 200
+    assert sp.sp.process.wait(timeout=60) == 0
