@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dynasoar.cli import build_parser
-from dynasoar.cli.config import render, resolve
+from dynasoar.cli.config import Option, render, resolve
 from dynasoar.cli.server_options import HP_OPTIONS, SP_OPTIONS
 from dynasoar.paths import SOURCE_ROOT
 from dynasoar.procs import start_actor
@@ -100,6 +100,29 @@ def test_every_option_has_a_documented_variable_and_key() -> None:
             assert f"[{option.section}] {option.key}" in help_text, option.name
             assert f"`{option.env}`" in doc, f"{option.env} is not in docs/operating.md"
             assert f"`--{option.name}`" in doc, f"--{option.name} is not in docs/operating.md"
+
+
+def _documented_defaults(command: str) -> dict[str, str]:
+    """The default column of docs/operating.md's table of ``dynasoar COMMAND``, by flag."""
+    doc = (SOURCE_ROOT / "docs" / "operating.md").read_text()
+    table = doc.split(f"#### `dynasoar {command}`", 1)[1].split("\n#", 1)[0]
+    row = re.compile(r"^\| `--([a-z0-9-]+)`[^|]* \| `[A-Z0-9_]+` \| `[^`]+` \| ([^|]*) \|")
+    return {m[1]: m[2].strip() for line in table.splitlines() if (m := row.match(line))}
+
+
+@pytest.mark.parametrize(("command", "options"), [("sp", SP_OPTIONS), ("hp", HP_OPTIONS)])
+def test_every_documented_default_is_the_options_own(command: str, options: list[Option]) -> None:
+    documented = _documented_defaults(command)
+    for option in options:
+        default = option.default
+        if option.switch:
+            expected = "true" if default else "false"
+        elif default is None or default == []:
+            expected = "—"
+        else:
+            expected = str(option.show(default) if option.show else default)
+        assert documented.get(option.name) == expected, option.name
+    assert sorted(documented) == sorted(o.name for o in options)
 
 
 @pytest.mark.parametrize(
