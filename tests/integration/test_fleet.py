@@ -6,7 +6,7 @@ page (its host table bounded, every host counted)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,25 +64,36 @@ def test_list_hosts_asks_no_host(tmp_path: Path) -> None:
 
 
 @contextmanager
-def signed_fleet(tmp_path: Path, count: int, *sp_args: str) -> Iterator[tuple[Actor, Fleet]]:
+def signed_fleet(
+    tmp_path: Path,
+    count: int,
+    *sp_args: str,
+    prepare: Callable[[Fleet], None] | None = None,
+) -> Iterator[tuple[Actor, Fleet]]:
     """A real SP and ``count`` simulated hosts, registered with signed beats (which then stop:
-    the SP is told to wait long for the next one)."""
+    the SP is told to wait long for the next one). ``prepare`` sees the fleet before the SP
+    starts (to give hosts terms, or to silence some); a silent host is named to the SP with
+    ``--hp`` instead, and never beats."""
     sp_key, sp_cert = make_keypair(tmp_path / "keys", "sp")
     fleet_key, fleet_cert = make_keypair(tmp_path / "keys", "fleet")
-    args = ["--port", "0", "--data", str(tmp_path / "sp"), "--key", str(sp_key),
-            "--cert", str(sp_cert), "--trust", str(fleet_cert), "--host-timeout", "600",
-            *sp_args]
-    with start_actor("sp", args, tmp_path / "sp.log") as sp:
-        loop = _Loop()
-        fleet = Fleet(count, sp.url, credentials=Credentials.load(fleet_key, fleet_cert),
-                      trust=TrustStore.from_paths([sp_cert]))
-        try:
-            loop.run(fleet.start())
+    loop = _Loop()
+    fleet = Fleet(count, None, credentials=Credentials.load(fleet_key, fleet_cert),
+                  trust=TrustStore.from_paths([sp_cert]))
+    try:
+        loop.run(fleet.start())
+        if prepare is not None:
+            prepare(fleet)
+        named = [arg for h in fleet.hosts if h.silent for arg in ("--hp", h.address)]
+        args = ["--port", "0", "--data", str(tmp_path / "sp"), "--key", str(sp_key),
+                "--cert", str(sp_cert), "--trust", str(fleet_cert), "--host-timeout", "600",
+                *named, *sp_args]
+        with start_actor("sp", args, tmp_path / "sp.log") as sp:
+            fleet.beat_to(sp.url)
             loop.run(fleet.register_all(200.0))
             yield sp, fleet
-        finally:
-            loop.run(fleet.close(), timeout=30)
-            loop.close()
+    finally:
+        loop.run(fleet.close(), timeout=30)
+        loop.close()
 
 
 def test_get_usage_asks_only_the_hosts_with_figures_to_take(tmp_path: Path) -> None:

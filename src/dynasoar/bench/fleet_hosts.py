@@ -4,7 +4,11 @@ nothing else. N lightweight Host Provider endpoints in one process, each at its 
 real SP: RegisterHost heartbeats with their figures (WS-Addressing, signed when given a key),
 and Status, List, Deploy (the package arrives as MTOM and is read, then dropped), Undeploy,
 QueryImages and GetUsage (each deployment running, nothing consumed) answered as a Host
-Provider answers them (signed when given a key).
+Provider answers them (signed when given a key). A host may offer terms (its price, sites,
+labels: in its beats and Status), or be silent: down behind its address (every call answered
+HTTP 503), never beating, for an SP that was given its address (``--hp``).
+Every call a host's port takes is journaled in order of arrival (:attr:`Fleet.calls`, bounded),
+so a caller can tell which hosts the SP asked what, and when relative to each other.
 A "deployed" service is an echo answered in this process: no code is ever run. It is used by
 ``dynasoar bench fleet`` only; nothing else may use it as a host."""
 
@@ -18,6 +22,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +37,15 @@ from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion, build_envelope, parse_envelope, serialize
 from dynasoar.soap.mtom_feed import read_mtom
 from dynasoar.soap.security import Credentials, Policy, TrustStore, sign
+from dynasoar.terms import HostTerms
 
 _H = f"{{{ns.DYN_HP}}}"
 _D = f"{{{ns.DYN}}}"
 ECHO_NS = "urn:dynasoar:samples:echo"
 WSDL = b'<?xml version="1.0"?><definitions xmlns="http://schemas.xmlsoap.org/wsdl/"/>'
 MAX_MESSAGE = 64 << 20
+#: Calls kept in the journal (the oldest are dropped): a long bench must not grow it forever.
+CALLS_KEPT = 100_000
 
 
 @dataclass
@@ -50,6 +58,8 @@ class SimHost:
     beats: int = 0
     registered: bool = False
     usage_asks: int = 0  # GetUsage calls it answered
+    terms: HostTerms = field(default_factory=HostTerms)  # in its beats and Status
+    silent: bool = False  # down: never beats, every call to its port answered HTTP 503
 
 
 @dataclass
@@ -67,7 +77,7 @@ class Fleet:
     def __init__(
         self,
         count: int,
-        sp: str,
+        sp: str | None,
         *,
         capacity: int = 8,
         credentials: Credentials | None = None,
@@ -76,12 +86,16 @@ class Fleet:
         concurrency: int = 32,
     ) -> None:
         self.count = count
-        self.sp_port = sp.rstrip("/") + PROVIDER_PORT
+        self.sp_port = ""  # where the hosts beat: the SP's port (see beat_to)
+        if sp is not None:
+            self.beat_to(sp)
         self.capacity = capacity
         self.heartbeat = heartbeat
         self.security = Policy(credentials=credentials, trust=trust)
         self.hosts: list[SimHost] = []
         self.stats = FleetStats()
+        #: (operation, host address) of every call the hosts' ports took, in order of arrival.
+        self.calls: deque[tuple[str, str]] = deque(maxlen=CALLS_KEPT)
         self._server = HttpServer(self.handle)
         self._pool = ConnectionPool(max_idle_per_origin=concurrency)
         self._client = SoapClient(self._pool, security=Policy(credentials=credentials))
@@ -91,6 +105,11 @@ class Fleet:
         self._due: list[tuple[float, int]] = []
         self.base = ""
         self._beating: asyncio.Task[None] | None = None
+
+    def beat_to(self, sp: str) -> None:
+        """The SP the hosts beat to (given later when the SP is started after the fleet, to
+        be told the addresses of its silent hosts)."""
+        self.sp_port = sp.rstrip("/") + PROVIDER_PORT
 
     async def start(self) -> None:
         host, port = await self._server.start("127.0.0.1", 0)
@@ -108,25 +127,31 @@ class Fleet:
     # -- heartbeats ------------------------------------------------------------------------
 
     async def register_all(self, per_second: float) -> float:
-        """Every host registers (its first beat), ``per_second`` at most; returns seconds."""
+        """Every host but the silent ones registers (its first beat), ``per_second`` at most;
+        returns seconds."""
+        self._to_sp()
         started = time.monotonic()
         tasks = []
-        for index in range(self.count):
-            due = started + index / per_second
+        beating = [i for i, h in enumerate(self.hosts) if not h.silent]
+        for n, index in enumerate(beating):
+            due = started + n / per_second
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             tasks.append(asyncio.create_task(self._beat(index)))
         await asyncio.gather(*tasks)
         now = time.monotonic()
         # From here each host beats at the interval the SP gave it, at a random phase.
-        self._due = [
-            (now + random.uniform(0.3, 1.3) * h.interval, i) for i, h in enumerate(self.hosts)
-        ]
+        self._due = [(now + random.uniform(0.3, 1.3) * self.hosts[i].interval, i) for i in beating]
         heapq.heapify(self._due)
         return now - started
 
     async def beat(self) -> None:
         """From now on, every host beats at its interval (until :meth:`close`)."""
+        self._to_sp()
         self._beating = asyncio.create_task(self._beat_forever())
+
+    def _to_sp(self) -> None:
+        if not self.sp_port:
+            raise RuntimeError("the fleet was not told which SP to beat to (beat_to)")
 
     async def _beat_forever(self) -> None:
         while True:
@@ -158,6 +183,7 @@ class Fleet:
                 capacity=host.capacity,
                 deployments=len(host.deployments),
                 load=0.0,
+                terms=host.terms,
             )
             try:
                 reply = await self._client.call(self.sp_port, beats.ACTION, request, timeout=30.0)
@@ -205,6 +231,9 @@ class Fleet:
         assert envelope.body is not None
         op = next((c for c in envelope.body if isinstance(c.tag, str)), None)
         name = etree.QName(op).localname if op is not None else ""
+        self.calls.append((name, host.address))
+        if host.silent:
+            return Response(503, [("Content-Type", "text/plain")], b"this host is down")
         body = self._operation(host, name, op)
         reply = addressing.reply_headers(wsa, f"{ns.DYN_HP}/{name}Response")
         root = build_envelope(envelope.version, [body], addressing.write_headers(reply))
@@ -230,6 +259,7 @@ class Fleet:
                     capacity=host.capacity,
                     deployments=len(host.deployments),
                     load=0.0,
+                    terms=host.terms,
                 )
             )
         elif name == "GetUsage":  # each deployment running, having consumed nothing: no code runs
