@@ -6,6 +6,7 @@ page (its host table bounded, every host counted)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,11 +70,12 @@ def signed_fleet(
     count: int,
     *sp_args: str,
     prepare: Callable[[Fleet], None] | None = None,
+    rounds: int = 1,
 ) -> Iterator[tuple[Actor, Fleet]]:
-    """A real SP and ``count`` simulated hosts, registered with signed beats (which then stop:
-    the SP is told to wait long for the next one). ``prepare`` sees the fleet before the SP
-    starts (to give hosts terms, or to silence some); a silent host is named to the SP with
-    ``--hp`` instead, and never beats."""
+    """A real SP and ``count`` simulated hosts, registered with signed beats, ``rounds`` of
+    them two seconds apart (which then stop: the SP is told to wait long for the next one).
+    ``prepare`` sees the fleet before the SP starts (to give hosts terms, or to silence some);
+    a silent host is named to the SP with ``--hp`` instead, and never beats."""
     sp_key, sp_cert = make_keypair(tmp_path / "keys", "sp")
     fleet_key, fleet_cert = make_keypair(tmp_path / "keys", "fleet")
     loop = _Loop()
@@ -89,7 +91,10 @@ def signed_fleet(
                 *named, *sp_args]
         with start_actor("sp", args, tmp_path / "sp.log") as sp:
             fleet.beat_to(sp.url)
-            loop.run(fleet.register_all(200.0))
+            for round in range(rounds):
+                if round:
+                    time.sleep(2.0)  # a beat far sooner than its interval is refused
+                loop.run(fleet.register_all(200.0))
             yield sp, fleet
     finally:
         loop.run(fleet.close(), timeout=30)

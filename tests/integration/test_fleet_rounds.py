@@ -161,3 +161,13 @@ def test_the_control_loop_checks_silent_hosts_sixteen_at_a_time(tmp_path: Path) 
         turns = -(-len(silent) // SLICE)  # 3: 16 at a time, in turn
         assert set().union(*(asked(c, "Status") for c in whole[:turns])) == silent
         assert {h.address for h in client.call("ListHosts") if h.state == "down"} == silent
+
+
+def test_hosts_are_told_to_beat_as_the_heartbeat_rate_divides_the_fleet(tmp_path: Path) -> None:
+    """--heartbeat-rate 10 and 60 hosts asking for 2 s: once the SP knows them all, each is
+    told to beat every 6 s (the fleet's 60 over 10 beats a second), so that together they
+    beat about ten times a second."""
+    with signed_fleet(tmp_path, 60, "--heartbeat-rate", "10", rounds=2) as (_, fleet):
+        assert fleet.heartbeat == 2.0
+        assert fleet.stats.beats_refused == fleet.stats.beats_failed == 0
+        assert {h.interval for h in fleet.hosts} == {6.0}
