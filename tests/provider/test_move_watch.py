@@ -2,8 +2,9 @@
 for the moving deployment, says when its own are answered, and lets them go where the
 deployment went (or back to it, when it stayed) once the move ends; the mover waits for the
 messages of an SP whose registry session is momentarily gone, and passes over one gone for
-good only after the grace a mover has; a move whose SP died is settled by exactly one of the
-others before any gate opens."""
+good only after the grace a mover has; a mover momentarily gone is given the same grace (its
+move is not settled); a move whose SP died is settled by exactly one of the others before any
+gate opens."""
 
 from __future__ import annotations
 
@@ -313,6 +314,58 @@ def test_an_sp_gone_for_good_is_passed_over_after_the_grace_within_the_deadline(
 
     try:
         asyncio.run(scenario())
+    finally:
+        mover.close()
+        other.close()
+
+
+def test_a_mover_whose_lock_is_momentarily_gone_keeps_its_move(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The watching side of the grace: an SP following another's move finds the mover's
+    instance lock gone (its registry session ended, as in a registry restart) for fewer than
+    MOVER_GONE_CHECKS looks in a row; it settles nothing, its gate stays closed, and the move
+    ends as the mover ends it."""
+    mover, other = Registry(pg_url), Looking(pg_url)
+    for registry in (mover, other):
+        registry.hold_instance()
+    old, new = record("old", "http://hp1:1"), record("new", "http://hp2:1")
+    mover.add_deployment(old)
+    other.refresh_deployment("old")
+
+    async def scenario() -> None:
+        async with sp(other, tmp_path) as them:
+            mover.begin_move("old", "VmCounter", new.host)
+            them.watch.changed("old", other.move_of("old"))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.create_task(closed_gate(them, "old").passage(60.0))
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                ended = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (f"dynasoar-sp {mover.instance} locks",),
+                ).fetchall()
+            assert ended == [(True,)]
+            other.looks.clear()
+            await looked(other, MOVER_GONE_CHECKS - 1, waiting)
+            assert all(mover.instance not in found for found in other.looks)
+            mover.hold_instance()  # its next look: the lock taken back, within the grace
+            await looked(other, MOVER_GONE_CHECKS + 2, waiting)
+            assert mover.instance in other.looks[-1]
+            assert not waiting.done()  # the gate is still closed: nobody settled the move
+            assert other.move_of("old") is not None
+            mover.add_deployment(new)  # the switch, as the mover makes it
+            mover.remove_deployment("old")
+            other.refresh_deployment("new")
+            other.refresh_deployment("old")
+            mover.end_move("old")
+            them.watch.changed("old", other.move_of("old"))
+            assert (await asyncio.wait_for(waiting, 5.0)).id == "new"
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            asyncio.run(scenario())
+        assert "its move is settled" not in caplog.text
     finally:
         mover.close()
         other.close()
