@@ -3,7 +3,9 @@ of arrival), for the README's bounds: a placement decision under a policy other 
 asks the policy's best three hosts for their live Status, no more; each round of the control
 loop reconciles the hosts holding deployments and 16 of the others, in turn, until every host
 was asked; and it checks the hosts nothing else hears from (named with ``--hp``, down, never
-beating) 16 at a time, in turn, until every one was checked."""
+beating) 16 at a time, in turn, until every one was checked. The heartbeat rate sets the
+interval hosts are told; a host that dies between beats is found by the placement that asks
+it."""
 
 from __future__ import annotations
 
@@ -171,3 +173,30 @@ def test_hosts_are_told_to_beat_as_the_heartbeat_rate_divides_the_fleet(tmp_path
         assert fleet.heartbeat == 2.0
         assert fleet.stats.beats_refused == fleet.stats.beats_failed == 0
         assert {h.interval for h in fleet.hosts} == {6.0}
+
+
+def test_a_host_that_died_between_beats_is_found_by_the_placement_that_needs_it(
+    tmp_path: Path,
+) -> None:
+    """The two cheapest of 12 hosts go down after their beats (their figures in the SP are
+    fresh): the first call's placement asks them, finds them gone, deploys on the cheapest
+    that answers, and the SP has them down without waiting for their next beat."""
+    with signed_fleet(tmp_path, 12, "--placement", "cheapest", prepare=priced) as (sp, fleet):
+        by_price = sorted(fleet.hosts, key=lambda h: h.terms.price)
+        for host in by_price[:2]:
+            host.silent = True  # every call now answered HTTP 503
+        client = ProviderClient(sp.url)
+        client.publish(samples_dir() / "echo")
+        url = f"{sp.url}/services/Echo"
+        fleet.calls.clear()
+        reply = post(url, envelope(echo_body("placed")), soap_action=ECHO_ACTION)
+        assert reply.status == 200, reply.body[:300]
+        calls = journal(fleet)
+        assert asked(calls, "Deploy") == [by_price[2].address]
+        assert {h.address for h in by_price[:2]} <= set(asked(calls, "Status"))
+        dead = {h.address for h in by_price[:2]}
+        wait_for(
+            lambda: {h.address for h in client.call("ListHosts") if h.state == "down"} == dead,
+            timeout=30,
+            what="the dead hosts to be marked down",
+        )
