@@ -193,6 +193,10 @@ def test_a_service_that_requires_signed_messages(
     (deployment,) = cluster.client.call("ListDeployments")
     assert deployment.deployedFor == "CN=alice"
     assert [(c.subject, c.messages) for c in deployment.consumer] == [("CN=alice", 3)]
+    # Billed to the signer (not to an address or a claim).
+    assert {(r.consumer, r.messages) for r in cluster.client.call("GetUsage")} == {
+        ("CN=alice", 3)
+    }
 
     # A header block whose namespace URI holds "}" (which the head parser lets through): a
     # message that came in one read is checked as its head was parsed (a WS-Security fault

@@ -1,11 +1,13 @@
-"""Usage and the bill: every message counted for its consumer (here, as it says it: dyn:Consumer)
-with its bytes and wall time; each host's report of what its deployments consumed (CPU seconds,
-as the service process's own accounting says, within 10 %); priced at the host's terms; kept
-across an SP restart; and printed by ``dynasoar usage``."""
+"""Usage and the bill: every message counted for its consumer (here, as it says it: dyn:Consumer;
+or its address when it names none) with its bytes and wall time; each host's report of what its
+deployments consumed (CPU seconds, as the service process's own accounting says, within 10 %);
+priced at the host's terms; kept across an SP restart; and printed by ``dynasoar usage`` (for
+one consumer, or from a day on)."""
 
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import subprocess
@@ -121,6 +123,38 @@ def test_usage_per_consumer_matches_the_calls_and_survives_a_restart(
     ).stdout
     assert "total for alice:" in table and "total for bob:" in table
 
+    # A message that names no consumer (and is not signed) is counted for its address; the
+    # book is kept per day, and --since leaves out the days before the one it names.
+    for _ in range(3):
+        reply = post(url, envelope(f'<e:Echo xmlns:e="{ECHO_NS}"><e:text>x</e:text></e:Echo>'))
+        assert reply.status == 200
+    anonymous = by_consumer(c.client.call("GetUsage"))
+    assert anonymous["127.0.0.1"]["messages"] == 3
+
+    def since(day: datetime.date) -> set[str]:
+        printed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dynasoar",
+                "usage",
+                "--json",
+                "--since",
+                day.isoformat(),
+                "--sp",
+                c.sp.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        return {row["consumer"] for row in json.loads(printed)}
+
+    today = datetime.datetime.now(datetime.UTC).date()
+    assert since(today - datetime.timedelta(days=1)) == {"alice", "bob", "127.0.0.1"}
+    assert since(today + datetime.timedelta(days=1)) == set()
+
 
 def test_a_guests_consumption_is_reported_by_its_host(make_cluster: MakeCluster) -> None:
     from dynasoar.consumer.call import call
@@ -206,8 +240,9 @@ def test_a_deployment_gone_while_its_host_stops_it_stays_owed_until_it_ended(
         registry = Registry(tmp_path / "registry.sqlite")
         registry.put_host(HostRecord(hp.url, "up", 4, 1, 0.0, datetime.now(UTC)))
         registry.add_deployment(
-            DeploymentRecord(deployment_id, "Echo", "1.0", hp.url, f"{hp.url}/x", "ready",
-                             datetime.now(UTC))
+            DeploymentRecord(
+                deployment_id, "Echo", "1.0", hp.url, f"{hp.url}/x", "ready", datetime.now(UTC)
+            )
         )
 
         async def book() -> tuple[list[str], list[str], float]:
