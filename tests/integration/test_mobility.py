@@ -87,6 +87,12 @@ def test_vm_counter_moves_with_its_count_under_8_clients(make_cluster: MakeClust
     (deployment,) = cluster.client.call("ListDeployments", name="VmCounter")
     assert (deployment.host, deployment.state) == (target, "ready")
     assert increment(cluster) == (len(values) + 4, target)
+    # The bill has both: the source host, where the guest ran until the move (its final
+    # figures, asked of it once the deployment ended there), and the target.
+    billed = {r.host: r for r in cluster.client.call("GetUsage") if r.service == "VmCounter"}
+    assert set(billed) == {source, target}
+    assert billed[source].messages > 0 and billed[source].cpuSeconds > 0
+    assert billed[target].messages > 0
 
 
 def kill_when(condition: Callable[[], bool], *victims: Cluster | object) -> threading.Thread:
