@@ -6,8 +6,10 @@ the control loop moves to the survivor, and the service is deployed once, ever."
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +56,9 @@ HOST_TIMEOUT = 3.0
 
 
 @contextmanager
-def _behind_haproxy(tmp_path: Path, pg_url: str, hosts_via_lb: bool) -> Iterator[tuple[Grid, str]]:
+def _behind_haproxy(
+    tmp_path: Path, pg_url: str, hosts_via_lb: bool, host_timeout: float = HOST_TIMEOUT
+) -> Iterator[tuple[Grid, str]]:
     """Two SPs on one registry behind the shipped HAProxy config, and three hosts beating every
     second: each to one SP, or (``hosts_via_lb``) all through HAProxy, to whichever SP it picks."""
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -64,7 +69,7 @@ def _behind_haproxy(tmp_path: Path, pg_url: str, hosts_via_lb: bool) -> Iterator
     grid = Grid(tmp_path, pg_url)
     process = None
     try:
-        timeout = str(HOST_TIMEOUT)
+        timeout = str(host_timeout)
         a = grid.start_sp("--public-url", lb, "--host-timeout", timeout)
         b = grid.start_sp("--public-url", lb, "--host-timeout", timeout)
         if not hosts_via_lb:
@@ -204,3 +209,55 @@ def test_hosts_beating_through_haproxy_stay_up_when_an_sp_dies(
     held = [o for o in failed if o.started < killed and o.started + o.seconds >= before]
     assert held == failed and len(failed) <= 16, summary(outcomes)
     assert all(o.ok for o in load.after(killed))
+
+
+def test_hosts_beating_through_haproxy_stay_up_when_an_sp_hangs_then_dies(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """An SP that hangs (SIGSTOP) keeps the beats HAProxy sent it, unanswered, until HAProxy's
+    health check takes it out (some 4.5 s with the shipped config). A host gives such a beat up
+    after its beat timeout (its interval, 2 s at least) and sends it again at once, through
+    HAProxy, so with a --host-timeout longer than that no host is judged down: while the SP
+    hangs, nor after it is SIGKILLed."""
+    timeout = 8.0
+    with _behind_haproxy(tmp_path, pg_url, hosts_via_lb=True, host_timeout=timeout) as found:
+        grid, _ = found
+        wait_for(lambda: grid.leader() is not None, what="a leader")
+        leader = grid.leader()
+        assert leader is not None
+        hung = next(sp for sp in grid.sps if sp is not leader)
+        everyone = {hp.url for hp in grid.hps}
+        wait_for(
+            lambda: all(beats_heard(sp) >= 3 for sp in grid.sps),
+            timeout=30,
+            what="beats heard by both SPs",
+        )
+        absent: list[tuple[float, set[str]]] = []  # (when, hosts not up at the leader)
+
+        def note_absent() -> list[Any]:
+            hosts = ProviderClient(leader.url).call("ListHosts") or []
+            up = {h.address for h in hosts if h.state == "up"}
+            if up != everyone:
+                absent.append((time.monotonic() - stopped, everyone - up))
+            return list(hosts)
+
+        def gave_up_a_beat() -> bool:
+            note_absent()
+            return any("no response before the timeout" in hp.log() for hp in grid.hps)
+
+        os.kill(hung.process.pid, signal.SIGSTOP)  # it holds what it was sent, answering nothing
+        stopped, stopped_at = time.monotonic(), datetime.now(UTC)
+        try:
+            wait_for(gave_up_a_beat, timeout=30, what="a host to give up a beat the SP held")
+        finally:
+            hung.kill()  # SIGKILL, stopped as it is
+        past = stopped_at + timedelta(seconds=2 * timeout)
+
+        def heard_long_after() -> bool:
+            seen = {h.address for h in note_absent() if h.lastSeen and h.lastSeen >= past}
+            return seen == everyone
+
+        wait_for(heard_long_after, timeout=60, what="beats two host timeouts after the hang")
+        assert not absent, f"{len(absent)} looks found hosts not up at the leader: {absent[:3]}"
+        assert [downs(sp) for sp in grid.sps] == [[], []]
+        assert grid.leader() is leader and hosts_up(leader) == everyone
