@@ -18,6 +18,19 @@ _D = f"{{{ns.DYN}}}"
 ACTION = f"{ns.DYN_SP}/RegisterHost"
 #: A host whose beat failed (its SP away: restarting, say) tries again within this many seconds.
 RETRY_CEILING = 5.0
+#: After a failed beat the host tries again this soon, then twice as late each time up to
+#: RETRY_CEILING: through a load balancer the next try reaches another SP, in time for the SP's
+#: deadline (three intervals), which a retry an interval or two later would miss.
+FIRST_RETRY = 0.2
+#: A beat unanswered after this many seconds (or its interval, if longer) is given up and sent
+#: again: an SP that hung with a beat must not hold it past the host's deadline.
+BEAT_TIMEOUT = 10.0
+MIN_BEAT_TIMEOUT = 2.0
+
+
+def beat_timeout(every: float) -> float:
+    """How long a host waits for the answer to a beat sent every ``every`` seconds."""
+    return min(BEAT_TIMEOUT, max(MIN_BEAT_TIMEOUT, every))
 
 
 def register_host(

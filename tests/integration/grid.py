@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from dynasoar.consumer.provider_client import ProviderClient
 from dynasoar.pgserver import PostgresServer
 from dynasoar.procs import Actor, start_actor
 
 from .conftest import wait_for
+from .wire import get
 
 LEADS = "this SP leads the control loop"
 
@@ -41,11 +44,13 @@ class Grid:
         self.sps.append(sp)
         return sp
 
-    def add_hp(self, sp: Actor, args: Sequence[str] = ()) -> Actor:
+    def add_hp(self, sp: Actor, args: Sequence[str] = (), via: str | None = None) -> Actor:
+        """A host beating to ``sp`` (or to ``via``, a load balancer in front of the SPs: its
+        --sp), once ``sp`` lists it up."""
         index = len(self.hps) + 1
         hp = start_actor(
             "hp",
-            ["--port", "0", "--data", str(self.work / f"hp{index}"), "--sp", sp.url, *args],
+            ["--port", "0", "--data", str(self.work / f"hp{index}"), "--sp", via or sp.url, *args],
             self.work / f"hp{index}.log",
         )
         self.hps.append(hp)
@@ -64,6 +69,24 @@ class Grid:
 
 def hosts_up(sp: Actor) -> set[str]:
     return {h.address for h in ProviderClient(sp.url).call("ListHosts") or [] if h.state == "up"}
+
+
+def beats_heard(sp: Actor) -> float:
+    """The heartbeats (RegisterHost) ``sp`` itself answered, by its /metrics."""
+    reply = get(f"{sp.url}/metrics")
+    assert reply.status == 200
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(reply.body.decode())
+        for sample in family.samples
+        if sample.name == "dynasoar_sp_control_messages_total"
+        and sample.labels == {"operation": "RegisterHost", "outcome": "ok"}
+    )
+
+
+def downs(sp: Actor) -> list[str]:
+    """The hosts ``sp`` judged down (it leads, or led, the control loop), by its log."""
+    return re.findall(r"host (\S+) is down: .*", sp.log())
 
 
 def deployments(sp: Actor, service: str) -> list[object]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from dynasoar import ns
+from dynasoar.beats import RETRY_CEILING
 from dynasoar.consumer.host_client import HostClient
 from dynasoar.consumer.provider_client import ProviderClient
 from dynasoar.http import ConnectionPool
@@ -24,7 +26,7 @@ from dynasoar.soap.client import SoapClient
 from dynasoar.soap.envelope import SoapVersion
 
 from .conftest import make_package, wait_for
-from .grid import Grid, deployments, hosts_up
+from .grid import Grid, beats_heard, deployments, downs, hosts_up
 from .wire import ECHO_ACTION, echo_body, envelope, get, post
 
 
@@ -125,6 +127,48 @@ def test_one_sp_leads_the_control_loop_and_another_takes_over_when_it_dies(
     assert states[hp1.url] == "down"
     assert states[grid.hps[1].url] == "up"
 
+
+
+def test_the_leader_judges_a_host_that_beats_only_to_another_sp(grid: Grid) -> None:
+    """A host beats only to the SP that does not lead: that SP writes its beats to the
+    registry, and the leader, judging them there, keeps it up for several host timeouts; once
+    the host is SIGKILLed, the leader marks it down."""
+    timeout = 2.0
+    started = datetime.now(UTC)
+    a = grid.start_sp("--host-timeout", str(timeout))
+    wait_for(lambda: grid.leader() is a, what="the first SP to lead")
+    b = grid.start_sp("--host-timeout", str(timeout))
+    hp = grid.add_hp(b, ["--heartbeat", "0.5"])  # --sp b: it never beats to the leader
+    registered = datetime.now(UTC)
+    # The leader judges a host it never heard itself once its own start is that far behind
+    # (Heartbeats.judge_from), and any host a host timeout after it took the lead: wait
+    # beyond both, and several host timeouts of beats.
+    past = max(
+        registered + timedelta(seconds=5 * timeout),
+        started + timedelta(seconds=3 * timeout + RETRY_CEILING),
+    )
+    absent: list[str] = []  # the host's state at the leader, whenever it was not up
+
+    def beating_long_after() -> bool:
+        states = {h.address: h.state for h in ProviderClient(a.url).call("ListHosts") or []}
+        if states.get(hp.url) != "up":
+            absent.append(str(states.get(hp.url)))
+        (heard,) = [h for h in ProviderClient(b.url).call("ListHosts") if h.address == hp.url]
+        return heard.lastSeen is not None and heard.lastSeen >= past
+
+    wait_for(beating_long_after, timeout=60, what="beats for several host timeouts")
+    assert not absent, f"the host was not up at the leader: {absent}"
+    assert beats_heard(a) == 0 and beats_heard(b) >= 5 * timeout / 0.5  # every beat to b
+    assert downs(a) == [] and downs(b) == []
+    assert grid.leader() is a and hosts_up(a) == {hp.url}
+
+    hp.kill()  # SIGKILL: no DeregisterHost, its beats just stop
+    wait_for(lambda: hp.url not in hosts_up(a), timeout=30, what="the leader to mark it down")
+    assert downs(a) == [hp.url]  # the leader judged it, by the beats b wrote
+    assert downs(b) == []
+    assert "no heartbeat" in a.log().split(f"host {hp.url} is down:")[1].splitlines()[0]
+    states = {h.address: h.state for h in ProviderClient(b.url).call("ListHosts")}
+    assert states[hp.url] == "down"
 
 def test_a_registry_restarted_under_load_loses_nothing(tmp_path: Path) -> None:
     """PostgreSQL stopped and started while two SPs relay: calls to the deployment they know

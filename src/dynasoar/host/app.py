@@ -187,7 +187,7 @@ class HostApp:
         figures (signed, when we have a key), at the interval the SP answers with. The SP may
         still be starting, or restart: failures are logged and retried, never fatal."""
         registered = False
-        delay = 0.2
+        delay = retry = beats.FIRST_RETRY
         every = self.config.heartbeat
         while not self._unregistering.is_set():
             status = self.host.status()
@@ -203,16 +203,20 @@ class HostApp:
                 snapshots=self.host.snapshots.store.stats(),
             )
             try:
+                # Bounded by the interval: an SP that hung with this beat (behind a load
+                # balancer, one of several) is given up on while the SP's deadline can be met.
                 reply = await self._sp_client.call(
-                    _sp_port(sp), beats.ACTION, request, timeout=10.0
+                    _sp_port(sp), beats.ACTION, request, timeout=beats.beat_timeout(every)
                 )
                 every = beats.interval_of(reply.body, self.config.heartbeat)
                 if not registered:
                     log.info("registered with %s (heartbeat every %.1f s)", sp, every)
-                registered, delay = True, every
+                registered, delay, retry = True, every, beats.FIRST_RETRY
             except DynasoarError as exc:
                 log.warning("registering with %s: %s", sp, exc.reason)
-                registered, delay = False, min(delay * 2, beats.RETRY_CEILING)
+                # soon at first (a beat lost with an SP that died), then less and less often
+                registered, delay = False, retry
+                retry = min(retry * 2, beats.RETRY_CEILING)
             self.registered = registered
             try:
                 await asyncio.wait_for(self._unregistering.wait(), delay)
@@ -225,10 +229,11 @@ class HostApp:
         self.readiness.stopping()
         if self._registration is None:
             return
-        # A beat already sent is let finish (its reply awaited, 10 s at most): cut short, the SP
-        # might still take it after the DeregisterHost below, and think this host up again.
+        # A beat already sent is let finish (its reply awaited, BEAT_TIMEOUT at most): cut
+        # short, the SP might still take it after the DeregisterHost below, and think this
+        # host up again.
         self._unregistering.set()
-        _, pending = await asyncio.wait({self._registration}, timeout=11.0)
+        _, pending = await asyncio.wait({self._registration}, timeout=beats.BEAT_TIMEOUT + 1.0)
         for task in pending:
             task.cancel()
         await asyncio.gather(self._registration, return_exceptions=True)
