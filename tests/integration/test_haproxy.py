@@ -116,14 +116,19 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_an_sp_killed_behind_haproxy_costs_no_call(balanced: tuple[Grid, str]) -> None:
-    grid, lb = balanced
-    a, b = grid.sps
+def echo_deployed(grid: Grid, lb: str) -> None:
+    """Echo published through HAProxy, known to every SP, and deployed by a first call."""
     ProviderClient(lb).publish(samples_dir() / "echo")
-    for sp in (a, b):
+    for sp in grid.sps:
         wait_for(lambda sp=sp: get(f"{sp.url}/services/Echo?wsdl").status == 200)
     first = post(f"{lb}/services/Echo", envelope(echo_body("cold")), soap_action=ECHO_ACTION)
     assert first.status == 200, first.body[:500]
+
+
+def test_an_sp_killed_behind_haproxy_costs_no_call(balanced: tuple[Grid, str]) -> None:
+    grid, lb = balanced
+    a, b = grid.sps
+    echo_deployed(grid, lb)
     assert grid.leader() is a
     load = Load(lb, echo=16, counter=0, timeout=60.0).start()
     try:
@@ -165,11 +170,7 @@ def test_hosts_beating_through_haproxy_stay_up_when_an_sp_dies(
     other = next(sp for sp in grid.sps if sp is not leader)
     dead, survivor = (leader, other) if dies == "leader" else (other, leader)
     everyone = {hp.url for hp in grid.hps}
-    ProviderClient(lb).publish(samples_dir() / "echo")
-    for sp in grid.sps:
-        wait_for(lambda sp=sp: get(f"{sp.url}/services/Echo?wsdl").status == 200)
-    first = post(f"{lb}/services/Echo", envelope(echo_body("cold")), soap_action=ECHO_ACTION)
-    assert first.status == 200, first.body[:500]
+    echo_deployed(grid, lb)
     load = Load(lb, echo=16, counter=0, timeout=60.0).start()
     absent: list[tuple[float, set[str]]] = []  # (when, hosts not up at the survivor)
     try:

@@ -10,14 +10,10 @@ import time
 
 import pytest
 
-from dynasoar.consumer.provider_client import ProviderClient
-from dynasoar.paths import samples_dir
-
 from .conftest import wait_for
 from .grid import Grid
 from .load import Load, summary
-from .test_haproxy import _answers, balanced  # noqa: F401  (the fixture, by name)
-from .wire import ECHO_ACTION, echo_body, envelope, get, post
+from .test_haproxy import _answers, balanced, echo_deployed  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +24,8 @@ def test_an_sp_stopped_or_restarted_behind_haproxy_costs_no_call(
     sig: signal.Signals,
 ) -> None:
     grid, lb = balanced
-    a, b = grid.sps
-    ProviderClient(lb).publish(samples_dir() / "echo")
-    for sp in (a, b):
-        wait_for(lambda sp=sp: get(f"{sp.url}/services/Echo?wsdl").status == 200)
-    first = post(f"{lb}/services/Echo", envelope(echo_body("cold")), soap_action=ECHO_ACTION)
-    assert first.status == 200, first.body[:500]
+    a = grid.sps[0]  # stopped or restarted; the other SP serves on
+    echo_deployed(grid, lb)
     load = Load(lb, echo=16, counter=0, timeout=60.0).start()
     try:
         wait_for(lambda: load.count() > 300, timeout=60, what="calls through HAProxy")

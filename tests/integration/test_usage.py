@@ -34,6 +34,17 @@ def compute_as(consumer: str, millis: int) -> bytes:
     )
 
 
+def usage_cli(sp: str, *args: str) -> str:
+    """What ``dynasoar usage ARGS`` prints, asking ``sp``."""
+    return subprocess.run(
+        [sys.executable, "-m", "dynasoar", "usage", *args, "--sp", sp],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
 def by_consumer(rows: list[object]) -> dict[str, dict[str, float]]:
     totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for row in rows:
@@ -86,41 +97,13 @@ def test_usage_per_consumer_matches_the_calls_and_survives_a_restart(
         assert after[consumer]["bytesIn"] == book[consumer]["bytesIn"]
         assert after[consumer]["cpuSeconds"] >= book[consumer]["cpuSeconds"] * 0.999
 
-    out = subprocess.run(
-        [sys.executable, "-m", "dynasoar", "usage", "--csv", "--sp", c.sp.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    out = usage_cli(c.sp.url, "--csv")
     lines = list(csv.DictReader(io.StringIO(out)))
     assert {line["consumer"] for line in lines} == {"alice", "bob"}
     assert sum(int(line["messages"]) for line in lines if line["consumer"] == "bob") == 400
-    only = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dynasoar",
-            "usage",
-            "--consumer",
-            "alice",
-            "--json",
-            "--sp",
-            c.sp.url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    only = usage_cli(c.sp.url, "--consumer", "alice", "--json")
     assert {row["consumer"] for row in json.loads(only)} == {"alice"}
-    table = subprocess.run(
-        [sys.executable, "-m", "dynasoar", "usage", "--sp", c.sp.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    table = usage_cli(c.sp.url)
     assert "total for alice:" in table and "total for bob:" in table
 
     # A message that names no consumer (and is not signed) is counted for its address; the
@@ -132,23 +115,7 @@ def test_usage_per_consumer_matches_the_calls_and_survives_a_restart(
     assert anonymous["127.0.0.1"]["messages"] == 3
 
     def since(day: datetime.date) -> set[str]:
-        printed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "dynasoar",
-                "usage",
-                "--json",
-                "--since",
-                day.isoformat(),
-                "--sp",
-                c.sp.url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
+        printed = usage_cli(c.sp.url, "--json", "--since", day.isoformat())
         return {row["consumer"] for row in json.loads(printed)}
 
     today = datetime.datetime.now(datetime.UTC).date()
