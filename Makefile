@@ -9,7 +9,7 @@ VM_STAMP   := $(VM_ECHO)/build/.built
 VM_SOURCES := $(VM_ECHO)/build.sh $(VM_ECHO)/VmEcho.wsdl $(shell find $(VM_ECHO)/guest -type f) \
               $(VM_COUNTER)/VmCounter.wsdl $(shell find $(VM_COUNTER)/guest -type f)
 
-.PHONY: install vm-image demo test bench interop lint typecheck clean
+.PHONY: install vm-image demo test soak bench interop lint typecheck clean
 
 install: $(STAMP) vm-image
 	@scripts/install-system.sh --check
@@ -40,7 +40,11 @@ demo: install
 	$(BIN)/dynasoar demo
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not soak"
+
+# The longer variants of paths make test covers more briefly (kept out of it for its time).
+soak: install
+	$(BIN)/python -m pytest -m soak
 
 bench: install
 	$(BIN)/dynasoar bench

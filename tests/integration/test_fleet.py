@@ -44,12 +44,26 @@ def test_list_hosts_asks_no_host(tmp_path: Path) -> None:
     was heard, and not one Status call made."""
     sp_key, sp_cert = make_keypair(tmp_path / "keys", "sp")
     fleet_key, fleet_cert = make_keypair(tmp_path / "keys", "fleet")
-    args = ["--port", "0", "--data", str(tmp_path / "sp"), "--key", str(sp_key),
-            "--cert", str(sp_cert), "--trust", str(fleet_cert)]
+    args = [
+        "--port",
+        "0",
+        "--data",
+        str(tmp_path / "sp"),
+        "--key",
+        str(sp_key),
+        "--cert",
+        str(sp_cert),
+        "--trust",
+        str(fleet_cert),
+    ]
     with start_actor("sp", args, tmp_path / "sp.log") as sp:
         loop = _Loop()
-        fleet = Fleet(60, sp.url, credentials=Credentials.load(fleet_key, fleet_cert),
-                      trust=TrustStore.from_paths([sp_cert]))
+        fleet = Fleet(
+            60,
+            sp.url,
+            credentials=Credentials.load(fleet_key, fleet_cert),
+            trust=TrustStore.from_paths([sp_cert]),
+        )
         try:
             loop.run(fleet.start())
             loop.run(fleet.register_all(200.0))
@@ -79,16 +93,33 @@ def signed_fleet(
     sp_key, sp_cert = make_keypair(tmp_path / "keys", "sp")
     fleet_key, fleet_cert = make_keypair(tmp_path / "keys", "fleet")
     loop = _Loop()
-    fleet = Fleet(count, None, credentials=Credentials.load(fleet_key, fleet_cert),
-                  trust=TrustStore.from_paths([sp_cert]))
+    fleet = Fleet(
+        count,
+        None,
+        credentials=Credentials.load(fleet_key, fleet_cert),
+        trust=TrustStore.from_paths([sp_cert]),
+    )
     try:
         loop.run(fleet.start())
         if prepare is not None:
             prepare(fleet)
         named = [arg for h in fleet.hosts if h.silent for arg in ("--hp", h.address)]
-        args = ["--port", "0", "--data", str(tmp_path / "sp"), "--key", str(sp_key),
-                "--cert", str(sp_cert), "--trust", str(fleet_cert), "--host-timeout", "600",
-                *named, *sp_args]
+        args = [
+            "--port",
+            "0",
+            "--data",
+            str(tmp_path / "sp"),
+            "--key",
+            str(sp_key),
+            "--cert",
+            str(sp_cert),
+            "--trust",
+            str(fleet_cert),
+            "--host-timeout",
+            "600",
+            *named,
+            *sp_args,
+        ]
         with start_actor("sp", args, tmp_path / "sp.log") as sp:
             fleet.beat_to(sp.url)
             for round in range(rounds):
@@ -165,3 +196,25 @@ def test_the_status_page_stays_bounded_with_a_fleet(tmp_path: Path) -> None:
         (more,) = page.xpath('//section[@id="hosts"]//tr[@class="more"]')
         assert more.text_content() == f"{300 - len(shown)} more hosts up (300 total)"
         assert fleet.stats.statuses == statuses  # the page asked no host
+
+
+def test_the_status_page_shows_at_most_200_hosts_not_up(tmp_path: Path) -> None:
+    """230 of 260 simulated hosts left: the page lists the first 200 of them and the first few
+    hosts up, and counts the other 30 that left and the rest up in its last row."""
+    with signed_fleet(tmp_path, 260) as (sp, fleet):
+        client = ProviderClient(sp.url)
+        addresses = sorted(h.address for h in fleet.hosts)
+        left = addresses[30:]
+        for address in left:
+            client.call("DeregisterHost", address=address)
+        up = addresses[:30]
+
+        page = html.fromstring(get(sp.url + "/").body)
+        rows = page.xpath('//section[@id="hosts"]//tr[@data-key]')
+        shown = [row.get("data-key") for row in rows]
+        assert set(shown) == set(left[:200]) | set(up[:20])  # the numbers docs/operating.md gives
+        assert page.get_element_by_id("hosts-count").text_content() == (
+            "260 hosts: 30 up, 230 left"
+        )
+        (more,) = page.xpath('//section[@id="hosts"]//tr[@class="more"]')
+        assert more.text_content() == ("10 more hosts up, 30 more hosts left (260 total)")

@@ -65,7 +65,14 @@ def priced(fleet: Fleet) -> None:
         host.terms = HostTerms(price=float((index * 7) % len(fleet.hosts) + 1))
 
 
-@pytest.mark.parametrize("policy", ["cheapest", "round-robin", "data-locality"])
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "cheapest",  # make test: one policy other than the default
+        pytest.param("round-robin", marks=pytest.mark.soak),
+        pytest.param("data-locality", marks=pytest.mark.soak),
+    ],
+)
 def test_placement_by_another_policy_asks_its_best_three(tmp_path: Path, policy: str) -> None:
     """``--placement POLICY`` with 40 priced simulated hosts: each first call's placement asks
     three hosts for their live Status (each once, no other Status call), deploys on one of

@@ -155,7 +155,10 @@ def test_an_sp_killed_behind_haproxy_costs_no_call(balanced: tuple[Grid, str]) -
     assert len(hosts_up(b)) == 3
 
 
-@pytest.mark.parametrize("dies", ["leader", "follower"])
+@pytest.mark.parametrize(
+    "dies",
+    ["leader", pytest.param("follower", marks=pytest.mark.soak)],  # make test: the leader
+)
 def test_hosts_beating_through_haproxy_stay_up_when_an_sp_dies(
     beating_through: tuple[Grid, str], dies: str
 ) -> None:

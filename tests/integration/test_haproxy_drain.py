@@ -18,7 +18,14 @@ from .test_haproxy import _answers, balanced, echo_deployed  # noqa: F401  (the 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize(
+    "sig",
+    [
+        pytest.param(signal.SIGTERM, id="SIGTERM"),
+        # make test restarts an SP in place under load without HAProxy (test_restarts.py)
+        pytest.param(signal.SIGHUP, id="SIGHUP", marks=pytest.mark.soak),
+    ],
+)
 def test_an_sp_stopped_or_restarted_behind_haproxy_costs_no_call(
     balanced: tuple[Grid, str],  # noqa: F811
     sig: signal.Signals,
