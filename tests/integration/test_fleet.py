@@ -39,45 +39,6 @@ def test_a_simulated_fleet_speaks_to_a_real_sp(tmp_path: Path) -> None:
     assert len(figures.page) == 5 and figures.page_bytes > 0
 
 
-def test_list_hosts_asks_no_host(tmp_path: Path) -> None:
-    """ListHosts with a fleet of 60 simulated hosts: every one listed up, with when its beat
-    was heard, and not one Status call made."""
-    sp_key, sp_cert = make_keypair(tmp_path / "keys", "sp")
-    fleet_key, fleet_cert = make_keypair(tmp_path / "keys", "fleet")
-    args = [
-        "--port",
-        "0",
-        "--data",
-        str(tmp_path / "sp"),
-        "--key",
-        str(sp_key),
-        "--cert",
-        str(sp_cert),
-        "--trust",
-        str(fleet_cert),
-    ]
-    with start_actor("sp", args, tmp_path / "sp.log") as sp:
-        loop = _Loop()
-        fleet = Fleet(
-            60,
-            sp.url,
-            credentials=Credentials.load(fleet_key, fleet_cert),
-            trust=TrustStore.from_paths([sp_cert]),
-        )
-        try:
-            loop.run(fleet.start())
-            loop.run(fleet.register_all(200.0))
-            hosts = ProviderClient(sp.url).call("ListHosts")
-            assert {h.address for h in hosts} == {h.address for h in fleet.hosts}
-            assert all(h.state == "up" and h.lastSeen is not None for h in hosts)
-            assert all(h.capacity == fleet.capacity for h in hosts)  # the beats' figures
-            assert fleet.stats.statuses == 0
-        finally:
-            loop.run(fleet.close(), timeout=30)
-            loop.close()
-        assert not fleet.spool.exists()  # each run of the bench used to leave one behind
-
-
 @contextmanager
 def signed_fleet(
     tmp_path: Path,
@@ -130,6 +91,18 @@ def signed_fleet(
     finally:
         loop.run(fleet.close(), timeout=30)
         loop.close()
+
+
+def test_list_hosts_asks_no_host(tmp_path: Path) -> None:
+    """ListHosts with a fleet of 60 simulated hosts: every one listed up, with when its beat
+    was heard, and not one Status call made."""
+    with signed_fleet(tmp_path, 60) as (sp, fleet):
+        hosts = ProviderClient(sp.url).call("ListHosts")
+        assert {h.address for h in hosts} == {h.address for h in fleet.hosts}
+        assert all(h.state == "up" and h.lastSeen is not None for h in hosts)
+        assert all(h.capacity == fleet.capacity for h in hosts)  # the beats' figures
+        assert fleet.stats.statuses == 0
+    assert not fleet.spool.exists()  # each run of the bench used to leave one behind
 
 
 def test_get_usage_asks_only_the_hosts_with_figures_to_take(tmp_path: Path) -> None:
