@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -47,8 +48,10 @@ class _Handler(logging.StreamHandler[TextIO]):
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self.pending: list[str] = []
-        #: When pending lines were last written (time.monotonic()).
-        self.written_at = 0.0
+        #: When pending lines were last written (time.monotonic()); never, at first. (Not 0:
+        #: the monotonic clock counts from boot, so a machine up for less than the gathering
+        #: time would hold the first line back.)
+        self.written_at = -math.inf
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.pending:
