@@ -8,6 +8,7 @@ packages=(
     libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils
     libvirt-dev pkg-config
     procps  # pgrep, for scripts/start-libvirt.sh
+    tini    # reaps QEMU as soon as it exits (scripts/start-libvirt.sh says why)
     # the guest recipe: busybox userland, initramfs packing, ext4 populated without mounting,
     # the kernel's xz-compressed payload and modules
     busybox-static cpio e2fsprogs xz-utils zstd

@@ -17,7 +17,14 @@ running() { pgrep -x "$1" >/dev/null 2>&1; }
 # virtlogd first: libvirtd hands each domain's console/log to it, and a domain fails to start
 # when it is absent.
 running virtlogd || virtlogd -d
-running libvirtd || libvirtd -d
+# libvirtd daemonises each QEMU, so a guest's QEMU is an orphan: init reaps it when it exits.
+# libvirt's destroy waits for that, and where init reaps late (on these machines ~1.5 s), every
+# VM stop took that long. tini -s makes itself the subreaper of libvirtd and of every QEMU it
+# starts, and reaps each at once (a VM stop: 1.6 s -> 0.2 s). It forwards signals to libvirtd.
+if ! running libvirtd; then
+    mkdir -p /var/log/libvirt
+    setsid -f tini -s -- libvirtd >>/var/log/libvirt/libvirtd-stderr.log 2>&1 </dev/null
+fi
 
 # libvirtd opens its socket a moment after it daemonises; callers connect right away.
 for _ in $(seq 1 100); do

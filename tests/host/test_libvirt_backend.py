@@ -22,6 +22,7 @@ from vm_support import (
     OVERLAY,
     URI,
     Deployment,
+    assert_libvirtd_reaps_its_guests,
     assert_nothing_left,
     domain_names,
     edit_manifest,
@@ -122,6 +123,8 @@ def test_boots_serves_soap_and_stops_clean(backend: LibvirtBackend, tmp_path: Pa
     assert vm.endpoint.startswith("http://127.0.0.1:") and vm.endpoint.endswith("/Echo")
     assert (deployment.directory / "overlay.qcow2").is_file()
     assert backend.alive(vm) and vm.domain in domain_names() and qemu_processes(vm.domain)
+    assert_libvirtd_reaps_its_guests(vm.domain)
+    qemu = int(qemu_processes(vm.domain)[0].split()[0])
 
     status, content_type, reply = post(
         vm.endpoint, envelope(SOAP11, "h&#233;llo &amp; VM", "urn:uuid:one"), "text/xml"
@@ -158,6 +161,7 @@ def test_boots_serves_soap_and_stops_clean(backend: LibvirtBackend, tmp_path: Pa
     backend.stop(vm, grace=1.0)
     assert not backend.alive(vm)
     assert_nothing_left(vm.domain, deployment.directory)
+    assert not Path(f"/proc/{qemu}").exists()  # reaped: not even a zombie is left
     assert fingerprint(FULL / "disk.qcow2") == disk_before
 
 

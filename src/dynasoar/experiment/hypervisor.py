@@ -5,7 +5,8 @@ and QEMU runs where libvirtd runs: the host's libvirtd would put every guest's p
 host's namespace, out of the Service Provider's reach. So each HP namespace gets a private
 ``libvirtd`` + ``virtlogd`` pair, in a mount namespace of their own (``ip netns exec`` makes
 one) where libvirt's state, cache, log and domain-config directories are empty tmpfs mounts:
-it neither sees nor touches the host daemon's domains. Its socket lives in our work directory,
+it neither sees nor touches the host daemon's domains. libvirtd runs under ``tini -s``, which
+reaps each guest's QEMU as soon as it exits (see scripts/start-libvirt.sh). Its socket lives in our work directory,
 and the Host Provider connects to it with ``qemu+unix:///system?socket=...``."""
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ PRIVATE_DIRS = (
 SCRIPT = """set -e
 for d in {dirs}; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 dynasoar-experiment "$d"; done
 virtlogd -p /run/libvirt/virtlogd.pid &
-exec libvirtd -f {conf} -p /run/libvirt/libvirtd.pid
+exec tini -s -- libvirtd -f {conf} -p /run/libvirt/libvirtd.pid
 """
 
 
 def libvirt_available() -> bool:
     return all(
         any((Path(d) / name).exists() for d in ("/usr/sbin", "/usr/bin"))
-        for name in ("libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")
+        for name in ("libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "tini")
     )
 
 
