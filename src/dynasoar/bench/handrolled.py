@@ -31,7 +31,7 @@ Reply = Callable[[int, list[tuple[bytes, bytes]], bytes], None]
 class _Upstream(asyncio.Protocol):
     """One keep-alive connection to the service: one exchange at a time."""
 
-    def __init__(self, pool: _Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._parser = httptools.HttpResponseParser(self)
         self._fields: list[tuple[bytes, bytes]] = []
@@ -68,7 +68,7 @@ class _Upstream(asyncio.Protocol):
             reply(self._parser.get_status_code(), self._fields, b"".join(self._body))
 
 
-class _Pool:
+class Pool:
     def __init__(self, url: str) -> None:
         parts = urllib.parse.urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -106,15 +106,16 @@ class _Pool:
             self.idle.remove(upstream)
 
 
-class _Downstream(asyncio.Protocol):
+class Downstream(asyncio.Protocol):
     """One client connection; requests it pipelines are answered in order."""
 
-    def __init__(self, pool: _Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
         self._parser = httptools.HttpRequestParser(self)
         self._fields: list[bytes] = []
         self._body: list[bytes] = []
-        self._waiting: deque[bytes] = deque()  # requests behind the one being answered
+        #: Requests (fields to forward, body) behind the one being answered.
+        self._waiting: deque[tuple[bytes, bytes]] = deque()
         self._busy = False
         self._transport: asyncio.Transport | None = None
 
@@ -141,42 +142,63 @@ class _Downstream(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         body = b"".join(self._body)
-        request = b"%s%sContent-Length: %d\r\n\r\n%s" % (
-            self._pool.head,
-            b"".join(self._fields),
-            len(body),
-            body,
-        )
+        fields = b"".join(self._fields)
         if self._busy:
-            self._waiting.append(request)
+            self._waiting.append((fields, body))
         else:
             self._busy = True
-            self._pool.send(request, self._reply)
+            self._take(fields, body)
+
+    def _take(self, fields: bytes, body: bytes) -> None:
+        """Forward a request, or answer it at once if ``_admit`` says so."""
+        refusal = self._admit(body)
+        if refusal is not None:
+            self._answer(refusal)
+            return
+        head = self._pool.head
+        self._pool.send(
+            b"%s%sContent-Length: %d\r\n\r\n%s" % (head, fields, len(body), body), self._reply
+        )
+
+    def _admit(self, body: bytes) -> bytes | None:
+        """A request about to be forwarded; the whole response to send instead, if it is not
+        to be. (This floor forwards all; minimal.py's checks what it must.)"""
+        return None
+
+    def _answered(self, status: int, sent: int) -> bytes:
+        """A reply about to go back: the header fields to add to it (none here)."""
+        return b""
 
     def _reply(self, status: int, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
+        head = b"".join(b"%s: %s\r\n" % field for field in fields)
+        head += self._answered(status, len(body))
+        self._answer(
+            b"HTTP/1.1 %d \r\n%sContent-Length: %d\r\n\r\n%s" % (status, head, len(body), body)
+        )
+
+    def _answer(self, response: bytes) -> None:
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            head = b"".join(b"%s: %s\r\n" % field for field in fields)
-            transport.write(
-                b"HTTP/1.1 %d \r\n%sContent-Length: %d\r\n\r\n%s" % (status, head, len(body), body)
-            )
+            transport.write(response)
         if self._waiting:
-            self._pool.send(self._waiting.popleft(), self._reply)
+            self._take(*self._waiting.popleft())
         else:
             self._busy = False
 
 
-async def _serve(upstream: str) -> None:
-    pool = _Pool(upstream)
+async def serve(upstream: str, downstream: type[Downstream] | None = None) -> None:
+    """Forward to ``upstream`` until killed; each client connection is a ``downstream``."""
+    pool = Pool(upstream)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Downstream(pool), "127.0.0.1", 0)
+    kind = downstream or Downstream
+    server = await loop.create_server(lambda: kind(pool), "127.0.0.1", 0)
     host, port = server.sockets[0].getsockname()[:2]
     listening(host, port)
     await asyncio.Event().wait()
 
 
 def main() -> None:
-    run_floor("dynasoar.bench.handrolled", _serve)
+    run_floor("dynasoar.bench.handrolled", serve)
 
 
 if __name__ == "__main__":

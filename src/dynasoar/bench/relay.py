@@ -1,8 +1,10 @@
 """Benchmark (a): the warm relay. The same echo calls, made directly to the deployed service,
 through the SP, through a bare forwarder built from the SP's own HTTP parts (the floor of our
-layers: ``passthrough.py``) and through a hand-rolled one on asyncio.Protocol and httptools (the
-floor of any relay in Python here: ``handrolled.py``), alternating in one run: throughput ratio,
-added p50 latency, and each relay's CPU per message against the service's own."""
+layers: ``passthrough.py``), through a hand-rolled one on asyncio.Protocol and httptools (the
+floor of any relay in Python here: ``handrolled.py``) and through that hand-rolled one doing the
+least an SP must do per message (``minimal.py``: the envelope's WS-Addressing read and checked,
+a deadline, metrics, an access line), alternating in one run: throughput ratio, added p50
+latency, and each relay's CPU per message against the service's own."""
 
 from __future__ import annotations
 
@@ -88,25 +90,28 @@ def warm_relay(work: Path, duration: float = 5.0, rounds: int = 3, concurrency: 
         body.write_text(BODY.format(to=relay_url, text="payload " * 8))
         service_pid = pid_of_deployment(deployment.id)
         sp_pid = cluster.sp.process.pid
-        for module in ("passthrough", "handrolled"):
-            floors.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", f"dynasoar.bench.{module}", direct_url],
-                    stdout=subprocess.PIPE,
-                    stdin=subprocess.DEVNULL,
+        for module in ("passthrough", "handrolled", "minimal"):
+            with (work / f"{module}.log").open("ab") as log:  # minimal.py's access lines
+                floors.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", f"dynasoar.bench.{module}", direct_url],
+                        stdout=subprocess.PIPE,
+                        stdin=subprocess.DEVNULL,
+                        stderr=log,
+                    )
                 )
-            )
         urls = [first_line(f, 30.0).rpartition(" ")[2].rstrip("/") + "/" for f in floors]
         direct: list[Run] = []
         relayed: list[Run] = []
         bare: list[Run] = []
         hand: list[Run] = []
+        least: list[Run] = []
         for _ in range(rounds):
             direct.append(_measure(direct_url, body, duration, concurrency, sp_pid, service_pid))
             relayed.append(_measure(relay_url, body, duration, concurrency, sp_pid, service_pid))
-            for runs, url, floor in zip((bare, hand), urls, floors, strict=True):
+            for runs, url, floor in zip((bare, hand, least), urls, floors, strict=True):
                 runs.append(_measure(url, body, duration, concurrency, floor.pid, service_pid))
-        _report(direct, relayed, bare, hand)
+        _report(direct, relayed, bare, hand, least)
     finally:
         for floor in floors:
             floor.kill()
@@ -114,7 +119,9 @@ def warm_relay(work: Path, duration: float = 5.0, rounds: int = 3, concurrency: 
         cluster.stop()
 
 
-def _report(direct: list[Run], relayed: list[Run], bare: list[Run], hand: list[Run]) -> None:
+def _report(
+    direct: list[Run], relayed: list[Run], bare: list[Run], hand: list[Run], least: list[Run]
+) -> None:
     def med(runs: list[Run], attr: str) -> float:
         return float(statistics.median(getattr(r, attr) for r in runs))
 
@@ -125,7 +132,7 @@ def _report(direct: list[Run], relayed: list[Run], bare: list[Run], hand: list[R
         med(relayed, "service_cpu"),
         med(direct, "service_cpu"),
     )
-    errors = sum(r.errors for r in direct + relayed + bare + hand)
+    errors = sum(r.errors for r in direct + relayed + bare + hand + least)
     print(
         f"    direct:     {d_rps:8.0f} req/s   p50 {d_p50 * 1000:6.2f} ms   "
         f"service CPU {svc_direct * 1e6:5.0f} µs/msg"
@@ -155,6 +162,12 @@ def _report(direct: list[Run], relayed: list[Run], bare: list[Run], hand: list[R
         f"    hand-rolled: {h_rps:7.0f} req/s   (asyncio.Protocol + httptools, no task, timer or "
         f"layer per message)   CPU {h_cpu * 1e6:5.0f} µs/msg = {h_cpu / svc_direct:.2f} / "
         f"{h_cpu / svc_hand:.2f} of the service's"
+    )
+    l_rps, l_cpu, svc_least = med(least, "rps"), med(least, "sp_cpu"), med(least, "service_cpu")
+    print(
+        f"    least SP:   {l_rps:8.0f} req/s   (hand-rolled + WS-Addressing read and checked, "
+        f"a deadline, metrics, an access line)   CPU {l_cpu * 1e6:5.0f} µs/msg = "
+        f"{l_cpu / svc_direct:.2f} / {l_cpu / svc_least:.2f} of the service's"
     )
     print(
         f"    SP's own work per message        {(sp_cpu - b_cpu) * 1e6:6.0f} µs   (SP CPU minus "
