@@ -6,8 +6,9 @@ host's namespace, out of the Service Provider's reach. So each HP namespace gets
 ``libvirtd`` + ``virtlogd`` pair, in a mount namespace of their own (``ip netns exec`` makes
 one) where libvirt's state, cache, log and domain-config directories are empty tmpfs mounts:
 it neither sees nor touches the host daemon's domains. libvirtd runs under ``tini -s``, which
-reaps each guest's QEMU as soon as it exits (see scripts/start-libvirt.sh). Its socket lives in our work directory,
-and the Host Provider connects to it with ``qemu+unix:///system?socket=...``."""
+reaps each guest's QEMU as soon as it exits (see scripts/start-libvirt.sh). Its socket lives
+in our work directory, and the Host Provider connects to it with
+``qemu+unix:///system?socket=...``."""
 
 from __future__ import annotations
 
