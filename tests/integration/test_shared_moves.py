@@ -86,8 +86,11 @@ def moving_under_load(
     8 clients through B, and moved through A (``dynasoar move``, its output to ``output``)
     until the source host has paused the guest: (A, B, the clients, the move's process)."""
     # No reconciliation during the test (it too resumes a guest left paused, tens of seconds
-    # later): what answers the calls after the fault is the settling of A's move.
-    quiet = ["--reconcile-interval", "3600", "--call-timeout", "30"]
+    # later): what answers the calls after the fault is the settling of A's move. The hosts
+    # beat to A only: once A is gone, B would mark them down 6 s after their last beat (as it
+    # must: test_shared_registry), and the calls in flight then would fail with them, so the
+    # host timeout is longer than the test. (Behind a balancer they beat to B: test_haproxy.)
+    quiet = ["--reconcile-interval", "3600", "--call-timeout", "30", "--host-timeout", "300"]
     a = grid.start_sp(*quiet)
     b = grid.start_sp(*quiet)
     grid.add_hp(a, LIBVIRT)
